@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command: makes sure PostgreSQL and Redis run, then fmt, clippy and tests.
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh differential -- --nocapture`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+ensure_services
+
+svc_log "cargo fmt --check"
+cargo fmt --check
+svc_log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+svc_log "cargo test $*"
+cargo test "$@"

@@ -1,0 +1,281 @@
+//! TOML configuration: listeners, warehouse, optional Redis and the logical tables.
+//!
+//! Configuration is loaded once, validated, and passed explicitly (`Arc<Config>`);
+//! nothing reads it through globals.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on; a listener whose key is absent is not started.
+    #[serde(default)]
+    pub listen: Listen,
+    /// The warehouse that holds batch tables, speed tables and the watermark table.
+    pub warehouse: Warehouse,
+    /// Optional Redis / ElastiCache for the windows layer.
+    pub redis: Option<Redis>,
+    /// The logical tables tidemark serves.
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// REST over HTTP.
+    pub http: Option<String>,
+    /// PostgreSQL wire protocol.
+    pub pg: Option<String>,
+    /// Arrow Flight SQL.
+    pub flight: Option<String>,
+}
+
+/// SQL dialect of the warehouse: decides parsing, rendering and result-type rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL (tests and the demo).
+    Postgres,
+    /// Amazon Redshift (production).
+    Redshift,
+}
+
+/// Warehouse connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warehouse {
+    /// libpq-style URL, e.g. `postgres://user@host:5432/db`.
+    pub url: String,
+    /// `postgres` or `redshift`.
+    #[serde(default = "default_dialect")]
+    pub dialect: Dialect,
+    /// Name of the watermark table.
+    #[serde(default = "default_watermark_table")]
+    pub watermark_table: String,
+    /// Maximum pooled warehouse connections.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long to wait for a warehouse connection (e.g. "5s").
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// Statement timeout applied to every warehouse query (e.g. "60s"; "0" disables).
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout: String,
+    /// How often the watermark table is polled (e.g. "1s").
+    #[serde(default = "default_watermark_poll")]
+    pub watermark_poll: String,
+}
+
+/// Redis / ElastiCache settings (used by the windows layer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    /// `redis://host:port`.
+    pub url: String,
+}
+
+/// One logical table and its layer tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Logical table name analysts query (a view of that name is created by setup).
+    pub name: String,
+    /// Event-time column shared by both layer tables.
+    pub time_column: String,
+    /// Batch layer table (history, complete below the watermark).
+    pub batch_table: String,
+    /// Speed layer table (recent rows loaded by the stream processor).
+    pub speed_table: String,
+}
+
+fn default_dialect() -> Dialect {
+    Dialect::Postgres
+}
+fn default_watermark_table() -> String {
+    "tidemark_watermarks".into()
+}
+fn default_pool_size() -> usize {
+    16
+}
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_statement_timeout() -> String {
+    "60s".into()
+}
+fn default_watermark_poll() -> String {
+    "1s".into()
+}
+
+impl Config {
+    /// Parses TOML text, applies environment overrides and validates.
+    pub fn from_toml_str(text: &str) -> Result<Config> {
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| Error::Config(format!("invalid config: {e}")))?;
+        cfg.apply_env();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &str) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read config {path}: {e}")))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Environment overrides: `TIDEMARK_WAREHOUSE_URL`, `TIDEMARK_LISTEN_HTTP`,
+    /// `TIDEMARK_LISTEN_PG`, `TIDEMARK_LISTEN_FLIGHT`, `TIDEMARK_REDIS_URL`.
+    fn apply_env(&mut self) {
+        if let Ok(v) = std::env::var("TIDEMARK_WAREHOUSE_URL") {
+            self.warehouse.url = v;
+        }
+        if let Ok(v) = std::env::var("TIDEMARK_LISTEN_HTTP") {
+            self.listen.http = Some(v);
+        }
+        if let Ok(v) = std::env::var("TIDEMARK_LISTEN_PG") {
+            self.listen.pg = Some(v);
+        }
+        if let Ok(v) = std::env::var("TIDEMARK_LISTEN_FLIGHT") {
+            self.listen.flight = Some(v);
+        }
+        if let Ok(v) = std::env::var("TIDEMARK_REDIS_URL") {
+            self.redis = Some(Redis { url: v });
+        }
+    }
+
+    /// Checks everything that can be checked without connecting.
+    pub fn validate(&self) -> Result<()> {
+        for addr in [&self.listen.http, &self.listen.pg, &self.listen.flight]
+            .into_iter()
+            .flatten()
+        {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| Error::Config(format!("invalid listen address {addr:?}")))?;
+        }
+        self.warehouse
+            .url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| Error::Config(format!("invalid warehouse.url: {e}")))?;
+        self.warehouse.connect_timeout()?;
+        self.warehouse.statement_timeout()?;
+        self.warehouse.watermark_poll()?;
+        if self.warehouse.pool_size == 0 {
+            return Err(Error::Config("warehouse.pool_size must be at least 1".into()));
+        }
+        check_ident("warehouse.watermark_table", &self.warehouse.watermark_table)?;
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tables {
+            check_ident("tables.name", &t.name)?;
+            check_ident("tables.time_column", &t.time_column)?;
+            check_ident("tables.batch_table", &t.batch_table)?;
+            check_ident("tables.speed_table", &t.speed_table)?;
+            if !seen.insert(t.name.to_lowercase()) {
+                return Err(Error::Config(format!("table {:?} is configured twice", t.name)));
+            }
+            if t.batch_table.eq_ignore_ascii_case(&t.speed_table) {
+                return Err(Error::Config(format!(
+                    "table {:?}: batch_table and speed_table must differ",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The logical table with this (case-insensitive) name.
+    pub fn table(&self, name: &str) -> Option<&TableConfig> {
+        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+}
+
+impl Warehouse {
+    /// Connection wait timeout.
+    pub fn connect_timeout(&self) -> Result<Duration> {
+        parse_duration("warehouse.connect_timeout", &self.connect_timeout)
+    }
+    /// Statement timeout (zero: none).
+    pub fn statement_timeout(&self) -> Result<Duration> {
+        parse_duration("warehouse.statement_timeout", &self.statement_timeout)
+    }
+    /// Watermark poll interval.
+    pub fn watermark_poll(&self) -> Result<Duration> {
+        let d = parse_duration("warehouse.watermark_poll", &self.watermark_poll)?;
+        if d.is_zero() {
+            return Err(Error::Config("warehouse.watermark_poll must be positive".into()));
+        }
+        Ok(d)
+    }
+}
+
+/// Accepts identifiers and schema-qualified names made of letters, digits, `_` and `$`.
+fn check_ident(key: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.split('.').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && !part.starts_with(|c: char| c.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{key} = {value:?} is not a plain identifier (letters, digits, _ and $, optionally schema-qualified)"
+        )))
+    }
+}
+
+/// Parses "250ms", "5s", "2m", "1h" or a bare number of seconds.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Config(format!("{key} = {text:?} is not a duration")))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(Error::Config(format!("{key} = {text:?}: unknown unit {unit:?}"))),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("k", "3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("k", "3 parsecs").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_identifiers() {
+        let text = r#"
+            [warehouse]
+            url = "postgres://postgres@127.0.0.1/x"
+            [[tables]]
+            name = "events; drop table x"
+            time_column = "t"
+            batch_table = "b"
+            speed_table = "s"
+        "#;
+        assert!(Config::from_toml_str(text).is_err());
+    }
+}

@@ -1,0 +1,646 @@
+//! `tidemark demo`: a live Lambda Architecture on one PostgreSQL.
+//!
+//! Creates the `tidemark_demo` database with a month of history in the batch table and the
+//! last hour or two in the speed table, runs setup, serves REST, and simulates both pipelines
+//! until Ctrl-C: the stream processor (new speed rows every 100 ms) and the batch pipeline
+//! (the watermark advances every minute, moving rows from speed to batch in one transaction).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use tokio::time::MissedTickBehavior;
+use tokio_postgres::{Client, NoTls, Transaction};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Options of `tidemark demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// URL of a database on the server where the demo database is created (needs CREATEDB).
+    pub warehouse_admin_url: String,
+    /// Name of the demo database.
+    pub database: String,
+    /// REST listen address.
+    pub http: String,
+    /// Historic events loaded into the batch table (spread over 30 days).
+    pub events: u64,
+    /// Live events per second the simulator inserts into the speed table.
+    pub rate_per_sec: u64,
+    /// How often the simulated batch pipeline advances the watermark.
+    pub advance_every: Duration,
+    /// How long speed rows are kept after a published watermark has passed them.
+    pub grace: Duration,
+    /// Drop and recreate the demo database even when it is complete.
+    pub reset: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            warehouse_admin_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            database: "tidemark_demo".into(),
+            http: "127.0.0.1:8080".into(),
+            events: 1_000_000,
+            rate_per_sec: 200,
+            advance_every: Duration::from_secs(60),
+            grace: Duration::from_secs(5 * 60),
+            reset: false,
+        }
+    }
+}
+
+/// The logical table of the demo.
+const TABLE: &str = "events";
+/// Its batch layer table.
+const BATCH: &str = "events_batch";
+/// Its speed layer table.
+const SPEED: &str = "events_speed";
+/// The watermark table (tidemark's default name).
+const WATERMARKS: &str = "tidemark_watermarks";
+/// Columns of both layer tables, in order.
+const COLUMNS: &str = "event_id, event_time, user_id, country, device, page, amount, duration_ms";
+/// History span: from the current hour minus 30 days up to the initial watermark
+/// (the current hour minus 1 hour), in milliseconds.
+const HISTORY_SPAN_MS: i64 = (30 * 24 - 1) * 3600 * 1000;
+/// Simulator tick.
+const TICK: Duration = Duration::from_millis(100);
+/// How far behind now (in seconds) the simulated batch pipeline puts the new watermark.
+const WATERMARK_LAG_SECS: i64 = 10;
+/// How often the simulator logs how many live events it inserted.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// Bound on connecting to PostgreSQL.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tables, dimension rows, id sequence and watermark table of a fresh demo database.
+const SCHEMA_SQL: &str = "
+CREATE TABLE events_batch (event_id bigint, event_time timestamp, user_id int, country text,
+    device text, page text, amount numeric(12,2), duration_ms int);
+CREATE TABLE events_speed (event_id bigint, event_time timestamp, user_id int, country text,
+    device text, page text, amount numeric(12,2), duration_ms int);
+CREATE TABLE countries (code text PRIMARY KEY, name text, region text);
+INSERT INTO countries VALUES
+    ('US', 'United States', 'Americas'), ('CA', 'Canada', 'Americas'),
+    ('BR', 'Brazil', 'Americas'), ('DE', 'Germany', 'Europe'),
+    ('GB', 'United Kingdom', 'Europe'), ('FR', 'France', 'Europe'),
+    ('NL', 'Netherlands', 'Europe'), ('IN', 'India', 'Asia'),
+    ('JP', 'Japan', 'Asia'), ('AU', 'Australia', 'Oceania');
+CREATE SEQUENCE demo_event_id_seq;
+CREATE TABLE IF NOT EXISTS tidemark_watermarks (table_name text PRIMARY KEY,
+    batch_watermark timestamp, updated_at timestamptz);
+";
+
+/// Indexes and statistics, after the bulk load.
+const INDEX_SQL: &str = "
+CREATE INDEX events_batch_event_time_idx ON events_batch (event_time);
+CREATE INDEX events_speed_event_time_idx ON events_speed (event_time);
+ANALYZE events_batch; ANALYZE events_speed; ANALYZE countries;
+";
+
+/// Event ids and times of the history: $1 start, $2 count, $3 step in ms (ids 1..=$2).
+const HISTORY_SRC: &str = "SELECT g AS id, $1::timestamp + ((g - 1) * $3::bigint
+    + (hashint8(g + 1000003) & 2147483647) % $3::bigint) * interval '1 millisecond' AS t
+    FROM generate_series(1::bigint, $2::bigint) g";
+
+/// Event ids and times of a backfill of the speed table: $1 start, $2 count, $3 step in ms.
+const BACKFILL_SRC: &str = "SELECT id, $1::timestamp + ((k - 1) * $3::bigint
+    + (hashint8(id + 1000003) & 2147483647) % $3::bigint) * interval '1 millisecond' AS t
+    FROM (SELECT k, nextval('demo_event_id_seq') AS id
+          FROM generate_series(1::bigint, $2::bigint) k) s";
+
+/// Event ids and times of live events: $1 count, times within the last 100 ms (UTC).
+const LIVE_SRC: &str = "SELECT id, (now() AT TIME ZONE 'UTC')
+    - ((hashint8(id + 1000003) & 2147483647) % 100) * interval '1 millisecond' AS t
+    FROM (SELECT nextval('demo_event_id_seq') AS id
+          FROM generate_series(1::bigint, $1::bigint) k) s";
+
+/// Upserts the watermark row of the demo table: $1 table name, $2 watermark.
+const UPSERT_WATERMARK_SQL: &str = "INSERT INTO tidemark_watermarks
+    (table_name, batch_watermark, updated_at) VALUES ($1, $2, now())
+    ON CONFLICT (table_name) DO UPDATE
+    SET batch_watermark = EXCLUDED.batch_watermark, updated_at = EXCLUDED.updated_at";
+
+/// Runs the demo until Ctrl-C: prepares the database, runs setup, serves and simulates.
+pub async fn run(opts: DemoOptions) -> Result<()> {
+    validate(&opts)?;
+    let url = prepare_database(&opts).await?;
+    let config = Arc::new(demo_config(&url, &opts.http)?);
+    crate::setup::run(&config).await?;
+    let server = crate::server::Server::start(config.clone()).await?;
+    let simulator = tokio::spawn(simulate(url.clone(), Simulator::new(&opts)));
+    print_banner(server.http_addr, &url, &opts);
+    let stopped = tokio::signal::ctrl_c().await;
+    info!("demo: stopping");
+    simulator.abort();
+    server.shutdown().await;
+    stopped.map_err(|e| Error::internal(format!("cannot wait for Ctrl-C: {e}")))
+}
+
+/// Rejects options the demo cannot honour.
+fn validate(opts: &DemoOptions) -> Result<()> {
+    let name_ok = opts.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && opts.database.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    if !name_ok {
+        return Err(Error::Config(format!(
+            "demo database name {:?} must be letters, digits and _",
+            opts.database
+        )));
+    }
+    if opts.events == 0 || opts.events > HISTORY_SPAN_MS as u64 {
+        return Err(Error::Config(format!(
+            "demo events must be between 1 and {HISTORY_SPAN_MS} (one per millisecond)"
+        )));
+    }
+    if opts.advance_every.is_zero() {
+        return Err(Error::Config("demo watermark advance interval must be positive".into()));
+    }
+    Ok(())
+}
+
+/// Connects with a bounded wait; the connection task runs until the client is dropped.
+async fn connect(url: &str) -> Result<Client> {
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls));
+    let (client, connection) = match connecting.await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(unreachable_warehouse(url, &e)),
+        Err(_) => return Err(unreachable_warehouse(url, &"connection timed out")),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            warn!(error = %e, "demo: warehouse connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The error for a PostgreSQL the demo cannot reach, with what to do about it.
+fn unreachable_warehouse(url: &str, cause: &dyn std::fmt::Display) -> Error {
+    Error::Unavailable(format!(
+        "cannot connect to PostgreSQL at {url}: {cause}. Run scripts/demo.sh, which installs \
+         and starts PostgreSQL and Redis on 127.0.0.1 and then starts the demo"
+    ))
+}
+
+/// The admin URL with its database replaced by `db` (URL or key=value form).
+fn with_database(url: &str, db: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return format!("{url} dbname={db}");
+    };
+    let (base, query) = match url[scheme_end..].find('?') {
+        Some(q) => url.split_at(scheme_end + q),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..].find('/').map_or(base.len(), |p| scheme_end + p);
+    format!("{}/{db}{query}", &base[..authority_end])
+}
+
+/// Creates (or reuses) the demo database and returns its URL.
+async fn prepare_database(opts: &DemoOptions) -> Result<String> {
+    let admin = connect(&opts.warehouse_admin_url).await?;
+    let url = with_database(&opts.warehouse_admin_url, &opts.database);
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&opts.database])
+        .await?
+        .is_some();
+    if exists && !opts.reset && has_demo_tables(&url).await? {
+        info!(database = %opts.database, "demo: reusing the existing demo database");
+        backfill_gap(&mut connect(&url).await?, opts.events).await?;
+        return Ok(url);
+    }
+    recreate_database(&admin, &opts.database, exists).await?;
+    load(&mut connect(&url).await?, opts.events).await?;
+    Ok(url)
+}
+
+/// True when the demo database has every table the demo needs and a watermark row.
+async fn has_demo_tables(url: &str) -> Result<bool> {
+    let client = connect(url).await?;
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.events_batch') IS NOT NULL
+                AND to_regclass('public.events_speed') IS NOT NULL
+                AND to_regclass('public.countries') IS NOT NULL
+                AND to_regclass('public.demo_event_id_seq') IS NOT NULL
+                AND to_regclass('public.tidemark_watermarks') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    if !row.try_get::<_, bool>(0)? {
+        return Ok(false);
+    }
+    let sql = "SELECT 1 FROM tidemark_watermarks WHERE table_name = $1 \
+               AND batch_watermark IS NOT NULL";
+    Ok(client.query_opt(sql, &[&TABLE]).await?.is_some())
+}
+
+/// Drops the demo database when it exists, then creates it (sessions in UTC).
+async fn recreate_database(admin: &Client, database: &str, exists: bool) -> Result<()> {
+    if exists {
+        info!(database, "demo: dropping the demo database");
+        admin.batch_execute(&format!("DROP DATABASE \"{database}\" WITH (FORCE)")).await?;
+    }
+    info!(database, "demo: creating the demo database");
+    admin.batch_execute(&format!("CREATE DATABASE \"{database}\"")).await?;
+    admin.batch_execute(&format!("ALTER DATABASE \"{database}\" SET timezone TO 'UTC'")).await?;
+    Ok(())
+}
+
+/// Milliseconds between two historic events when `events` fill the history span.
+fn step_ms(events: u64) -> i64 {
+    (HISTORY_SPAN_MS / events.max(1) as i64).max(1)
+}
+
+/// Creates the tables and loads history, speed rows and the watermark in one transaction.
+async fn load(client: &mut Client, events: u64) -> Result<()> {
+    let started = Instant::now();
+    let tx = client.transaction().await?;
+    tx.batch_execute(SCHEMA_SQL).await?;
+    let row = tx
+        .query_one(
+            "SELECT date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '30 days',
+                    date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '1 hour',
+                    now() AT TIME ZONE 'UTC'",
+            &[],
+        )
+        .await?;
+    let (start, watermark, now): (NaiveDateTime, NaiveDateTime, NaiveDateTime) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let step = step_ms(events);
+    let history = insert_events_sql(BATCH, HISTORY_SRC);
+    let loaded = tx.execute(&history, &[&start, &(events as i64), &step]).await?;
+    tx.execute("SELECT setval('demo_event_id_seq', $1)", &[&(events as i64)]).await?;
+    let recent = backfill(&tx, watermark, now, step).await?;
+    tx.execute(UPSERT_WATERMARK_SQL, &[&TABLE, &watermark]).await?;
+    tx.batch_execute(INDEX_SQL).await?;
+    tx.commit().await?;
+    info!(
+        batch_rows = loaded,
+        speed_rows = recent,
+        watermark = %watermark,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "demo: loaded {loaded} historic events into {BATCH} and {recent} into {SPEED}"
+    );
+    Ok(())
+}
+
+/// Generates events at the history's density from `from` up to `to` into the speed table.
+async fn backfill(
+    tx: &Transaction<'_>,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+    step: i64,
+) -> Result<u64> {
+    let count = (to - from).num_milliseconds() / step;
+    if count <= 0 {
+        return Ok(0);
+    }
+    let sql = insert_events_sql(SPEED, BACKFILL_SRC);
+    Ok(tx.execute(&sql, &[&from, &count, &step]).await?)
+}
+
+/// On reuse: fills the time the demo was not running, from the newest speed row (or W) to now.
+async fn backfill_gap(client: &mut Client, events: u64) -> Result<()> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_one(
+            "SELECT greatest((SELECT max(event_time) FROM events_speed),
+                             (SELECT batch_watermark FROM tidemark_watermarks
+                              WHERE table_name = $1)),
+                    now() AT TIME ZONE 'UTC'",
+            &[&TABLE],
+        )
+        .await?;
+    let (from, now): (NaiveDateTime, NaiveDateTime) = (row.try_get(0)?, row.try_get(1)?);
+    let added = backfill(&tx, from, now, step_ms(events)).await?;
+    tx.commit().await?;
+    info!(speed_rows = added, from = %from, "demo: backfilled {added} events into {SPEED}");
+    Ok(())
+}
+
+/// `INSERT ... SELECT` of demo events into `table`, from `src` yielding `id` and `t`.
+///
+/// Every other column is a deterministic function of a hash of the event id.
+fn insert_events_sql(table: &str, src: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({COLUMNS})
+        SELECT id, t, 1 + (h1 % 50000)::int,
+            (ARRAY['US','US','US','US','DE','DE','GB','GB','FR','IN','IN','BR','JP','CA','AU',
+                   'NL'])[1 + h2 % 16],
+            (ARRAY['mobile','mobile','mobile','desktop','desktop','tablet'])[1 + h2 / 16 % 6],
+            page,
+            CASE WHEN page = '/checkout' THEN round(4.99 + (h1 / 50000 % 20000) / 100.0, 2) END,
+            (20 + h2 / 96 % 6000)::int
+        FROM (SELECT id, t, h1, h2,
+                (ARRAY['/','/','/search','/search','/product','/product','/product','/cart',
+                       '/checkout','/account'])[1 + h2 / 576 % 10] AS page
+              FROM (SELECT id, t, (hashint8(id) & 2147483647)::bigint AS h1,
+                           (hashint8(id # 6700417) & 2147483647)::bigint AS h2
+                    FROM ({src}) src) hashed) paged"
+    )
+}
+
+/// Quotes a value as a TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The configuration tidemark serves the demo database with.
+fn demo_config(url: &str, http: &str) -> Result<Config> {
+    let text = format!(
+        "[listen]\nhttp = {http}\n\n\
+         [warehouse]\nurl = {url}\ndialect = \"postgres\"\n\
+         watermark_table = \"{WATERMARKS}\"\nwatermark_poll = \"1s\"\n\n\
+         [[tables]]\nname = \"{TABLE}\"\ntime_column = \"event_time\"\n\
+         batch_table = \"{BATCH}\"\nspeed_table = \"{SPEED}\"\n",
+        http = toml_string(http),
+        url = toml_string(url),
+    );
+    Config::from_toml_str(&text)
+}
+
+/// State of the simulated stream processor and batch pipeline; survives reconnects.
+#[derive(Debug)]
+struct Simulator {
+    /// Live events per second.
+    rate_per_sec: u64,
+    /// Watermark advance interval.
+    advance_every: Duration,
+    /// Retention of speed rows after a published watermark passed them.
+    grace: Duration,
+    /// Ticks so far (spreads a rate that is not a multiple of 10 evenly).
+    ticks: u64,
+    /// Live events inserted since the last summary.
+    inserted: u64,
+    /// When the last summary was logged.
+    last_summary: Instant,
+    /// When the watermark advances next.
+    next_advance: Instant,
+    /// Watermarks this simulator published (or found), with when, oldest first.
+    published: VecDeque<(Instant, NaiveDateTime)>,
+}
+
+impl Simulator {
+    /// A simulator with the demo's rate, advance interval and grace period.
+    fn new(opts: &DemoOptions) -> Self {
+        let now = Instant::now();
+        Simulator {
+            rate_per_sec: opts.rate_per_sec,
+            advance_every: opts.advance_every,
+            grace: opts.grace,
+            ticks: 0,
+            inserted: 0,
+            last_summary: now,
+            next_advance: now + opts.advance_every,
+            published: VecDeque::new(),
+        }
+    }
+
+    /// Events due in the next tick: `rate/10` on average, exact over every second.
+    fn due_this_tick(&mut self) -> i64 {
+        self.ticks += 1;
+        let total = |ticks: u64| (u128::from(self.rate_per_sec) * u128::from(ticks) / 10) as i64;
+        total(self.ticks) - total(self.ticks - 1)
+    }
+
+    /// The newest watermark published at least `grace` ago: speed rows below it may go.
+    fn cleanup_bound(&mut self) -> Option<NaiveDateTime> {
+        let now = Instant::now();
+        let old_enough = |at: &Instant| now.duration_since(*at) >= self.grace;
+        while self.published.len() > 1 && old_enough(&self.published[1].0) {
+            self.published.pop_front();
+        }
+        self.published.front().filter(|(at, _)| old_enough(at)).map(|(_, w)| *w)
+    }
+}
+
+/// Runs the simulator forever on its own connection; errors are logged and retried.
+async fn simulate(url: String, mut sim: Simulator) {
+    loop {
+        if let Err(e) = simulate_session(&url, &mut sim).await {
+            warn!(error = %e, "simulator: step failed; reconnecting in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One connection's worth of simulation: returns only on an error.
+async fn simulate_session(url: &str, sim: &mut Simulator) -> Result<()> {
+    let mut client = connect(url).await?;
+    let insert = client.prepare(&insert_events_sql(SPEED, LIVE_SRC)).await?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due = sim.due_this_tick();
+        if due > 0 {
+            let n = client.execute(&insert, &[&due]).await?;
+            debug!(events = n, "simulator: inserted live events into {SPEED}");
+            sim.inserted += n;
+        }
+        if Instant::now() >= sim.next_advance {
+            advance_watermark(&mut client, sim).await?;
+            clean_speed_table(&client, sim).await?;
+            sim.next_advance = Instant::now() + sim.advance_every;
+        }
+        log_summary(sim);
+    }
+}
+
+/// Logs how many live events went in since the last summary, every `SUMMARY_EVERY`.
+fn log_summary(sim: &mut Simulator) {
+    let elapsed = sim.last_summary.elapsed();
+    if elapsed >= SUMMARY_EVERY {
+        let secs = elapsed.as_secs();
+        info!(
+            events = sim.inserted,
+            "simulator: inserted {} events into {SPEED} in the last {secs} s", sim.inserted
+        );
+        sim.inserted = 0;
+        sim.last_summary = Instant::now();
+    }
+}
+
+/// The batch pipeline: in one transaction, copies speed rows in [old W, new W) into the
+/// batch table and publishes new W (now, to the second, minus `WATERMARK_LAG_SECS`).
+async fn advance_watermark(client: &mut Client, sim: &mut Simulator) -> Result<()> {
+    let tx = client.transaction().await?;
+    let (old, new) = lock_watermark(&tx).await?;
+    if sim.published.is_empty() {
+        sim.published.push_back((Instant::now(), old));
+    }
+    if new <= old {
+        return Ok(());
+    }
+    let copy = format!(
+        "INSERT INTO {BATCH} ({COLUMNS}) SELECT {COLUMNS} FROM {SPEED}
+         WHERE event_time >= $1 AND event_time < $2"
+    );
+    let moved = tx.execute(&copy, &[&old, &new]).await?;
+    tx.execute(UPSERT_WATERMARK_SQL, &[&TABLE, &new]).await?;
+    tx.commit().await?;
+    sim.published.push_back((Instant::now(), new));
+    info!(moved, from = %old, to = %new, "simulator: watermark advanced, {moved} rows to {BATCH}");
+    Ok(())
+}
+
+/// Locks the watermark row; returns the current W and the W to publish next.
+async fn lock_watermark(tx: &Transaction<'_>) -> Result<(NaiveDateTime, NaiveDateTime)> {
+    let sql = format!(
+        "SELECT batch_watermark, date_trunc('second', now() AT TIME ZONE 'UTC')
+                - interval '{WATERMARK_LAG_SECS} seconds'
+         FROM tidemark_watermarks WHERE table_name = $1 FOR UPDATE"
+    );
+    let missing = || Error::internal(format!("no batch watermark for {TABLE} in {WATERMARKS}"));
+    let row = tx.query_opt(&sql, &[&TABLE]).await?.ok_or_else(missing)?;
+    let old: Option<NaiveDateTime> = row.try_get(0)?;
+    Ok((old.ok_or_else(missing)?, row.try_get(1)?))
+}
+
+/// The stream processor's cleanup: deletes speed rows below the newest watermark that was
+/// published at least `grace` ago, so a reader with a stale watermark still finds them.
+async fn clean_speed_table(client: &Client, sim: &mut Simulator) -> Result<()> {
+    let Some(bound) = sim.cleanup_bound() else {
+        return Ok(());
+    };
+    let sql = format!("DELETE FROM {SPEED} WHERE event_time < $1");
+    let deleted = client.execute(&sql, &[&bound]).await?;
+    info!(deleted, below = %bound, "simulator: cleaned {deleted} rows from {SPEED}");
+    Ok(())
+}
+
+/// Copy-paste examples: (what it shows, SQL).
+const EXAMPLES: [(&str, &str); 4] = [
+    (
+        "events of the last minute per country (run it twice: the numbers move)",
+        "SELECT country, count(*) AS event_count FROM events \
+         WHERE event_time >= now() AT TIME ZONE 'UTC' - interval '1 minute' \
+         GROUP BY country ORDER BY event_count DESC",
+    ),
+    (
+        "revenue per day over the last 7 days",
+        "SELECT date_trunc('day', event_time) AS day, count(*) AS orders, \
+         sum(amount) AS revenue FROM events WHERE page = '/checkout' \
+         AND event_time >= date_trunc('day', now() AT TIME ZONE 'UTC') - interval '6 days' \
+         GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "events per minute over the last 10 minutes, as CSV",
+        "SELECT date_trunc('minute', event_time) AS minute, count(*) AS event_count \
+         FROM events WHERE event_time >= now() AT TIME ZONE 'UTC' - interval '10 minutes' \
+         GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "revenue per region: a join to the countries dimension table",
+        "SELECT c.region, count(*) AS orders, sum(e.amount) AS revenue \
+         FROM events e JOIN countries c ON c.code = e.country \
+         WHERE e.page = '/checkout' GROUP BY c.region ORDER BY revenue DESC",
+    ),
+];
+
+/// A curl command posting `{"sql": sql}` to `path`, with a quoted here-document body.
+fn curl(base: &str, path: &str, sql: &str, accept: Option<&str>) -> String {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let accept = accept.map(|a| format!(" -H 'accept: {a}'")).unwrap_or_default();
+    format!(
+        "curl -s {base}{path} -H 'content-type: application/json'{accept} \
+         --data-binary @- <<'JSON'\n{body}\nJSON\n"
+    )
+}
+
+/// Prints what is running and copy-paste examples.
+fn print_banner(http: Option<SocketAddr>, url: &str, opts: &DemoOptions) {
+    let Some(addr) = http else {
+        println!("tidemark demo is running without a REST listener; stop it with Ctrl-C");
+        return;
+    };
+    let base = format!("http://{addr}");
+    println!("\n=== tidemark demo: REST on {base}, warehouse {url}");
+    println!(
+        "logical table `{TABLE}` = {BATCH} (event_time < W) + {SPEED} (event_time >= W);\n\
+         {} live events/s go into {SPEED}; W advances every {} s. Stop with Ctrl-C.\n",
+        opts.rate_per_sec,
+        opts.advance_every.as_secs()
+    );
+    for (i, (what, sql)) in EXAMPLES.iter().enumerate() {
+        let accept = (i == 2).then_some("text/csv");
+        println!("# {what}\n{}", curl(&base, "/v1/query", sql, accept));
+    }
+    println!("# the lambda plan: class, W, each leg's SQL, pruning");
+    println!("{}", curl(&base, "/v1/explain", EXAMPLES[0].1, None));
+    println!("# logical tables, their layers, columns and current watermark");
+    println!("curl -s {base}/v1/tables\n");
+    println!("# the same question straight to the warehouse (the `{TABLE}` view), to compare");
+    println!("psql \"{url}\" -c \"{}\"\n", EXAMPLES[0].1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        let d = "tidemark_demo";
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", d),
+            "postgres://postgres@127.0.0.1:5432/tidemark_demo"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", d),
+            "postgres://u:p@h/tidemark_demo?sslmode=disable"
+        );
+        assert_eq!(with_database("postgresql://h:5432", d), "postgresql://h:5432/tidemark_demo");
+        assert_eq!(with_database("host=h user=u", d), "host=h user=u dbname=tidemark_demo");
+    }
+
+    #[test]
+    fn spreads_the_rate_over_ticks() {
+        let mut sim = Simulator::new(&DemoOptions { rate_per_sec: 25, ..Default::default() });
+        let per_second: Vec<i64> = (0..10).map(|_| sim.due_this_tick()).collect();
+        assert_eq!(per_second.iter().sum::<i64>(), 25);
+        assert!(per_second.iter().all(|&n| n == 2 || n == 3));
+    }
+
+    #[test]
+    fn demo_config_parses() {
+        let cfg = demo_config("postgres://postgres@127.0.0.1:5432/tidemark_demo", "127.0.0.1:0");
+        let cfg = cfg.expect("demo config is valid");
+        assert_eq!(cfg.tables.len(), 1);
+        assert_eq!(cfg.tables[0].speed_table, SPEED);
+        assert_eq!(toml_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        let bad_name = DemoOptions { database: "x; drop".into(), ..Default::default() };
+        assert!(validate(&bad_name).is_err());
+        assert!(validate(&DemoOptions { events: 0, ..Default::default() }).is_err());
+        assert!(validate(&DemoOptions::default()).is_ok());
+        assert_eq!(step_ms(1_000_000), 2588);
+    }
+
+    #[test]
+    fn cleanup_waits_for_the_grace_period() {
+        let mut sim =
+            Simulator::new(&DemoOptions { grace: Duration::from_secs(60), ..Default::default() });
+        let w = NaiveDateTime::default();
+        sim.published.push_back((Instant::now(), w));
+        assert_eq!(sim.cleanup_bound(), None);
+        sim.grace = Duration::ZERO;
+        assert_eq!(sim.cleanup_bound(), Some(w));
+    }
+}

@@ -1,0 +1,545 @@
+//! The one engine every frontend calls: parse → classify → plan → execute → Arrow batches
+//! with the freshness of the answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::Serialize;
+use sqlparser::ast::{visit_relations, Statement};
+use tokio::sync::watch;
+use tokio_postgres::types::Type;
+
+use crate::catalog::{Catalog, ColumnInfo};
+use crate::config::{Config, Dialect};
+use crate::error::{Error, Result};
+use crate::exec::arrow::{batch_from_rows, schema_for};
+use crate::exec::merge::{merge_aggregate, merge_rows, MergeCtx};
+use crate::exec::value::{timestamp_text, Value};
+use crate::exec::warehouse::{Column, Described, Param, Warehouse};
+use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
+use crate::plan::{self, Class, Explain, ExplainLeg, Local};
+use crate::watermark::WatermarkTracker;
+
+/// Rows per Arrow batch when streaming passthrough results.
+pub const BATCH_ROWS: usize = 4096;
+/// Entries kept in the describe cache before it is cleared.
+const DESCRIBE_CACHE_MAX: usize = 10_000;
+
+/// Per-client state: session parameters and the freshness of the last answer.
+#[derive(Debug, Default, Clone)]
+pub struct Session {
+    /// Parameters set with SET.
+    pub settings: BTreeMap<String, String>,
+    /// Freshness of the last query.
+    pub last_freshness: Option<Freshness>,
+    /// Inside BEGIN ... COMMIT.
+    pub in_transaction: bool,
+}
+
+/// One leg as reported in freshness.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegReport {
+    /// `batch`, `speed` or `warehouse`.
+    pub name: String,
+    /// Rows the leg returned (None while streaming).
+    pub rows: Option<usize>,
+    /// Time the leg took in milliseconds.
+    pub elapsed_ms: f64,
+    /// Cache status: `miss` (no cache yet), `hit` later.
+    pub cache: String,
+}
+
+/// How fresh an answer is, and how it was produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    /// `split`, `passthrough` or `local`.
+    pub plan: String,
+    /// Logical table involved, if any.
+    pub table: Option<String>,
+    /// Batch watermark W used (batch rows are those with time < W).
+    pub batch_watermark: Option<String>,
+    /// Instant the realtime part was read (UTC); None when no speed data was read.
+    pub realtime_as_of: Option<String>,
+    /// Legs that ran.
+    pub legs: Vec<LegReport>,
+    /// Legs removed by time pruning.
+    pub pruned: Vec<String>,
+    /// True when a layer was unavailable and the answer is less fresh than usual.
+    pub degraded: bool,
+    /// Why a query was passed through instead of split.
+    pub reason: Option<String>,
+}
+
+impl Freshness {
+    fn local() -> Freshness {
+        Freshness {
+            plan: "local".into(),
+            table: None,
+            batch_watermark: None,
+            realtime_as_of: None,
+            legs: vec![],
+            pruned: vec![],
+            degraded: false,
+            reason: None,
+        }
+    }
+}
+
+/// The answer to one statement: a stream of Arrow batches plus its freshness.
+pub struct QueryResult {
+    /// Result schema (fields carry `pg_type` metadata).
+    pub schema: SchemaRef,
+    /// Record batches as they are produced.
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+    /// Freshness of this answer.
+    pub freshness: Freshness,
+    /// Command tag (`SELECT`, `SET`, `BEGIN`, ...).
+    pub tag: String,
+}
+
+/// A logical table as `GET /v1/tables` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    /// Logical name.
+    pub name: String,
+    /// Time column.
+    pub time_column: String,
+    /// Batch table.
+    pub batch_table: String,
+    /// Speed table.
+    pub speed_table: String,
+    /// Columns with warehouse types.
+    pub columns: Vec<ColumnInfo>,
+    /// Current batch watermark.
+    pub batch_watermark: Option<String>,
+}
+
+/// The engine shared by all frontends.
+pub struct Engine {
+    config: Arc<Config>,
+    warehouse: Arc<Warehouse>,
+    catalog: Catalog,
+    watermarks: Arc<WatermarkTracker>,
+    described: Mutex<HashMap<String, Described>>,
+    columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
+}
+
+impl Engine {
+    /// Builds the engine and starts the watermark poller; succeeds while the warehouse is down.
+    pub async fn start(config: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<Arc<Engine>> {
+        let warehouse = Arc::new(Warehouse::new(&config)?);
+        let catalog = Catalog::new(&config, warehouse.clone());
+        let watermarks = Arc::new(WatermarkTracker::new(warehouse.clone(), &config.warehouse.watermark_table));
+        if !config.tables.is_empty() {
+            if let Err(e) = watermarks.refresh().await {
+                tracing::warn!(error = %e, "initial watermark read failed; will keep polling");
+            }
+            watermarks.clone().spawn_poller(config.warehouse.watermark_poll()?, shutdown);
+        }
+        Ok(Arc::new(Engine {
+            config,
+            warehouse,
+            catalog,
+            watermarks,
+            described: Mutex::new(HashMap::new()),
+            columns: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.config.warehouse.dialect
+    }
+
+    /// Executes one SQL statement with parameters bound as `$1..$n`.
+    pub async fn execute(&self, sql: &str, params: &[Param], session: &mut Session) -> Result<QueryResult> {
+        let result = match self.classify(sql)? {
+            Class::Local(local) => self.local(local, session).await,
+            Class::Passthrough { reason } => self.passthrough(sql, params, reason, None).await,
+            Class::Split { query, table } => self.split(sql, *query, &table, params).await,
+        }?;
+        session.last_freshness = Some(result.freshness.clone());
+        Ok(result)
+    }
+
+    /// Classifies one statement (errors: 42601 syntax, 25006 writes).
+    pub fn classify(&self, sql: &str) -> Result<Class> {
+        let stmts = match plan::parse(self.dialect(), sql) {
+            Ok(s) => s,
+            // The parser does not know every PostgreSQL form; the warehouse (whose sessions
+            // are read-only) gives the authoritative answer or error.
+            Err(e) if self.dialect() == Dialect::Postgres && !sql.trim().is_empty() => {
+                return Ok(Class::Passthrough { reason: format!("not parsed by tidemark: {e}") })
+            }
+            Err(e) => return Err(e),
+        };
+        let stmt = match stmts.len() {
+            0 => return Err(Error::Syntax("empty query".into())),
+            1 => stmts.into_iter().next().expect("one statement"),
+            n => return Err(Error::Syntax(format!("expected one statement, got {n}"))),
+        };
+        if let Some(kind) = plan::write_kind(&stmt) {
+            return Err(Error::ReadOnly(kind));
+        }
+        Ok(match stmt {
+            Statement::Query(q) => match self.logical_table(&Statement::Query(q.clone())) {
+                Ok(table) => Class::Split { query: q, table },
+                Err(reason) => Class::Passthrough { reason },
+            },
+            other => local_of(other)?,
+        })
+    }
+
+    /// The single logical table a statement reads, or why it is not a split candidate.
+    fn logical_table(&self, stmt: &Statement) -> std::result::Result<String, String> {
+        let mut hits: Vec<String> = Vec::new();
+        let _ = visit_relations(stmt, |name| {
+            for t in self.catalog.tables() {
+                if names_table(name, t) {
+                    hits.push(t.name.clone());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        match hits.len() {
+            0 => Err("no logical table".into()),
+            1 => Ok(hits.remove(0)),
+            _ => Err("logical tables referenced more than once".into()),
+        }
+    }
+
+    async fn describe(&self, sql: &str) -> Result<Described> {
+        if let Some(d) = self.described.lock().unwrap_or_else(|e| e.into_inner()).get(sql) {
+            return Ok(d.clone());
+        }
+        let d = self.warehouse.describe(sql).await?;
+        let mut cache = self.described.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= DESCRIBE_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), d.clone());
+        Ok(d)
+    }
+
+    async fn table_columns(&self, table: &str) -> Result<Vec<ColumnInfo>> {
+        if let Some(c) = self.columns.lock().unwrap_or_else(|e| e.into_inner()).get(table) {
+            return Ok(c.clone());
+        }
+        let cols = self.catalog.columns_of(table).await?;
+        self.columns.lock().unwrap_or_else(|e| e.into_inner()).insert(table.to_string(), cols.clone());
+        Ok(cols)
+    }
+
+    /// Plans a split query against the current watermark (Err(Unsplittable) → passthrough).
+    async fn plan_split(
+        &self,
+        sql: &str,
+        mut query: sqlparser::ast::Query,
+        table: &str,
+        now_micros: i64,
+    ) -> Result<(SplitPlan, Described)> {
+        let cfg = self.config.table(table).ok_or_else(|| Error::internal("unknown logical table"))?.clone();
+        let described = self.describe(sql).await?;
+        if !split::substitute_now(&mut query, now_micros, self.dialect()) {
+            return Err(Error::unsplittable("now() with arguments"));
+        }
+        let facts = self.catalog.facts().await?;
+        let watermark = self.watermarks.snapshot(&cfg.name).await?;
+        let columns = self.table_columns(&cfg.batch_table).await?;
+        let input = SplitInput {
+            query: &query,
+            table: &cfg,
+            columns: &columns,
+            facts: &facts,
+            described: &described,
+            watermark: &watermark,
+        };
+        Ok((split::plan(&input)?, described))
+    }
+
+    async fn split(&self, sql: &str, query: sqlparser::ast::Query, table: &str, params: &[Param]) -> Result<QueryResult> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let (plan, described) = match self.plan_split(sql, query, table, now).await {
+            Ok(p) => p,
+            Err(Error::Unsplittable(reason)) => return self.passthrough(sql, params, reason, Some(table)).await,
+            Err(e) => return Err(e),
+        };
+        match self.run_split(&plan, &described, params, now).await {
+            Err(Error::Unsplittable(reason)) => {
+                tracing::debug!(%reason, "split merge gave up; passing through");
+                self.passthrough(sql, params, reason, Some(table)).await
+            }
+            Err(Error::Warehouse { sqlstate, message }) if !sqlstate.starts_with("57") => {
+                tracing::warn!(%sqlstate, %message, "a split leg failed; passing the query through");
+                self.passthrough(sql, params, format!("leg failed: {message}"), Some(table)).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_split(&self, plan: &SplitPlan, described: &Described, params: &[Param], now: i64) -> Result<QueryResult> {
+        let legs = plan.legs.iter().map(|leg| async move {
+            let started = Instant::now();
+            let fetched = self.warehouse.fetch(&leg.sql, &described.params, params).await?;
+            Ok::<_, Error>((fetched.rows, started.elapsed()))
+        });
+        let results = futures::future::try_join_all(legs).await?;
+        let mut reports = Vec::new();
+        let mut rows = Vec::new();
+        for (leg, (r, elapsed)) in plan.legs.iter().zip(results) {
+            reports.push(LegReport {
+                name: leg.layer.name().into(),
+                rows: Some(r.len()),
+                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+                cache: "miss".into(),
+            });
+            rows.push(r);
+        }
+        let facts = self.catalog.facts().await?;
+        let ctx = MergeCtx { dialect: self.dialect(), text_bytewise: facts.text_bytewise };
+        let merged = match &plan.shape {
+            Shape::Aggregate(spec) => merge_aggregate(spec, rows, ctx)?,
+            Shape::Rows(spec) => merge_rows(spec, rows, ctx)?,
+        };
+        let schema = schema_for(&described.columns);
+        let batch = batch_from_rows(&schema, &described.columns, merged)?;
+        let speed_ran = plan.legs.iter().any(|l| l.layer == split::Layer::Speed);
+        let freshness = Freshness {
+            plan: "split".into(),
+            table: Some(plan.table.clone()),
+            batch_watermark: Some(plan.watermark.text()),
+            realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
+            legs: reports,
+            pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
+            degraded: false,
+            reason: None,
+        };
+        Ok(QueryResult { schema, stream: stream::once(async { Ok(batch) }).boxed(), freshness, tag: "SELECT".into() })
+    }
+
+    async fn passthrough(&self, sql: &str, params: &[Param], reason: String, table: Option<&str>) -> Result<QueryResult> {
+        let started = Instant::now();
+        let (schema, stream) = self.warehouse.stream(sql, params, BATCH_ROWS).await?;
+        let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
+        let freshness = Freshness {
+            plan: "passthrough".into(),
+            table: table.map(str::to_string),
+            batch_watermark: w,
+            realtime_as_of: table.map(|_| format!("{}+00", timestamp_text(chrono::Utc::now().timestamp_micros()))),
+            legs: vec![LegReport {
+                name: "warehouse".into(),
+                rows: None,
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                cache: "miss".into(),
+            }],
+            pruned: vec![],
+            degraded: false,
+            reason: Some(reason),
+        };
+        let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
+        Ok(QueryResult { schema, stream, freshness, tag })
+    }
+
+    async fn local(&self, local: Local, session: &mut Session) -> Result<QueryResult> {
+        match local {
+            Local::Set { name, value } => {
+                session.settings.insert(name, value);
+                Ok(empty("SET"))
+            }
+            Local::Reset(name) => {
+                if name == "all" {
+                    session.settings.clear();
+                } else {
+                    session.settings.remove(&name);
+                }
+                Ok(empty("RESET"))
+            }
+            Local::Show(name) => self.show(&name, session).await,
+            Local::Begin => {
+                session.in_transaction = true;
+                Ok(empty("BEGIN"))
+            }
+            Local::Commit => {
+                session.in_transaction = false;
+                Ok(empty("COMMIT"))
+            }
+            Local::Rollback => {
+                session.in_transaction = false;
+                Ok(empty("ROLLBACK"))
+            }
+            Local::Discard => {
+                session.settings.clear();
+                Ok(empty("DISCARD ALL"))
+            }
+            Local::Explain(inner) => {
+                let e = self.explain(&inner).await?;
+                let lines = explain_lines(&e);
+                text_result("QUERY PLAN", lines, "EXPLAIN")
+            }
+        }
+    }
+
+    async fn show(&self, name: &str, session: &Session) -> Result<QueryResult> {
+        if name == "tidemark.freshness" {
+            let text = match &session.last_freshness {
+                Some(f) => serde_json::to_string(f).unwrap_or_default(),
+                None => "{}".into(),
+            };
+            return text_result("tidemark.freshness", vec![text], "SHOW");
+        }
+        if let Some(v) = session.settings.get(name) {
+            return text_result(name, vec![v.clone()], "SHOW");
+        }
+        self.passthrough(&format!("SHOW {name}"), &[], "SHOW of a warehouse setting".into(), None).await
+    }
+
+    /// The lambda plan of a statement: class, W, each leg's SQL and what was pruned.
+    pub async fn explain(&self, sql: &str) -> Result<Explain> {
+        let passthrough = |reason: String| Explain {
+            class: "passthrough".into(),
+            table: None,
+            batch_watermark: None,
+            legs: vec![ExplainLeg { name: "warehouse".into(), sql: sql.to_string() }],
+            pruned: vec![],
+            reason: Some(reason),
+        };
+        match self.classify(sql)? {
+            Class::Local(_) => Ok(Explain {
+                class: "local".into(),
+                table: None,
+                batch_watermark: None,
+                legs: vec![],
+                pruned: vec![],
+                reason: Some("answered by tidemark without the warehouse".into()),
+            }),
+            Class::Passthrough { reason } => Ok(passthrough(reason)),
+            Class::Split { query, table } => {
+                let now = chrono::Utc::now().timestamp_micros();
+                match self.plan_split(sql, *query, &table, now).await {
+                    Ok((p, _)) => Ok(explain_split(&p)),
+                    Err(Error::Unsplittable(reason)) => {
+                        let mut e = passthrough(reason);
+                        e.table = Some(table.clone());
+                        e.batch_watermark = self.watermarks.cached(&table).map(|w| w.text());
+                        Ok(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The logical tables with their columns and current watermark.
+    pub async fn tables(&self) -> Result<Vec<TableInfo>> {
+        let mut out = Vec::new();
+        for t in self.catalog.tables() {
+            let columns = self.table_columns(&t.batch_table).await?;
+            let w = match self.watermarks.cached(&t.name) {
+                Some(w) => Some(w),
+                None => self.watermarks.snapshot(&t.name).await.ok(),
+            };
+            out.push(TableInfo {
+                name: t.name.clone(),
+                time_column: t.time_column.clone(),
+                batch_table: t.batch_table.clone(),
+                speed_table: t.speed_table.clone(),
+                columns,
+                batch_watermark: w.map(|w| w.text()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn explain_split(p: &SplitPlan) -> Explain {
+    let merge = match &p.shape {
+        Shape::Aggregate(a) => format!(
+            "merge partial aggregates over {} group key(s), {} partial column(s), {} output(s)",
+            a.n_keys,
+            a.partials.len(),
+            a.outputs.len()
+        ),
+        Shape::Rows(r) => format!("concatenate rows, sort on {} key(s), limit {:?} offset {}", r.order.len(), r.limit, r.offset),
+    };
+    Explain {
+        class: "split".into(),
+        table: Some(p.table.clone()),
+        batch_watermark: Some(p.watermark.text()),
+        legs: p.legs.iter().map(|l| ExplainLeg { name: l.layer.name().into(), sql: l.sql.clone() }).collect(),
+        pruned: p.pruned.iter().map(|l| l.name().to_string()).collect(),
+        reason: Some(merge),
+    }
+}
+
+fn explain_lines(e: &Explain) -> Vec<String> {
+    let mut lines = vec![format!("tidemark plan: {}", e.class)];
+    if let Some(t) = &e.table {
+        lines.push(format!("  logical table: {t}"));
+    }
+    if let Some(w) = &e.batch_watermark {
+        lines.push(format!("  batch watermark: {w}"));
+    }
+    for l in &e.legs {
+        lines.push(format!("  leg {}: {}", l.name, l.sql));
+    }
+    for p in &e.pruned {
+        lines.push(format!("  pruned: {p} leg"));
+    }
+    if let Some(r) = &e.reason {
+        lines.push(format!("  note: {r}"));
+    }
+    lines
+}
+
+fn empty(tag: &str) -> QueryResult {
+    QueryResult {
+        schema: Arc::new(arrow_schema::Schema::empty()),
+        stream: stream::empty().boxed(),
+        freshness: Freshness::local(),
+        tag: tag.into(),
+    }
+}
+
+fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResult> {
+    let cols = vec![Column { name: column.into(), ty: Type::TEXT }];
+    let schema = schema_for(&cols);
+    let rows = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
+    let batch = batch_from_rows(&schema, &cols, rows)?;
+    Ok(QueryResult {
+        schema,
+        stream: stream::once(async { Ok(batch) }).boxed(),
+        freshness: Freshness::local(),
+        tag: tag.into(),
+    })
+}
+
+fn local_of(stmt: Statement) -> Result<Class> {
+    use sqlparser::ast::Set;
+    let local = match stmt {
+        Statement::Set(Set::SingleAssignment { variable, values, .. }) => Local::Set {
+            name: variable.to_string().to_lowercase(),
+            value: values.iter().map(|v| v.to_string().trim_matches('\'').to_string()).collect::<Vec<_>>().join(", "),
+        },
+        Statement::Set(_) => return Err(Error::NotSupported("this form of SET".into())),
+        Statement::Reset(r) => Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase()),
+        Statement::ShowVariable { variable } => {
+            Local::Show(variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("."))
+        }
+        Statement::StartTransaction { .. } => Local::Begin,
+        Statement::Commit { .. } => Local::Commit,
+        Statement::Rollback { .. } => Local::Rollback,
+        Statement::Discard { .. } => Local::Discard,
+        Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
+        other => return Err(Error::NotSupported(format!("statement {}", other.to_string().split_whitespace().next().unwrap_or("")))),
+    };
+    Ok(Class::Local(local))
+}

@@ -1,0 +1,8 @@
+//! Execution: the warehouse client, values and decimals, merge and evaluation, Arrow.
+
+pub mod arrow;
+pub mod decimal;
+pub mod eval;
+pub mod merge;
+pub mod value;
+pub mod warehouse;

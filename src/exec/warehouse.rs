@@ -1,0 +1,276 @@
+//! The warehouse client: a deadpool-postgres pool of read-only sessions, statement
+//! description, row fetching into [`Value`]s and streaming into Arrow batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use futures::stream::{BoxStream, StreamExt};
+use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
+use tokio_postgres::{NoTls, Statement};
+
+use super::arrow::{batch_from_rows, schema_for};
+use super::value::{supported_type, Cell, Value};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// A query parameter, always sent in text format so the warehouse parses it with the
+/// parameter's own type (exactly as psql would), whatever that type is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// SQL NULL.
+    Null,
+    /// Text form of the value (numbers keep their exact digits).
+    Text(String),
+}
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Text(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+        }
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+    to_sql_checked!();
+}
+
+/// A result column as the warehouse describes it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Output name.
+    pub name: String,
+    /// PostgreSQL type.
+    pub ty: Type,
+}
+
+/// What the warehouse says about a statement without running it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Output columns.
+    pub columns: Vec<Column>,
+    /// Parameter types the warehouse inferred.
+    pub params: Vec<Type>,
+}
+
+/// Rows fetched whole, as values.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Column descriptions.
+    pub columns: Vec<Column>,
+    /// Row values.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// Pool of warehouse connections.
+#[derive(Clone)]
+pub struct Warehouse {
+    pool: Pool,
+    wait: Duration,
+}
+
+impl Warehouse {
+    /// Builds the pool; connections are opened lazily, so this succeeds while the
+    /// warehouse is down.
+    pub fn new(config: &Config) -> Result<Warehouse> {
+        let mut pg: tokio_postgres::Config = config
+            .warehouse
+            .url
+            .parse()
+            .map_err(|e| Error::Config(format!("invalid warehouse.url: {e}")))?;
+        let connect = config.warehouse.connect_timeout()?;
+        pg.connect_timeout(connect);
+        let mut options = String::new();
+        if config.warehouse.dialect == crate::config::Dialect::Postgres {
+            // Defence in depth: even a statement the parser let through cannot write.
+            options.push_str("-c default_transaction_read_only=on");
+        }
+        let timeout = config.warehouse.statement_timeout()?;
+        if !timeout.is_zero() {
+            options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+        }
+        pg.options(options.trim());
+        pg.application_name("tidemark");
+        let mgr =
+            Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr)
+            .max_size(config.warehouse.pool_size)
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts { wait: Some(connect), create: Some(connect), recycle: Some(connect) })
+            .build()
+            .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
+        Ok(Warehouse { pool, wait: connect })
+    }
+
+    /// A pooled connection, or 08006 within the connect timeout.
+    pub async fn conn(&self) -> Result<Object> {
+        match tokio::time::timeout(self.wait + Duration::from_millis(500), self.pool.get()).await {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(Error::Unavailable("timed out waiting for a warehouse connection".into())),
+        }
+    }
+
+    /// Describes a statement (columns and parameter types) without running it.
+    pub async fn describe(&self, sql: &str) -> Result<Described> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql).await?;
+        Ok(described(&stmt))
+    }
+
+    /// Runs a statement with typed parameters and fetches every row.
+    pub async fn fetch(&self, sql: &str, types: &[Type], params: &[Param]) -> Result<Fetched> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_typed_cached(sql, types).await?;
+        let columns = described(&stmt).columns;
+        check_types(&columns)?;
+        let rows = conn.query(&stmt, &as_refs(params)).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut vals = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let Cell(v) = row.try_get(i).map_err(|e| Error::internal(format!("decode: {e}")))?;
+                vals.push(v);
+            }
+            out.push(vals);
+        }
+        Ok(Fetched { columns, rows: out })
+    }
+
+    /// Runs a statement and streams its rows as Arrow batches of up to `batch_rows` rows,
+    /// holding one pooled connection until the stream ends or is dropped. Dropping the
+    /// stream early cancels the warehouse query.
+    pub async fn stream(
+        &self,
+        sql: &str,
+        params: &[Param],
+        batch_rows: usize,
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(sql).await?;
+        let columns = described(&stmt).columns;
+        check_types(&columns)?;
+        let schema = schema_for(&columns);
+        let rows = conn.query_raw(&stmt, params.iter().cloned()).await?;
+        let guard = CancelOnDrop { token: Some(conn.cancel_token()) };
+        let state = StreamState { _conn: conn, rows: Box::pin(rows), columns, guard, done: false };
+        let schema2 = schema.clone();
+        let s = futures::stream::unfold(state, move |mut st| {
+            let schema = schema2.clone();
+            async move {
+                if st.done {
+                    return None;
+                }
+                let mut buf = Vec::with_capacity(batch_rows);
+                while buf.len() < batch_rows {
+                    match st.rows.next().await {
+                        Some(Ok(row)) => match decode_row(&row, st.columns.len()) {
+                            Ok(v) => buf.push(v),
+                            Err(e) => return Some((Err(e), finish(st))),
+                        },
+                        Some(Err(e)) => return Some((Err(e.into()), finish(st))),
+                        None => {
+                            st.done = true;
+                            st.guard.token = None;
+                            break;
+                        }
+                    }
+                }
+                if buf.is_empty() {
+                    return None;
+                }
+                Some((batch_from_rows(&schema, &st.columns, buf), st))
+            }
+        });
+        Ok((schema, s.boxed()))
+    }
+
+    /// Runs a statement whose result is small and fetches it whole (setup, catalog).
+    pub async fn fetch_untyped(&self, sql: &str, params: &[Param]) -> Result<Fetched> {
+        self.fetch(sql, &[], params).await
+    }
+}
+
+fn finish(mut st: StreamState) -> StreamState {
+    st.done = true;
+    st
+}
+
+struct StreamState {
+    _conn: Object,
+    rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
+    columns: Vec<Column>,
+    guard: CancelOnDrop,
+    done: bool,
+}
+
+/// Cancels the warehouse query when a result stream is dropped before its end.
+struct CancelOnDrop {
+    token: Option<tokio_postgres::CancelToken>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = token.cancel_query(NoTls).await;
+                });
+            }
+        }
+    }
+}
+
+fn decode_row(row: &tokio_postgres::Row, n: usize) -> Result<Vec<Value>> {
+    (0..n)
+        .map(|i| {
+            row.try_get::<_, Cell>(i).map(|c| c.0).map_err(|e| Error::internal(format!("decode: {e}")))
+        })
+        .collect()
+}
+
+fn as_refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+fn described(stmt: &Statement) -> Described {
+    Described {
+        columns: stmt
+            .columns()
+            .iter()
+            .map(|c| Column { name: c.name().to_string(), ty: c.type_().clone() })
+            .collect(),
+        params: stmt.params().to_vec(),
+    }
+}
+
+/// Refuses result types the engine cannot decode, naming the column.
+fn check_types(columns: &[Column]) -> Result<()> {
+    for c in columns {
+        if !supported_type(&c.ty) {
+            return Err(Error::NotSupported(format!(
+                "column {:?} has type {} which tidemark does not serve yet; cast it to text",
+                c.name,
+                c.ty.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Shared handle type.
+pub type WarehouseRef = Arc<Warehouse>;

@@ -1,0 +1,207 @@
+//! REST over HTTP (axum): `POST /v1/query`, `POST /v1/explain`, `GET /v1/tables`,
+//! `GET /healthz`. Each handler decodes, calls the engine, encodes.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use crate::engine::{Engine, Freshness, Session};
+use crate::error::Error;
+use crate::exec::arrow::{pg_type_name, value_at};
+use crate::exec::value::Value;
+use crate::exec::warehouse::Param;
+
+/// Largest request body accepted (bigger bodies get 413).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Media type of Arrow IPC streams.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// The REST router over one engine.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/query", post(query))
+        .route("/v1/explain", post(explain))
+        .route("/v1/tables", get(tables))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(engine)
+}
+
+#[derive(Deserialize)]
+struct QueryRequest {
+    sql: String,
+    #[serde(default)]
+    params: Vec<Json>,
+}
+
+struct Problem(Error);
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        Problem(e)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": e.to_string(),
+            "sqlstate": e.sqlstate(),
+        });
+        let mut resp = (status, body.to_string()).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp
+    }
+}
+
+fn decode(body: Result<Bytes, BytesRejection>) -> Result<QueryRequest, Problem> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem(Error::data("54000", format!("request body larger than {BODY_LIMIT} bytes")))
+        } else {
+            Problem(Error::InvalidInput(format!("cannot read body: {r}")))
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| Problem(Error::InvalidInput(format!("invalid JSON body: {e}"))))
+}
+
+fn param(v: &Json) -> Result<Param, Problem> {
+    Ok(match v {
+        Json::Null => Param::Null,
+        Json::Bool(b) => Param::Text(b.to_string()),
+        Json::Number(n) => Param::Text(n.to_string()),
+        Json::String(s) => Param::Text(s.clone()),
+        _ => return Err(Problem(Error::InvalidInput("params must be JSON scalars (string, number, bool, null)".into()))),
+    })
+}
+
+async fn query(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Problem> {
+    let req = decode(body)?;
+    let params = req.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    let mut session = Session::default();
+    let result = engine.execute(&req.sql, &params, &mut session).await?;
+    let schema = result.schema.clone();
+    let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut resp = if accept.contains(ARROW_STREAM) {
+        ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow_ipc(&schema, &batches)?).into_response()
+    } else if accept.contains("text/csv") {
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(&schema, &batches)).into_response()
+    } else {
+        let body = json!({"columns": columns(&schema), "rows": rows(&batches), "freshness": result.freshness});
+        ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    };
+    freshness_headers(resp.headers_mut(), &result.freshness);
+    Ok(resp)
+}
+
+async fn explain(State(engine): State<Arc<Engine>>, body: Result<Bytes, BytesRejection>) -> Result<Response, Problem> {
+    let req = decode(body)?;
+    let plan = engine.explain(&req.sql).await?;
+    Ok(axum::Json(plan).into_response())
+}
+
+async fn tables(State(engine): State<Arc<Engine>>) -> Result<Response, Problem> {
+    Ok(axum::Json(engine.tables().await?).into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
+    let mut put = |name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    put("tidemark-plan", &f.plan);
+    if let Some(w) = &f.batch_watermark {
+        put("tidemark-batch-watermark", w);
+    }
+    if let Some(r) = &f.realtime_as_of {
+        put("tidemark-realtime-as-of", r);
+    }
+    put("tidemark-legs", &f.legs.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(","));
+    put("tidemark-degraded", if f.degraded { "true" } else { "false" });
+}
+
+fn columns(schema: &SchemaRef) -> Json {
+    Json::Array(schema.fields().iter().map(|f| json!({"name": f.name(), "type": pg_type_name(f)})).collect())
+}
+
+/// Encodes rows as JSON arrays; int8 and numeric become strings so they round-trip exactly.
+fn rows(batches: &[RecordBatch]) -> Json {
+    let mut out = Vec::new();
+    for b in batches {
+        let fields = b.schema().fields().clone();
+        for r in 0..b.num_rows() {
+            let row = (0..b.num_columns())
+                .map(|c| json_value(value_at(b.column(c), &fields[c], r), pg_type_name(&fields[c])))
+                .collect();
+            out.push(Json::Array(row));
+        }
+    }
+    Json::Array(out)
+}
+
+fn json_value(v: Value, pg_type: &str) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(b),
+        Value::Int(i) if pg_type == "int8" => Json::String(i.to_string()),
+        Value::Int(i) => json!(i),
+        Value::Float(f) if f.is_finite() => json!(f),
+        other => Json::String(other.to_pg_text().unwrap_or_default()),
+    }
+}
+
+fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> String {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(",");
+    out.push('\n');
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let line = (0..b.num_columns())
+                .map(|c| value_at(b.column(c), b.schema().field(c), r).to_pg_text().map(|s| quote(&s)).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(",");
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn arrow_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Problem> {
+    let mut buf = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, schema).map_err(Error::from)?;
+    for b in batches {
+        w.write(b).map_err(Error::from)?;
+    }
+    w.finish().map_err(Error::from)?;
+    drop(w);
+    Ok(buf)
+}

@@ -1,0 +1,3 @@
+//! Frontends: each decodes its protocol, calls the engine, and encodes Arrow batches.
+
+pub mod http;

@@ -1,0 +1,15 @@
+//! tidemark: the serving layer of a Lambda Architecture. One SQL gateway answers every
+//! query over the batch layer, the speed layer and (later) Redis windows, counting each
+//! event exactly once and saying how fresh each answer is.
+
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod frontend;
+pub mod plan;
+pub mod server;
+pub mod setup;
+pub mod watermark;

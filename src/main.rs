@@ -1,0 +1,150 @@
+//! The `tidemark` command: serve | setup | explain | check | demo.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tidemark::config::Config;
+use tidemark::error::Result;
+
+/// tidemark: the serving layer of a Lambda Architecture.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured listeners until SIGINT/SIGTERM.
+    Serve {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+    },
+    /// Create the watermark table and the logical tables' union views (idempotent).
+    Setup {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+    },
+    /// Print the lambda plan of a query.
+    Explain {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// The SQL to explain.
+        sql: String,
+    },
+    /// Validate the config and check warehouse connectivity and the logical tables.
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+    },
+    /// Create a demo database with live data and serve it.
+    Demo {
+        /// Admin connection used to create the demo database.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        admin_url: String,
+        /// REST listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// Historic events to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// New events per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds between watermark advances.
+        #[arg(long, default_value_t = 60)]
+        advance_every: u64,
+        /// Drop and recreate the demo database.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.sqlstate());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Serve { config } => {
+            let server = tidemark::server::Server::start(Arc::new(Config::load(&config)?)).await?;
+            server.run_until_signal().await;
+            Ok(())
+        }
+        Command::Setup { config } => {
+            let report = tidemark::setup::run(&Config::load(&config)?).await?;
+            for a in report.actions {
+                println!("{a}");
+            }
+            Ok(())
+        }
+        Command::Explain { config, sql } => {
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            let engine = tidemark::engine::Engine::start(Arc::new(Config::load(&config)?), rx).await?;
+            let plan = engine.explain(&sql).await?;
+            println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+            Ok(())
+        }
+        Command::Check { config } => check(&config).await,
+        Command::Demo { admin_url, http, events, rate, advance_every, reset } => {
+            let opts = tidemark::demo::DemoOptions {
+                warehouse_admin_url: admin_url,
+                http,
+                events,
+                rate_per_sec: rate,
+                advance_every: Duration::from_secs(advance_every.max(1)),
+                reset,
+                ..Default::default()
+            };
+            tidemark::demo::run(opts).await
+        }
+    }
+}
+
+async fn check(path: &str) -> Result<()> {
+    let config = Arc::new(Config::load(path)?);
+    println!("config {path}: valid");
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let engine = tidemark::engine::Engine::start(config.clone(), rx).await?;
+    let mut session = tidemark::engine::Session::default();
+    engine.execute("SELECT 1", &[], &mut session).await?;
+    println!("warehouse {}: reachable", config.warehouse.url);
+    for t in engine.tables().await? {
+        println!(
+            "logical table {}: {} columns, time column {}, batch watermark {}",
+            t.name,
+            t.columns.len(),
+            t.time_column,
+            t.batch_watermark.unwrap_or_else(|| "(none: run tidemark setup)".into())
+        );
+    }
+    Ok(())
+}

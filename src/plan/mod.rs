@@ -1,0 +1,148 @@
+//! Planning: parse with the warehouse dialect, classify each statement as Local,
+//! Passthrough or Split, and for Split render one SQL per leg plus the merge spec.
+
+pub mod expr;
+pub mod prune;
+pub mod split;
+
+use serde::Serialize;
+use sqlparser::ast::{Expr, Statement};
+use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, RedshiftSqlDialect};
+use sqlparser::parser::Parser;
+
+use crate::config::Dialect;
+use crate::error::{Error, Result};
+
+pub use split::{Layer, Leg, SplitPlan};
+
+/// The sqlparser dialect for a warehouse dialect.
+pub fn sql_dialect(d: Dialect) -> Box<dyn SqlDialect + Send + Sync> {
+    match d {
+        Dialect::Postgres => Box::new(PostgreSqlDialect {}),
+        Dialect::Redshift => Box::new(RedshiftSqlDialect {}),
+    }
+}
+
+/// Parses SQL text into statements (42601 on failure).
+pub fn parse(d: Dialect, sql: &str) -> Result<Vec<Statement>> {
+    Parser::parse_sql(sql_dialect(d).as_ref(), sql).map_err(|e| Error::Syntax(e.to_string()))
+}
+
+/// Parses one expression snippet (used to build literals and predicates).
+pub fn parse_expr(d: Dialect, sql: &str) -> Result<Expr> {
+    Parser::new(sql_dialect(d).as_ref())
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::internal(format!("cannot parse generated expression {sql:?}: {e}")))
+}
+
+/// A statement that never reaches the warehouse.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Local {
+    /// `SET name = value` (or `SET name TO value`).
+    Set {
+        /// Parameter name, lower case.
+        name: String,
+        /// Value text.
+        value: String,
+    },
+    /// `RESET name` / `RESET ALL` (name `all`).
+    Reset(String),
+    /// `SHOW name` answered from session state (`tidemark.*` and parameters set in the session).
+    Show(String),
+    /// BEGIN / START TRANSACTION (read-only sessions only).
+    Begin,
+    /// COMMIT / END.
+    Commit,
+    /// ROLLBACK / ABORT.
+    Rollback,
+    /// DISCARD ALL and friends.
+    Discard,
+    /// EXPLAIN of the lambda plan of the inner statement text.
+    Explain(String),
+}
+
+/// How tidemark will run one statement.
+#[derive(Debug)]
+pub enum Class {
+    /// Answered by tidemark alone.
+    Local(Local),
+    /// Sent whole to the warehouse; `reason` says why it is not split.
+    Passthrough {
+        /// Why the statement is not split.
+        reason: String,
+    },
+    /// Candidate for the split fast path (the query and the logical table it reads).
+    Split {
+        /// The parsed query.
+        query: Box<sqlparser::ast::Query>,
+        /// Name of the logical table (as configured).
+        table: String,
+    },
+}
+
+/// The lambda plan as EXPLAIN shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explain {
+    /// `split`, `passthrough` or `local`.
+    pub class: String,
+    /// Logical table, for split plans.
+    pub table: Option<String>,
+    /// Batch watermark used.
+    pub batch_watermark: Option<String>,
+    /// SQL per leg.
+    pub legs: Vec<ExplainLeg>,
+    /// Legs removed by time pruning.
+    pub pruned: Vec<String>,
+    /// Why the query is not split (passthrough), or what the merge does (split).
+    pub reason: Option<String>,
+}
+
+/// One leg in an EXPLAIN.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainLeg {
+    /// `batch`, `speed` or `warehouse`.
+    pub name: String,
+    /// SQL sent to the warehouse.
+    pub sql: String,
+}
+
+/// Names of statements that write or change the database; refused with 25006.
+pub fn write_kind(stmt: &Statement) -> Option<String> {
+    match stmt {
+        Statement::Query(q) => {
+            if let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() {
+                if s.into.is_some() {
+                    return Some("SELECT INTO".into());
+                }
+            }
+            if !q.locks.is_empty() {
+                return Some("SELECT FOR UPDATE/SHARE".into());
+            }
+            None
+        }
+        Statement::Set(_)
+        | Statement::ShowVariable { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Discard { .. }
+        | Statement::Explain { .. }
+        | Statement::Reset(_)
+        | Statement::ShowVariables { .. } => None,
+        other => Some(statement_keyword(other)),
+    }
+}
+
+/// The first words of a statement, for error messages.
+fn statement_keyword(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    let first = words.first().copied().unwrap_or("statement").to_uppercase();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" | "GRANT" | "REVOKE" => {
+            format!("{first} {}", words.get(1).copied().unwrap_or("").to_uppercase())
+        }
+        _ => first,
+    }
+}

@@ -1,0 +1,86 @@
+//! Starts the engine and the configured listeners, and shuts them down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// A running tidemark: engine plus listeners.
+pub struct Server {
+    /// Bound REST address, when `[listen] http` is set.
+    pub http_addr: Option<SocketAddr>,
+    /// The engine the listeners serve.
+    pub engine: Arc<Engine>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts the engine and every configured listener on the current runtime.
+    pub async fn start(config: Arc<Config>) -> Result<Server> {
+        let (tx, rx) = watch::channel(false);
+        let engine = Engine::start(config.clone(), rx.clone()).await?;
+        let mut tasks = Vec::new();
+        let mut http_addr = None;
+        if let Some(addr) = &config.listen.http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+            http_addr = Some(listener.local_addr().map_err(|e| Error::internal(e.to_string()))?);
+            let app = crate::frontend::http::router(engine.clone());
+            let mut stop = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|v| *v).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            }));
+            tracing::info!(addr = %http_addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()), "REST listening");
+        }
+        Ok(Server { http_addr, engine, shutdown: tx, tasks })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,116 @@
+//! The batch watermark tracker: polls the watermark table and hands every query one
+//! snapshot of W that all its legs use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::exec::value::{date_text, timestamp_text, Value};
+use crate::exec::warehouse::Warehouse;
+use crate::error::{Error, Result};
+
+/// The batch watermark of one logical table at one instant.
+#[derive(Debug, Clone)]
+pub struct Watermark {
+    /// W as a value of the time column's type.
+    pub value: Value,
+}
+
+impl Watermark {
+    /// A SQL literal of the time column's own type, never a bare string that the session
+    /// time zone could shift. Valid on PostgreSQL and Redshift.
+    pub fn literal(&self) -> Result<String> {
+        literal_for(&self.value)
+    }
+
+    /// Human-readable W for freshness reports (PostgreSQL text form).
+    pub fn text(&self) -> String {
+        self.value.to_pg_text().unwrap_or_else(|| "NULL".into())
+    }
+}
+
+/// A SQL literal for a time value.
+pub fn literal_for(v: &Value) -> Result<String> {
+    Ok(match v {
+        Value::Timestamp(t) => format!("TIMESTAMP '{}'", timestamp_text(*t)),
+        Value::TimestampTz(t) => format!("CAST('{}+00' AS TIMESTAMPTZ)", timestamp_text(*t)),
+        Value::Date(d) => format!("DATE '{}'", date_text(*d)),
+        Value::Int(i) => i.to_string(),
+        other => {
+            return Err(Error::Config(format!(
+                "batch watermark {other:?} has a type tidemark cannot use for a time column"
+            )))
+        }
+    })
+}
+
+/// Polls the watermark table and keeps the latest W per logical table.
+pub struct WatermarkTracker {
+    warehouse: Arc<Warehouse>,
+    sql: String,
+    marks: RwLock<HashMap<String, Watermark>>,
+}
+
+impl WatermarkTracker {
+    /// A tracker reading `watermark_table`.
+    pub fn new(warehouse: Arc<Warehouse>, watermark_table: &str) -> WatermarkTracker {
+        let sql = format!(
+            "SELECT table_name, batch_watermark FROM {} WHERE batch_watermark IS NOT NULL",
+            crate::catalog::quote_name(watermark_table)
+        );
+        WatermarkTracker { warehouse, sql, marks: RwLock::new(HashMap::new()) }
+    }
+
+    /// Reads the watermark table once.
+    pub async fn refresh(&self) -> Result<()> {
+        let fetched = self.warehouse.fetch(&self.sql, &[], &[]).await?;
+        let mut fresh = HashMap::new();
+        for row in fetched.rows {
+            if let (Value::Text(name), value) = (&row[0], row[1].clone()) {
+                fresh.insert(name.to_lowercase(), Watermark { value });
+            }
+        }
+        *self.marks.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The current W of a logical table; reads the table when it has not been seen yet.
+    pub async fn snapshot(&self, table: &str) -> Result<Watermark> {
+        if let Some(w) = self.cached(table) {
+            return Ok(w);
+        }
+        self.refresh().await?;
+        self.cached(table).ok_or_else(|| Error::Warehouse {
+            sqlstate: "55000".into(),
+            message: format!(
+                "no batch watermark published for logical table {table:?}; run `tidemark setup` or let the batch pipeline publish one"
+            ),
+        })
+    }
+
+    /// The last polled W of a table, if any.
+    pub fn cached(&self, table: &str) -> Option<Watermark> {
+        self.marks.read().unwrap_or_else(|e| e.into_inner()).get(&table.to_lowercase()).cloned()
+    }
+
+    /// Polls every `interval` until `shutdown` flips; errors keep the last known W (a
+    /// stale W is still exactly-once while the speed table honours its retention rule).
+    pub fn spawn_poller(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = self.refresh().await {
+                            tracing::warn!(error = %e, "watermark poll failed; keeping the last known watermark");
+                        }
+                    }
+                    _ = shutdown.changed() => break,
+                }
+            }
+        });
+    }
+}
