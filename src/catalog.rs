@@ -8,9 +8,9 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, Dialect, TableConfig};
+use crate::error::Result;
 use crate::exec::value::Value;
 use crate::exec::warehouse::{Param, Warehouse};
-use crate::error::Result;
 
 /// Quotes one identifier for PostgreSQL and Redshift.
 pub fn quote_ident(s: &str) -> String {
@@ -53,12 +53,34 @@ pub struct Catalog {
 }
 
 const REDSHIFT_AGGREGATES: &[&str] = &[
-    "count", "sum", "min", "max", "avg", "bool_and", "bool_or", "every", "listagg", "median",
-    "percentile_cont", "percentile_disc", "stddev", "stddev_samp", "stddev_pop", "variance",
-    "var_samp", "var_pop", "approximate", "bit_and", "bit_or", "any_value", "string_agg",
-    "array_agg", "mode",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "listagg",
+    "median",
+    "percentile_cont",
+    "percentile_disc",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "variance",
+    "var_samp",
+    "var_pop",
+    "approximate",
+    "bit_and",
+    "bit_or",
+    "any_value",
+    "string_agg",
+    "array_agg",
+    "mode",
 ];
-const REDSHIFT_VOLATILE: &[&str] = &["random", "getdate", "sysdate", "timeofday", "clock_timestamp"];
+const REDSHIFT_VOLATILE: &[&str] =
+    &["random", "getdate", "sysdate", "timeofday", "clock_timestamp"];
 
 impl Catalog {
     /// A catalog for the configured tables.
@@ -78,12 +100,21 @@ impl Catalog {
 
     /// The logical table named `name` (unquoted identifiers compare case-insensitively).
     pub fn table(&self, name: &str, quoted: bool) -> Option<&TableConfig> {
-        self.tables.iter().find(|t| if quoted { t.name == name } else { t.name.eq_ignore_ascii_case(name) })
+        self.tables.iter().find(|t| {
+            if quoted {
+                t.name == name
+            } else {
+                t.name.eq_ignore_ascii_case(name)
+            }
+        })
     }
 
     /// Warehouse facts, read on first use.
     pub async fn facts(&self) -> Result<Arc<Facts>> {
-        self.facts.get_or_try_init(|| async { self.load_facts().await.map(Arc::new) }).await.cloned()
+        self.facts
+            .get_or_try_init(|| async { self.load_facts().await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     async fn load_facts(&self) -> Result<Facts> {
@@ -126,7 +157,8 @@ impl Catalog {
             Some(Value::Text(s)) => s.clone(),
             _ => String::new(),
         };
-        let text_bytewise = matches!(collate.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8" | "ucs_basic");
+        let text_bytewise =
+            matches!(collate.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8" | "ucs_basic");
         Ok(Facts { aggregates, volatile, text_bytewise })
     }
 

@@ -154,9 +154,7 @@ impl Config {
 
     /// Checks everything that can be checked without connecting.
     pub fn validate(&self) -> Result<()> {
-        for addr in [&self.listen.http, &self.listen.pg, &self.listen.flight]
-            .into_iter()
-            .flatten()
+        for addr in [&self.listen.http, &self.listen.pg, &self.listen.flight].into_iter().flatten()
         {
             addr.parse::<SocketAddr>()
                 .map_err(|_| Error::Config(format!("invalid listen address {addr:?}")))?;
@@ -240,9 +238,8 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
         Some(i) => (&t[..i], t[i..].trim()),
         None => (t, "s"),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::Config(format!("{key} = {text:?} is not a duration")))?;
+    let n: f64 =
+        num.parse().map_err(|_| Error::Config(format!("{key} = {text:?} is not a duration")))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,

@@ -131,10 +131,14 @@ pub struct Engine {
 
 impl Engine {
     /// Builds the engine and starts the watermark poller; succeeds while the warehouse is down.
-    pub async fn start(config: Arc<Config>, shutdown: watch::Receiver<bool>) -> Result<Arc<Engine>> {
+    pub async fn start(
+        config: Arc<Config>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::new(&config)?);
         let catalog = Catalog::new(&config, warehouse.clone());
-        let watermarks = Arc::new(WatermarkTracker::new(warehouse.clone(), &config.warehouse.watermark_table));
+        let watermarks =
+            Arc::new(WatermarkTracker::new(warehouse.clone(), &config.warehouse.watermark_table));
         if !config.tables.is_empty() {
             if let Err(e) = watermarks.refresh().await {
                 tracing::warn!(error = %e, "initial watermark read failed; will keep polling");
@@ -161,7 +165,12 @@ impl Engine {
     }
 
     /// Executes one SQL statement with parameters bound as `$1..$n`.
-    pub async fn execute(&self, sql: &str, params: &[Param], session: &mut Session) -> Result<QueryResult> {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Param],
+        session: &mut Session,
+    ) -> Result<QueryResult> {
         let result = match self.classify(sql)? {
             Class::Local(local) => self.local(local, session).await,
             Class::Passthrough { reason } => self.passthrough(sql, params, reason, None).await,
@@ -235,7 +244,10 @@ impl Engine {
             return Ok(c.clone());
         }
         let cols = self.catalog.columns_of(table).await?;
-        self.columns.lock().unwrap_or_else(|e| e.into_inner()).insert(table.to_string(), cols.clone());
+        self.columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.to_string(), cols.clone());
         Ok(cols)
     }
 
@@ -247,7 +259,11 @@ impl Engine {
         table: &str,
         now_micros: i64,
     ) -> Result<(SplitPlan, Described)> {
-        let cfg = self.config.table(table).ok_or_else(|| Error::internal("unknown logical table"))?.clone();
+        let cfg = self
+            .config
+            .table(table)
+            .ok_or_else(|| Error::internal("unknown logical table"))?
+            .clone();
         let described = self.describe(sql).await?;
         if !split::substitute_now(&mut query, now_micros, self.dialect()) {
             return Err(Error::unsplittable("now() with arguments"));
@@ -266,11 +282,19 @@ impl Engine {
         Ok((split::plan(&input)?, described))
     }
 
-    async fn split(&self, sql: &str, query: sqlparser::ast::Query, table: &str, params: &[Param]) -> Result<QueryResult> {
+    async fn split(
+        &self,
+        sql: &str,
+        query: sqlparser::ast::Query,
+        table: &str,
+        params: &[Param],
+    ) -> Result<QueryResult> {
         let now = chrono::Utc::now().timestamp_micros();
         let (plan, described) = match self.plan_split(sql, query, table, now).await {
             Ok(p) => p,
-            Err(Error::Unsplittable(reason)) => return self.passthrough(sql, params, reason, Some(table)).await,
+            Err(Error::Unsplittable(reason)) => {
+                return self.passthrough(sql, params, reason, Some(table)).await
+            }
             Err(e) => return Err(e),
         };
         match self.run_split(&plan, &described, params, now).await {
@@ -286,7 +310,13 @@ impl Engine {
         }
     }
 
-    async fn run_split(&self, plan: &SplitPlan, described: &Described, params: &[Param], now: i64) -> Result<QueryResult> {
+    async fn run_split(
+        &self,
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+    ) -> Result<QueryResult> {
         let legs = plan.legs.iter().map(|leg| async move {
             let started = Instant::now();
             let fetched = self.warehouse.fetch(&leg.sql, &described.params, params).await?;
@@ -323,10 +353,21 @@ impl Engine {
             degraded: false,
             reason: None,
         };
-        Ok(QueryResult { schema, stream: stream::once(async { Ok(batch) }).boxed(), freshness, tag: "SELECT".into() })
+        Ok(QueryResult {
+            schema,
+            stream: stream::once(async { Ok(batch) }).boxed(),
+            freshness,
+            tag: "SELECT".into(),
+        })
     }
 
-    async fn passthrough(&self, sql: &str, params: &[Param], reason: String, table: Option<&str>) -> Result<QueryResult> {
+    async fn passthrough(
+        &self,
+        sql: &str,
+        params: &[Param],
+        reason: String,
+        table: Option<&str>,
+    ) -> Result<QueryResult> {
         let started = Instant::now();
         let (schema, stream) = self.warehouse.stream(sql, params, BATCH_ROWS).await?;
         let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
@@ -334,7 +375,8 @@ impl Engine {
             plan: "passthrough".into(),
             table: table.map(str::to_string),
             batch_watermark: w,
-            realtime_as_of: table.map(|_| format!("{}+00", timestamp_text(chrono::Utc::now().timestamp_micros()))),
+            realtime_as_of: table
+                .map(|_| format!("{}+00", timestamp_text(chrono::Utc::now().timestamp_micros()))),
             legs: vec![LegReport {
                 name: "warehouse".into(),
                 rows: None,
@@ -399,7 +441,8 @@ impl Engine {
         if let Some(v) = session.settings.get(name) {
             return text_result(name, vec![v.clone()], "SHOW");
         }
-        self.passthrough(&format!("SHOW {name}"), &[], "SHOW of a warehouse setting".into(), None).await
+        self.passthrough(&format!("SHOW {name}"), &[], "SHOW of a warehouse setting".into(), None)
+            .await
     }
 
     /// The lambda plan of a statement: class, W, each leg's SQL and what was pruned.
@@ -468,13 +511,22 @@ fn explain_split(p: &SplitPlan) -> Explain {
             a.partials.len(),
             a.outputs.len()
         ),
-        Shape::Rows(r) => format!("concatenate rows, sort on {} key(s), limit {:?} offset {}", r.order.len(), r.limit, r.offset),
+        Shape::Rows(r) => format!(
+            "concatenate rows, sort on {} key(s), limit {:?} offset {}",
+            r.order.len(),
+            r.limit,
+            r.offset
+        ),
     };
     Explain {
         class: "split".into(),
         table: Some(p.table.clone()),
         batch_watermark: Some(p.watermark.text()),
-        legs: p.legs.iter().map(|l| ExplainLeg { name: l.layer.name().into(), sql: l.sql.clone() }).collect(),
+        legs: p
+            .legs
+            .iter()
+            .map(|l| ExplainLeg { name: l.layer.name().into(), sql: l.sql.clone() })
+            .collect(),
         pruned: p.pruned.iter().map(|l| l.name().to_string()).collect(),
         reason: Some(merge),
     }
@@ -527,19 +579,30 @@ fn local_of(stmt: Statement) -> Result<Class> {
     let local = match stmt {
         Statement::Set(Set::SingleAssignment { variable, values, .. }) => Local::Set {
             name: variable.to_string().to_lowercase(),
-            value: values.iter().map(|v| v.to_string().trim_matches('\'').to_string()).collect::<Vec<_>>().join(", "),
+            value: values
+                .iter()
+                .map(|v| v.to_string().trim_matches('\'').to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         },
         Statement::Set(_) => return Err(Error::NotSupported("this form of SET".into())),
-        Statement::Reset(r) => Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase()),
-        Statement::ShowVariable { variable } => {
-            Local::Show(variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("."))
+        Statement::Reset(r) => {
+            Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase())
         }
+        Statement::ShowVariable { variable } => Local::Show(
+            variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("."),
+        ),
         Statement::StartTransaction { .. } => Local::Begin,
         Statement::Commit { .. } => Local::Commit,
         Statement::Rollback { .. } => Local::Rollback,
         Statement::Discard { .. } => Local::Discard,
         Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
-        other => return Err(Error::NotSupported(format!("statement {}", other.to_string().split_whitespace().next().unwrap_or("")))),
+        other => {
+            return Err(Error::NotSupported(format!(
+                "statement {}",
+                other.to_string().split_whitespace().next().unwrap_or("")
+            )))
+        }
     };
     Ok(Class::Local(local))
 }

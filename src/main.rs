@@ -108,7 +108,8 @@ async fn run(cmd: Command) -> Result<()> {
         }
         Command::Explain { config, sql } => {
             let (_tx, rx) = tokio::sync::watch::channel(false);
-            let engine = tidemark::engine::Engine::start(Arc::new(Config::load(&config)?), rx).await?;
+            let engine =
+                tidemark::engine::Engine::start(Arc::new(Config::load(&config)?), rx).await?;
             let plan = engine.explain(&sql).await?;
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
             Ok(())

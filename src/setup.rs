@@ -43,16 +43,19 @@ pub async fn run(config: &Config) -> Result<SetupReport> {
     for t in &config.tables {
         seed_watermark(&client, wm, t).await?;
         client.batch_execute(&view_sql(wm, t, &columns(&client, &t.batch_table).await?)).await?;
-        report.actions.push(format!("view {} ready over {} and {}", t.name, t.batch_table, t.speed_table));
+        report
+            .actions
+            .push(format!("view {} ready over {} and {}", t.name, t.batch_table, t.speed_table));
     }
     Ok(report)
 }
 
 async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| match e.as_db_error() {
-        Some(_) => Error::from(e),
-        None => Error::Unavailable(format!("cannot connect to the warehouse: {e}")),
-    })?;
+    let (client, conn) =
+        tokio_postgres::connect(url, NoTls).await.map_err(|e| match e.as_db_error() {
+            Some(_) => Error::from(e),
+            None => Error::Unavailable(format!("cannot connect to the warehouse: {e}")),
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "setup connection closed");
@@ -79,7 +82,9 @@ async fn check_table(client: &Client, t: &TableConfig) -> Result<String> {
     let batch = columns(client, &t.batch_table).await?;
     let speed = columns(client, &t.speed_table).await?;
     if batch != speed {
-        let show = |c: &[(String, String)]| c.iter().map(|(n, ty)| format!("{n} {ty}")).collect::<Vec<_>>().join(", ");
+        let show = |c: &[(String, String)]| {
+            c.iter().map(|(n, ty)| format!("{n} {ty}")).collect::<Vec<_>>().join(", ")
+        };
         return Err(Error::Config(format!(
             "logical table {}: batch table {} ({}) and speed table {} ({}) must have the same columns in the same order",
             t.name,
@@ -89,11 +94,12 @@ async fn check_table(client: &Client, t: &TableConfig) -> Result<String> {
             show(&speed)
         )));
     }
-    batch
-        .iter()
-        .find(|(n, _)| *n == t.time_column)
-        .map(|(_, ty)| ty.clone())
-        .ok_or_else(|| Error::Config(format!("logical table {}: no column {} in {}", t.name, t.time_column, t.batch_table)))
+    batch.iter().find(|(n, _)| *n == t.time_column).map(|(_, ty)| ty.clone()).ok_or_else(|| {
+        Error::Config(format!(
+            "logical table {}: no column {} in {}",
+            t.name, t.time_column, t.batch_table
+        ))
+    })
 }
 
 /// A new logical table starts with W at the oldest speed row (or, with an empty speed table,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::error::{Error, Result};
 use crate::exec::value::{date_text, timestamp_text, Value};
 use crate::exec::warehouse::Warehouse;
-use crate::error::{Error, Result};
 
 /// The batch watermark of one logical table at one instant.
 #[derive(Debug, Clone)]

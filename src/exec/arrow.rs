@@ -67,7 +67,11 @@ pub fn pg_type_name(field: &Field) -> &str {
 }
 
 /// Builds one record batch from rows of values typed as `columns`.
-pub fn batch_from_rows(schema: &SchemaRef, columns: &[Column], rows: Vec<Vec<Value>>) -> Result<RecordBatch> {
+pub fn batch_from_rows(
+    schema: &SchemaRef,
+    columns: &[Column],
+    rows: Vec<Vec<Value>>,
+) -> Result<RecordBatch> {
     let mut arrays = Vec::with_capacity(columns.len());
     for (i, c) in columns.iter().enumerate() {
         arrays.push(build_array(&c.ty, rows.iter().map(|r| &r[i]))?);
@@ -112,7 +116,9 @@ fn build_array<'a>(ty: &Type, vals: impl Iterator<Item = &'a Value>) -> Result<A
             for v in vals {
                 match v {
                     Value::Null => b.append_null(),
-                    Value::Int(i) => b.append_value(int(i, i16::MIN as i64, i16::MAX as i64)? as i16),
+                    Value::Int(i) => {
+                        b.append_value(int(i, i16::MIN as i64, i16::MAX as i64)? as i16)
+                    }
                     o => return Err(mismatch(ty, o)),
                 }
             }
@@ -123,7 +129,9 @@ fn build_array<'a>(ty: &Type, vals: impl Iterator<Item = &'a Value>) -> Result<A
             for v in vals {
                 match v {
                     Value::Null => b.append_null(),
-                    Value::Int(i) => b.append_value(int(i, i32::MIN as i64, i32::MAX as i64)? as i32),
+                    Value::Int(i) => {
+                        b.append_value(int(i, i32::MIN as i64, i32::MAX as i64)? as i32)
+                    }
                     o => return Err(mismatch(ty, o)),
                 }
             }
@@ -148,7 +156,9 @@ fn build_array<'a>(ty: &Type, vals: impl Iterator<Item = &'a Value>) -> Result<A
             }
             Arc::new(b.finish())
         }
-        DataType::Time64(_) => build!(Time64MicrosecondBuilder::new(), vals, ty, Value::Time(t) => *t),
+        DataType::Time64(_) => {
+            build!(Time64MicrosecondBuilder::new(), vals, ty, Value::Time(t) => *t)
+        }
         DataType::Binary => build!(BinaryBuilder::new(), vals, ty, Value::Bytes(b) => b),
         _ => {
             let numeric = *ty == Type::NUMERIC;
@@ -193,7 +203,9 @@ pub fn value_at(array: &ArrayRef, field: &Field, row: usize) -> Value {
                 Value::Timestamp(t)
             }
         }
-        DataType::Time64(_) => Value::Time(array.as_primitive::<Time64MicrosecondType>().value(row)),
+        DataType::Time64(_) => {
+            Value::Time(array.as_primitive::<Time64MicrosecondType>().value(row))
+        }
         DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(row).to_vec()),
         DataType::Utf8 => {
             let s = array.as_string::<i32>().value(row).to_string();

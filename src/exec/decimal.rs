@@ -234,8 +234,11 @@ impl std::fmt::Display for Decimal {
         let neg = self.mant.sign() == Sign::Minus;
         let digits = self.mant.abs().to_string();
         let scale = self.scale as usize;
-        let padded =
-            if digits.len() <= scale { format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits) } else { digits };
+        let padded = if digits.len() <= scale {
+            format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+        } else {
+            digits
+        };
         let (int, frac) = padded.split_at(padded.len() - scale);
         if neg {
             f.write_str("-")?;

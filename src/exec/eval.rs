@@ -38,17 +38,26 @@ pub fn eval(e: &EExpr, row: &Row) -> Result<Value> {
             let vals = args.iter().map(|a| eval(a, row)).collect::<Result<Vec<_>>>()?;
             function(*f, vals, row.text_bytewise)?
         }
-        EExpr::Case { operand, whens, otherwise } => case(operand.as_deref(), whens, otherwise.as_deref(), row)?,
+        EExpr::Case { operand, whens, otherwise } => {
+            case(operand.as_deref(), whens, otherwise.as_deref(), row)?
+        }
         EExpr::Cast(x, to) => cast(eval(x, row)?, *to)?,
     })
 }
 
-fn case(operand: Option<&EExpr>, whens: &[(EExpr, EExpr)], otherwise: Option<&EExpr>, row: &Row) -> Result<Value> {
+fn case(
+    operand: Option<&EExpr>,
+    whens: &[(EExpr, EExpr)],
+    otherwise: Option<&EExpr>,
+    row: &Row,
+) -> Result<Value> {
     let subject = operand.map(|o| eval(o, row)).transpose()?;
     for (cond, result) in whens {
         let c = eval(cond, row)?;
         let hit = match &subject {
-            Some(s) => matches!(binary(BinOp::Eq, s.clone(), c, row.text_bytewise)?, Value::Bool(true)),
+            Some(s) => {
+                matches!(binary(BinOp::Eq, s.clone(), c, row.text_bytewise)?, Value::Bool(true))
+            }
             None => matches!(c, Value::Bool(true)),
         };
         if hit {
@@ -219,8 +228,10 @@ fn function(f: Func, args: Vec<Value>, text_bytewise: bool) -> Result<Value> {
     match f {
         Func::Coalesce => Ok(args.into_iter().find(|v| !v.is_null()).unwrap_or(Value::Null)),
         Func::NullIf => {
-            let [a, b]: [Value; 2] = args.try_into().map_err(|_| Error::unsplittable("nullif arity"))?;
-            let equal = matches!(binary(BinOp::Eq, a.clone(), b, text_bytewise)?, Value::Bool(true));
+            let [a, b]: [Value; 2] =
+                args.try_into().map_err(|_| Error::unsplittable("nullif arity"))?;
+            let equal =
+                matches!(binary(BinOp::Eq, a.clone(), b, text_bytewise)?, Value::Bool(true));
             Ok(if equal { Value::Null } else { a })
         }
         Func::Greatest | Func::Least => {
@@ -230,7 +241,11 @@ fn function(f: Func, args: Vec<Value>, text_bytewise: bool) -> Result<Value> {
                     None => v,
                     Some(b) => {
                         let o = compare(&v, &b, text_bytewise)?;
-                        let take = if f == Func::Greatest { o == Ordering::Greater } else { o == Ordering::Less };
+                        let take = if f == Func::Greatest {
+                            o == Ordering::Greater
+                        } else {
+                            o == Ordering::Less
+                        };
                         if take {
                             v
                         } else {
@@ -245,7 +260,13 @@ fn function(f: Func, args: Vec<Value>, text_bytewise: bool) -> Result<Value> {
             [Value::Null] => Ok(Value::Null),
             [Value::Int(i)] => Ok(Value::Int(i.checked_abs().ok_or_else(overflow)?)),
             [Value::Float(x)] => Ok(Value::Float(x.abs())),
-            [Value::Numeric(d)] => Ok(Value::Numeric(if d.mant.sign() == num_bigint::Sign::Minus { d.neg() } else { d.clone() })),
+            [Value::Numeric(d)] => {
+                Ok(Value::Numeric(if d.mant.sign() == num_bigint::Sign::Minus {
+                    d.neg()
+                } else {
+                    d.clone()
+                }))
+            }
             _ => Err(Error::unsplittable("abs argument")),
         },
         Func::Round => round(args),
@@ -293,10 +314,12 @@ pub fn cast(v: Value, to: CastTo) -> Result<Value> {
         CastTo::Int2 => range(as_int(&v)?, i16::MIN as i64, i16::MAX as i64, "smallint"),
         CastTo::Int4 => range(as_int(&v)?, i32::MIN as i64, i32::MAX as i64, "integer"),
         CastTo::Int8 => Ok(Value::Int(as_int(&v)?)),
-        CastTo::Float8 => as_f64(&v).map(Value::Float).ok_or_else(|| Error::unsplittable("cast to float")),
-        CastTo::Float4 => {
-            as_f64(&v).map(|f| Value::Float(f as f32 as f64)).ok_or_else(|| Error::unsplittable("cast to real"))
+        CastTo::Float8 => {
+            as_f64(&v).map(Value::Float).ok_or_else(|| Error::unsplittable("cast to float"))
         }
+        CastTo::Float4 => as_f64(&v)
+            .map(|f| Value::Float(f as f32 as f64))
+            .ok_or_else(|| Error::unsplittable("cast to real")),
         CastTo::Text => match v {
             Value::Float(_) => Err(Error::unsplittable("float to text")),
             other => Ok(Value::Text(other.to_pg_text().unwrap_or_default())),

@@ -21,7 +21,11 @@ pub struct MergeCtx {
 }
 
 /// Merges aggregate legs into final output rows.
-pub fn merge_aggregate(spec: &AggSpec, legs: Vec<Vec<Vec<Value>>>, ctx: MergeCtx) -> Result<Vec<Vec<Value>>> {
+pub fn merge_aggregate(
+    spec: &AggSpec,
+    legs: Vec<Vec<Vec<Value>>>,
+    ctx: MergeCtx,
+) -> Result<Vec<Vec<Value>>> {
     let mut index: HashMap<Vec<GroupKey>, usize> = HashMap::new();
     let mut groups: Vec<Vec<Value>> = Vec::new();
     for row in legs.into_iter().flatten() {
@@ -36,7 +40,11 @@ pub fn merge_aggregate(spec: &AggSpec, legs: Vec<Vec<Vec<Value>>>, ctx: MergeCtx
     }
     let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
     for g in groups {
-        let aggs = spec.aggs.iter().map(|a| finish(a, &g, spec.n_cols, ctx.dialect)).collect::<Result<Vec<_>>>()?;
+        let aggs = spec
+            .aggs
+            .iter()
+            .map(|a| finish(a, &g, spec.n_cols, ctx.dialect))
+            .collect::<Result<Vec<_>>>()?;
         let row = Row { cols: &g[..spec.n_cols], aggs: &aggs, text_bytewise: ctx.text_bytewise };
         if let Some(h) = &spec.having {
             if !matches!(eval(h, &row)?, Value::Bool(true)) {
@@ -62,7 +70,11 @@ pub fn merge_aggregate(spec: &AggSpec, legs: Vec<Vec<Vec<Value>>>, ctx: MergeCtx
 }
 
 /// Merges plain-row legs into final rows (hidden sort columns removed).
-pub fn merge_rows(spec: &RowsSpec, legs: Vec<Vec<Vec<Value>>>, ctx: MergeCtx) -> Result<Vec<Vec<Value>>> {
+pub fn merge_rows(
+    spec: &RowsSpec,
+    legs: Vec<Vec<Vec<Value>>>,
+    ctx: MergeCtx,
+) -> Result<Vec<Vec<Value>>> {
     let mut rows: Vec<(Vec<Value>, Vec<Value>)> = legs
         .into_iter()
         .flatten()
@@ -106,7 +118,11 @@ fn cut(rows: Vec<Vec<Value>>, limit: Option<u64>, offset: u64) -> Vec<Vec<Value>
 
 /// Stable sort with PostgreSQL's NULL placement; fails (→ passthrough) on comparisons the
 /// engine cannot make exactly.
-fn sort_rows(rows: &mut [(Vec<Value>, Vec<Value>)], order: &[SortKey], text_bytewise: bool) -> Result<()> {
+fn sort_rows(
+    rows: &mut [(Vec<Value>, Vec<Value>)],
+    order: &[SortKey],
+    text_bytewise: bool,
+) -> Result<()> {
     if order.is_empty() {
         return Ok(());
     }
@@ -187,7 +203,11 @@ fn combine(c: Combine, a: Value, b: Value, text_bytewise: bool) -> Result<Value>
         },
         Combine::Min | Combine::Max => {
             let o = compare(&a, &b, text_bytewise)?;
-            let keep_a = if c == Combine::Min { o != std::cmp::Ordering::Greater } else { o != std::cmp::Ordering::Less };
+            let keep_a = if c == Combine::Min {
+                o != std::cmp::Ordering::Greater
+            } else {
+                o != std::cmp::Ordering::Less
+            };
             if keep_a {
                 a
             } else {
@@ -195,7 +215,9 @@ fn combine(c: Combine, a: Value, b: Value, text_bytewise: bool) -> Result<Value>
             }
         }
         Combine::And | Combine::Or => match (&a, &b) {
-            (Value::Bool(x), Value::Bool(y)) => Value::Bool(if c == Combine::And { *x && *y } else { *x || *y }),
+            (Value::Bool(x), Value::Bool(y)) => {
+                Value::Bool(if c == Combine::And { *x && *y } else { *x || *y })
+            }
             _ => return Err(Error::unsplittable("bool aggregate over non-booleans")),
         },
     })
@@ -221,7 +243,9 @@ fn avg(sum: &Value, count: &Value, dialect: Dialect) -> Result<Value> {
         Value::Null => Value::Null,
         Value::Float(s) => Value::Float(s / n as f64),
         Value::Int(s) if dialect == Dialect::Redshift => Value::Int(s / n),
-        Value::Int(s) => Value::Numeric(Decimal::from_i64(*s).div(&Decimal::from_i64(n)).expect("n > 0")),
+        Value::Int(s) => {
+            Value::Numeric(Decimal::from_i64(*s).div(&Decimal::from_i64(n)).expect("n > 0"))
+        }
         Value::Numeric(s) => Value::Numeric(s.div(&Decimal::from_i64(n)).expect("n > 0")),
         _ => return Err(Error::unsplittable("avg of a non-number")),
     })

@@ -106,12 +106,19 @@ impl Warehouse {
         }
         pg.options(options.trim());
         pg.application_name("tidemark");
-        let mgr =
-            Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(mgr)
             .max_size(config.warehouse.pool_size)
             .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts { wait: Some(connect), create: Some(connect), recycle: Some(connect) })
+            .timeouts(Timeouts {
+                wait: Some(connect),
+                create: Some(connect),
+                recycle: Some(connect),
+            })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
         Ok(Warehouse { pool, wait: connect })
@@ -121,7 +128,9 @@ impl Warehouse {
     pub async fn conn(&self) -> Result<Object> {
         match tokio::time::timeout(self.wait + Duration::from_millis(500), self.pool.get()).await {
             Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::Unavailable("timed out waiting for a warehouse connection".into())),
+            Err(_) => {
+                Err(Error::Unavailable("timed out waiting for a warehouse connection".into()))
+            }
         }
     }
 
@@ -143,7 +152,8 @@ impl Warehouse {
         for row in rows {
             let mut vals = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
-                let Cell(v) = row.try_get(i).map_err(|e| Error::internal(format!("decode: {e}")))?;
+                let Cell(v) =
+                    row.try_get(i).map_err(|e| Error::internal(format!("decode: {e}")))?;
                 vals.push(v);
             }
             out.push(vals);
@@ -238,7 +248,9 @@ impl Drop for CancelOnDrop {
 fn decode_row(row: &tokio_postgres::Row, n: usize) -> Result<Vec<Value>> {
     (0..n)
         .map(|i| {
-            row.try_get::<_, Cell>(i).map(|c| c.0).map_err(|e| Error::internal(format!("decode: {e}")))
+            row.try_get::<_, Cell>(i)
+                .map(|c| c.0)
+                .map_err(|e| Error::internal(format!("decode: {e}")))
         })
         .collect()
 }

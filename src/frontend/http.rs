@@ -56,7 +56,8 @@ impl From<Error> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("error"),
@@ -65,7 +66,8 @@ impl IntoResponse for Problem {
             "sqlstate": e.sqlstate(),
         });
         let mut resp = (status, body.to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         resp
     }
 }
@@ -78,7 +80,8 @@ fn decode(body: Result<Bytes, BytesRejection>) -> Result<QueryRequest, Problem> 
             Problem(Error::InvalidInput(format!("cannot read body: {r}")))
         }
     })?;
-    serde_json::from_slice(&body).map_err(|e| Problem(Error::InvalidInput(format!("invalid JSON body: {e}"))))
+    serde_json::from_slice(&body)
+        .map_err(|e| Problem(Error::InvalidInput(format!("invalid JSON body: {e}"))))
 }
 
 fn param(v: &Json) -> Result<Param, Problem> {
@@ -87,11 +90,19 @@ fn param(v: &Json) -> Result<Param, Problem> {
         Json::Bool(b) => Param::Text(b.to_string()),
         Json::Number(n) => Param::Text(n.to_string()),
         Json::String(s) => Param::Text(s.clone()),
-        _ => return Err(Problem(Error::InvalidInput("params must be JSON scalars (string, number, bool, null)".into()))),
+        _ => {
+            return Err(Problem(Error::InvalidInput(
+                "params must be JSON scalars (string, number, bool, null)".into(),
+            )))
+        }
     })
 }
 
-async fn query(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Problem> {
+async fn query(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
     let req = decode(body)?;
     let params = req.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
     let mut session = Session::default();
@@ -102,7 +113,8 @@ async fn query(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Resu
     let mut resp = if accept.contains(ARROW_STREAM) {
         ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow_ipc(&schema, &batches)?).into_response()
     } else if accept.contains("text/csv") {
-        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(&schema, &batches)).into_response()
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(&schema, &batches))
+            .into_response()
     } else {
         let body = json!({"columns": columns(&schema), "rows": rows(&batches), "freshness": result.freshness});
         ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
@@ -111,7 +123,10 @@ async fn query(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Resu
     Ok(resp)
 }
 
-async fn explain(State(engine): State<Arc<Engine>>, body: Result<Bytes, BytesRejection>) -> Result<Response, Problem> {
+async fn explain(
+    State(engine): State<Arc<Engine>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
     let req = decode(body)?;
     let plan = engine.explain(&req.sql).await?;
     Ok(axum::Json(plan).into_response())
@@ -143,7 +158,13 @@ fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
 }
 
 fn columns(schema: &SchemaRef) -> Json {
-    Json::Array(schema.fields().iter().map(|f| json!({"name": f.name(), "type": pg_type_name(f)})).collect())
+    Json::Array(
+        schema
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": pg_type_name(f)}))
+            .collect(),
+    )
 }
 
 /// Encodes rows as JSON arrays; int8 and numeric become strings so they round-trip exactly.
@@ -185,7 +206,12 @@ fn csv(schema: &SchemaRef, batches: &[RecordBatch]) -> String {
     for b in batches {
         for r in 0..b.num_rows() {
             let line = (0..b.num_columns())
-                .map(|c| value_at(b.column(c), b.schema().field(c), r).to_pg_text().map(|s| quote(&s)).unwrap_or_default())
+                .map(|c| {
+                    value_at(b.column(c), b.schema().field(c), r)
+                        .to_pg_text()
+                        .map(|s| quote(&s))
+                        .unwrap_or_default()
+                })
                 .collect::<Vec<_>>()
                 .join(",");
             out.push_str(&line);

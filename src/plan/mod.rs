@@ -146,3 +146,6 @@ fn statement_keyword(stmt: &Statement) -> String {
         _ => first,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -158,7 +158,10 @@ fn time_literal(e: &Expr, kind: &Kind) -> Option<i64> {
             parse_timestamp(s).map(|us| us.div_euclid(86_400_000_000))
         }
         Kind::Tz => {
-            if !matches!(ty.as_deref(), None | Some("timestamptz") | Some("timestamp with time zone")) {
+            if !matches!(
+                ty.as_deref(),
+                None | Some("timestamptz") | Some("timestamp with time zone")
+            ) {
                 return None;
             }
             let t = s.trim();

@@ -5,10 +5,10 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, Distinct, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName, ObjectNamePart,
-    OrderByKind, Query, Select, SelectFlavor, SelectItem, SetExpr, TableAlias, TableFactor,
-    UnaryOperator, Value as SqlValue,
+    visit_expressions, visit_expressions_mut, Distinct, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinOperator, LimitClause, ObjectName,
+    ObjectNamePart, OrderByKind, Query, Select, SelectFlavor, SelectItem, SetExpr, TableAlias,
+    TableFactor, UnaryOperator, Value as SqlValue,
 };
 
 use super::expr::{literal, BinOp, CastTo, EExpr, Func};
@@ -195,7 +195,12 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
     let qualifier = qualifier_of(select, pos)?;
     let time_ref = format!("{qualifier}.{}", quote_ident(&inp.table.time_column));
     let w = inp.watermark.literal()?;
-    let pruning = prune::analyze(select.selection.as_ref(), &qualifier, &inp.table.time_column, &inp.watermark.value);
+    let pruning = prune::analyze(
+        select.selection.as_ref(),
+        &qualifier,
+        &inp.table.time_column,
+        &inp.watermark.value,
+    );
     let mut frames = Vec::new();
     for (layer, table, pred) in [
         (Layer::Batch, &inp.table.batch_table, format!("{time_ref} < {w}")),
@@ -219,7 +224,8 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
     } else {
         plan_rows(q, select, inp)?
     };
-    let legs = frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
+    let legs =
+        frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
     Ok(SplitPlan {
         table: inp.table.name.clone(),
         watermark: inp.watermark.clone(),
@@ -312,7 +318,8 @@ pub fn names_table(name: &ObjectName, table: &TableConfig) -> bool {
 }
 
 fn find_logical(s: &Select, table: &TableConfig) -> Result<Pos> {
-    let is_logical = |f: &TableFactor| matches!(f, TableFactor::Table { name, .. } if names_table(name, table));
+    let is_logical =
+        |f: &TableFactor| matches!(f, TableFactor::Table { name, .. } if names_table(name, table));
     for (i, twj) in s.from.iter().enumerate() {
         if is_logical(&twj.relation) {
             return check_plain(&twj.relation).map(|_| (i, None));
@@ -355,7 +362,10 @@ fn check_joins(s: &Select, pos: Pos) -> Result<()> {
     let twj = &s.from[pos.0];
     for (j, join) in twj.joins.iter().enumerate() {
         let op = &join.join_operator;
-        let inner = matches!(op, JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_));
+        let inner = matches!(
+            op,
+            JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+        );
         let left = matches!(op, JoinOperator::Left(_) | JoinOperator::LeftOuter(_));
         let ok = match pos.1 {
             Some(p) if j == p => inner,
@@ -370,7 +380,12 @@ fn check_joins(s: &Select, pos: Pos) -> Result<()> {
 }
 
 fn fn_name(f: &Function) -> String {
-    f.name.0.last().and_then(ObjectNamePart::as_ident).map(|i| i.value.to_lowercase()).unwrap_or_default()
+    f.name
+        .0
+        .last()
+        .and_then(ObjectNamePart::as_ident)
+        .map(|i| i.value.to_lowercase())
+        .unwrap_or_default()
 }
 
 fn check_functions(q: &Query, facts: &Facts) -> Result<()> {
@@ -419,9 +434,11 @@ fn render_from(s: &Select, pos: Pos, layer_table: &str, qualifier: &Ident) -> St
         Some(j) => &mut twj.joins[j].relation,
     };
     if let TableFactor::Table { name, alias, .. } = factor {
-        let parts = layer_table.split('.').map(|p| ObjectNamePart::Identifier(Ident::with_quote('"', p)));
+        let parts =
+            layer_table.split('.').map(|p| ObjectNamePart::Identifier(Ident::with_quote('"', p)));
         *name = ObjectName(parts.collect());
-        *alias = Some(TableAlias { explicit: true, name: qualifier.clone(), columns: vec![], at: None });
+        *alias =
+            Some(TableAlias { explicit: true, name: qualifier.clone(), columns: vec![], at: None });
     }
     from.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -442,9 +459,10 @@ fn contains_subquery(e: &Expr) -> bool {
     visit_expressions(e, |x| match x {
         Expr::Subquery(_)
         | Expr::Exists { .. }
-        | Expr::In { target: sqlparser::ast::InTarget::Subquery(_) | sqlparser::ast::InTarget::Table { .. }, .. } => {
-            ControlFlow::Break(())
-        }
+        | Expr::In {
+            target: sqlparser::ast::InTarget::Subquery(_) | sqlparser::ast::InTarget::Table { .. },
+            ..
+        } => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     })
     .is_break()
@@ -582,7 +600,8 @@ fn plan_rows(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)>
     for (j, h) in hidden.iter().enumerate() {
         select_list.push(format!("{h} AS \"__tm_o{j}\""));
     }
-    let head = format!("SELECT {}{}", if distinct { "DISTINCT " } else { "" }, select_list.join(", "));
+    let head =
+        format!("SELECT {}{}", if distinct { "DISTINCT " } else { "" }, select_list.join(", "));
     let tail = match limit {
         Some(l) => {
             let ob = q.order_by.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
@@ -683,9 +702,13 @@ impl AggBuilder<'_> {
                     inside
                 }
             }
-            Expr::Cast { kind, expr, data_type, format: None, .. }
-                if matches!(kind, sqlparser::ast::CastKind::Cast | sqlparser::ast::CastKind::DoubleColon) =>
-            {
+            Expr::Cast {
+                kind: sqlparser::ast::CastKind::Cast | sqlparser::ast::CastKind::DoubleColon,
+                expr,
+                data_type,
+                format: None,
+                ..
+            } => {
                 let to = CastTo::from_sql(data_type).ok_or_else(|| no("cast over aggregates"))?;
                 EExpr::Cast(b(self.lower(expr)?), to)
             }
@@ -698,7 +721,8 @@ impl AggBuilder<'_> {
                 otherwise: else_result.as_ref().map(|o| self.lower(o)).transpose()?.map(b),
             },
             Expr::Function(f) => {
-                let func = Func::from_name(&fn_name(f)).ok_or_else(|| no("function over aggregates"))?;
+                let func =
+                    Func::from_name(&fn_name(f)).ok_or_else(|| no("function over aggregates"))?;
                 let args = scalar_args(f)?;
                 EExpr::Func(func, args.iter().map(|a| self.lower(a)).collect::<Result<_>>()?)
             }
@@ -708,7 +732,10 @@ impl AggBuilder<'_> {
 }
 
 fn scalar_args(f: &Function) -> Result<Vec<&Expr>> {
-    if f.filter.is_some() || f.null_treatment.is_some() || !matches!(f.parameters, FunctionArguments::None) {
+    if f.filter.is_some()
+        || f.null_treatment.is_some()
+        || !matches!(f.parameters, FunctionArguments::None)
+    {
         return Err(no("function modifiers"));
     }
     match &f.args {
@@ -749,7 +776,9 @@ fn check_agg_args(f: &Function) -> Result<()> {
 /// Resolves GROUP BY items to expressions: ordinals and output aliases (when no input
 /// column has that name, as PostgreSQL resolves them) become the select expression.
 fn group_exprs(s: &Select, inp: &SplitInput) -> Result<Vec<Expr>> {
-    let GroupByExpr::Expressions(items, modifiers) = &s.group_by else { return Err(no("GROUP BY ALL")) };
+    let GroupByExpr::Expressions(items, modifiers) = &s.group_by else {
+        return Err(no("GROUP BY ALL"));
+    };
     if !modifiers.is_empty() {
         return Err(no("GROUP BY modifiers"));
     }
@@ -762,7 +791,11 @@ fn group_exprs(s: &Select, inp: &SplitInput) -> Result<Vec<Expr>> {
         if let Expr::Value(v) = g {
             if let SqlValue::Number(n, _) = &v.value {
                 let k: usize = n.parse().map_err(|_| no("GROUP BY position"))?;
-                let e = proj.get(k.wrapping_sub(1)).copied().flatten().ok_or_else(|| no("GROUP BY position"))?;
+                let e = proj
+                    .get(k.wrapping_sub(1))
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| no("GROUP BY position"))?;
                 out.push(e.clone());
                 continue;
             }
@@ -790,8 +823,13 @@ fn group_exprs(s: &Select, inp: &SplitInput) -> Result<Vec<Expr>> {
 fn plan_aggregate(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)> {
     let (limit, offset) = limit_offset(q)?;
     let keys = group_exprs(s, inp)?;
-    let mut b =
-        AggBuilder { facts: inp.facts, cols: Vec::new(), partial_sql: Vec::new(), partials: Vec::new(), aggs: Vec::new() };
+    let mut b = AggBuilder {
+        facts: inp.facts,
+        cols: Vec::new(),
+        partial_sql: Vec::new(),
+        partials: Vec::new(),
+        aggs: Vec::new(),
+    };
     for k in &keys {
         b.col(k)?;
     }
@@ -810,7 +848,8 @@ fn plan_aggregate(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Ren
         };
         order.push(SortKey { source, desc, nulls_first });
     }
-    let mut items: Vec<String> = b.cols.iter().enumerate().map(|(i, c)| format!("{c} AS \"__tm_k{i}\"")).collect();
+    let mut items: Vec<String> =
+        b.cols.iter().enumerate().map(|(i, c)| format!("{c} AS \"__tm_k{i}\"")).collect();
     items.extend(b.partial_sql.iter().enumerate().map(|(i, p)| format!("{p} AS \"__tm_a{i}\"")));
     if items.is_empty() {
         items.push("1".into());
@@ -855,7 +894,9 @@ pub fn substitute_now(q: &mut Query, now_micros: i64, dialect: Dialect) -> bool 
             };
             let name = fn_name(f);
             let text = match name.as_str() {
-                "now" | "current_timestamp" | "transaction_timestamp" | "statement_timestamp" => instant.clone(),
+                "now" | "current_timestamp" | "transaction_timestamp" | "statement_timestamp" => {
+                    instant.clone()
+                }
                 "current_date" => format!("CAST({instant} AS DATE)"),
                 "localtimestamp" => format!("CAST({instant} AS TIMESTAMP)"),
                 "current_time" => format!("CAST({instant} AS TIMETZ)"),

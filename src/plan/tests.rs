@@ -1,0 +1,198 @@
+//! Golden tests of the split planner: leg SQL for both dialects, pruning and fallbacks.
+
+use std::collections::HashSet;
+
+use tokio_postgres::types::Type;
+
+use super::split::{plan, Shape, SplitInput, SplitPlan};
+use crate::catalog::{ColumnInfo, Facts};
+use crate::config::{Dialect, TableConfig};
+use crate::error::Error;
+use crate::exec::value::{parse_timestamp, Value};
+use crate::exec::warehouse::{Column, Described};
+use crate::watermark::Watermark;
+
+fn table() -> TableConfig {
+    TableConfig {
+        name: "events".into(),
+        time_column: "event_time".into(),
+        batch_table: "events_batch".into(),
+        speed_table: "events_speed".into(),
+    }
+}
+
+fn facts() -> Facts {
+    let aggs = [
+        "count",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "string_agg",
+        "stddev",
+    ];
+    Facts {
+        aggregates: aggs.iter().map(|s| s.to_string()).collect(),
+        volatile: HashSet::from(["random".to_string()]),
+        text_bytewise: true,
+    }
+}
+
+fn cols() -> Vec<ColumnInfo> {
+    ["id", "event_time", "country", "amount"]
+        .iter()
+        .map(|n| ColumnInfo { name: n.to_string(), ty: "text".into() })
+        .collect()
+}
+
+fn try_plan(dialect: Dialect, sql: &str, out: &[&str]) -> Result<SplitPlan, Error> {
+    let stmt = super::parse(dialect, sql).unwrap().remove(0);
+    let sqlparser::ast::Statement::Query(q) = stmt else { panic!("not a query") };
+    let described = Described {
+        columns: out.iter().map(|n| Column { name: n.to_string(), ty: Type::INT8 }).collect(),
+        params: vec![],
+    };
+    let w = Watermark { value: Value::Timestamp(parse_timestamp("2026-01-02 00:00:00").unwrap()) };
+    let (t, c, f) = (table(), cols(), facts());
+    let input = SplitInput {
+        query: &q,
+        table: &t,
+        columns: &c,
+        facts: &f,
+        described: &described,
+        watermark: &w,
+    };
+    plan(&input)
+}
+
+fn legs(dialect: Dialect, sql: &str, out: &[&str]) -> Vec<String> {
+    try_plan(dialect, sql, out).unwrap().legs.into_iter().map(|l| l.sql).collect()
+}
+
+#[test]
+fn grouped_aggregate_legs() {
+    for d in [Dialect::Postgres, Dialect::Redshift] {
+        let l = legs(
+            d,
+            "SELECT country, count(*), avg(amount) FROM events GROUP BY country",
+            &["country", "count", "avg"],
+        );
+        assert_eq!(
+            l,
+            vec![
+                "SELECT country AS \"__tm_k0\", count(*) AS \"__tm_a0\", sum(amount) AS \"__tm_a1\", count(amount) AS \"__tm_a2\" FROM \"events_batch\" AS events WHERE events.\"event_time\" < TIMESTAMP '2026-01-02 00:00:00' GROUP BY country",
+                "SELECT country AS \"__tm_k0\", count(*) AS \"__tm_a0\", sum(amount) AS \"__tm_a1\", count(amount) AS \"__tm_a2\" FROM \"events_speed\" AS events WHERE events.\"event_time\" >= TIMESTAMP '2026-01-02 00:00:00' GROUP BY country",
+            ]
+        );
+    }
+}
+
+#[test]
+fn alias_join_and_where() {
+    let l = legs(
+        Dialect::Postgres,
+        "SELECT c.region AS r, sum(e.amount) FROM events e JOIN countries c ON c.code = e.country WHERE e.amount > 0 GROUP BY c.region",
+        &["r", "sum"],
+    );
+    assert_eq!(
+        l[0],
+        "SELECT c.region AS \"__tm_k0\", sum(e.amount) AS \"__tm_a0\" FROM \"events_batch\" AS e JOIN countries c ON c.code = e.country WHERE (e.amount > 0) AND e.\"event_time\" < TIMESTAMP '2026-01-02 00:00:00' GROUP BY c.region"
+    );
+}
+
+#[test]
+fn rows_with_order_and_limit() {
+    let l = legs(
+        Dialect::Redshift,
+        "SELECT id, amount FROM events ORDER BY amount DESC, id LIMIT 10 OFFSET 5",
+        &["id", "amount"],
+    );
+    assert_eq!(
+        l[1],
+        "SELECT id, amount FROM \"events_speed\" AS events WHERE events.\"event_time\" >= TIMESTAMP '2026-01-02 00:00:00' ORDER BY amount DESC, id LIMIT 15"
+    );
+    let p = try_plan(Dialect::Postgres, "SELECT id FROM events ORDER BY amount LIMIT 3", &["id"])
+        .unwrap();
+    assert!(p.legs[0].sql.starts_with("SELECT id, amount AS \"__tm_o0\" FROM"));
+    let Shape::Rows(r) = p.shape else { panic!() };
+    assert_eq!((r.n_visible, r.limit, r.offset), (1, Some(3), 0));
+}
+
+#[test]
+fn pruning_by_time() {
+    let p = try_plan(
+        Dialect::Postgres,
+        "SELECT count(*) FROM events WHERE event_time < '2026-01-01'",
+        &["count"],
+    )
+    .unwrap();
+    assert_eq!(p.legs.len(), 1);
+    assert_eq!(p.legs[0].layer.name(), "batch");
+    let p = try_plan(
+        Dialect::Postgres,
+        "SELECT count(*) FROM events WHERE event_time >= TIMESTAMP '2026-01-02 00:00:00'",
+        &["count"],
+    )
+    .unwrap();
+    assert_eq!(p.legs.len(), 1);
+    assert_eq!(p.legs[0].layer.name(), "speed");
+    let p = try_plan(
+        Dialect::Postgres,
+        "SELECT count(*) FROM events WHERE event_time <= '2026-01-02'",
+        &["count"],
+    )
+    .unwrap();
+    assert_eq!(p.legs.len(), 2, "a bound exactly at W keeps the speed leg");
+}
+
+#[test]
+fn unsplittable_forms_fall_back() {
+    for sql in [
+        "SELECT count(DISTINCT country) FROM events",
+        "SELECT string_agg(country, ',') FROM events",
+        "SELECT country, row_number() OVER () FROM events",
+        "SELECT random(), count(*) FROM events",
+        "SELECT count(*) FROM countries c LEFT JOIN events e ON e.country = c.code",
+        "SELECT count(*) FROM events e RIGHT JOIN countries c ON e.country = c.code",
+        "SELECT country, count(*) FROM events GROUP BY ROLLUP (country)",
+        "SELECT DISTINCT ON (country) country FROM events",
+        "SELECT count(*) FROM events LIMIT $1",
+        "SELECT country, (SELECT 1) + count(*) FROM events GROUP BY country",
+    ] {
+        match try_plan(Dialect::Postgres, sql, &["a", "b"]) {
+            Err(Error::Unsplittable(_)) => {}
+            other => panic!("{sql}: expected passthrough, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn expressions_over_aggregates_push_the_rest_down() {
+    let p = try_plan(
+        Dialect::Postgres,
+        "SELECT lower(country), round(avg(amount), 2) * 2 FROM events GROUP BY country HAVING count(*) > 1 ORDER BY 2 DESC",
+        &["lower", "x"],
+    )
+    .unwrap();
+    assert!(p.legs[0].sql.starts_with(
+        "SELECT country AS \"__tm_k0\", lower(country) AS \"__tm_k1\", sum(amount) AS \"__tm_a0\", count(amount) AS \"__tm_a1\", count(*) AS \"__tm_a2\""
+    ));
+    let Shape::Aggregate(a) = p.shape else { panic!() };
+    assert_eq!((a.n_keys, a.n_cols, a.aggs.len(), a.order.len()), (1, 2, 2, 1));
+}
+
+#[test]
+fn now_is_one_instant_for_every_leg() {
+    let stmt = super::parse(Dialect::Postgres, "SELECT count(*) FROM events WHERE event_time > now() - interval '1 day' AND d = current_date").unwrap().remove(0);
+    let sqlparser::ast::Statement::Query(mut q) = stmt else { panic!() };
+    assert!(super::split::substitute_now(&mut q, 0, Dialect::Postgres));
+    let text = q.to_string();
+    assert!(
+        text.contains("CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) - INTERVAL '1 day'"),
+        "{text}"
+    );
+    assert!(text.contains("CAST(CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) AS DATE)"), "{text}");
+}
