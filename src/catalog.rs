@@ -39,7 +39,7 @@ pub struct Facts {
 pub struct ColumnInfo {
     /// Column name.
     pub name: String,
-    /// Warehouse type as `format_type` prints it.
+    /// PostgreSQL type name (`int8`, `numeric`, `timestamp`, ...), as `/v1/query` reports types.
     #[serde(rename = "type")]
     pub ty: String,
 }
@@ -167,10 +167,10 @@ impl Catalog {
         let rows = self
             .warehouse
             .fetch(
-                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)::text \
-                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 \
+                "SELECT a.attname::text, t.typname::text \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 \
                  AND NOT a.attisdropped ORDER BY a.attnum",
-                &[],
+                &[tokio_postgres::types::Type::TEXT],
                 &[Param::Text(quote_name(table))],
             )
             .await?;

@@ -73,6 +73,7 @@ pub fn supported_type(ty: &Type) -> bool {
             | Type::UUID
             | Type::BYTEA
             | Type::INTERVAL
+            | Type::VOID
     )
 }
 
@@ -116,6 +117,7 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, Box<dyn StdError + Sync + Send
         Type::UUID => Value::Other(uuid_text(raw)),
         Type::BYTEA => Value::Bytes(raw.to_vec()),
         Type::INTERVAL => Value::Other(interval_text(raw)?),
+        Type::VOID => Value::Text(String::new()),
         _ => Value::Text(String::from_utf8_lossy(raw).into()),
     })
 }

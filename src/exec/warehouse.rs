@@ -71,8 +71,6 @@ pub struct Described {
 /// Rows fetched whole, as values.
 #[derive(Debug, Clone)]
 pub struct Fetched {
-    /// Column descriptions.
-    pub columns: Vec<Column>,
     /// Row values.
     pub rows: Vec<Vec<Value>>,
 }
@@ -137,28 +135,34 @@ impl Warehouse {
     /// Describes a statement (columns and parameter types) without running it.
     pub async fn describe(&self, sql: &str) -> Result<Described> {
         let conn = self.conn().await?;
-        let stmt = conn.prepare_cached(sql).await?;
+        let stmt = conn.prepare(sql).await?;
         Ok(described(&stmt))
     }
 
-    /// Runs a statement with typed parameters and fetches every row.
+    /// Runs a statement with explicitly typed parameters in one round trip (unnamed
+    /// statement, nothing left prepared on the connection) and fetches every row.
     pub async fn fetch(&self, sql: &str, types: &[Type], params: &[Param]) -> Result<Fetched> {
-        let conn = self.conn().await?;
-        let stmt = conn.prepare_typed_cached(sql, types).await?;
-        let columns = described(&stmt).columns;
-        check_types(&columns)?;
-        let rows = conn.query(&stmt, &as_refs(params)).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut vals = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                let Cell(v) =
-                    row.try_get(i).map_err(|e| Error::internal(format!("decode: {e}")))?;
-                vals.push(v);
-            }
-            out.push(vals);
+        if types.len() != params.len() {
+            return Err(Error::InvalidInput(format!(
+                "the statement takes {} parameter(s) but {} were given",
+                types.len(),
+                params.len()
+            )));
         }
-        Ok(Fetched { columns, rows: out })
+        let conn = self.conn().await?;
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+            params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
+        let rows = conn.query_typed(sql, &typed).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if out.is_empty() {
+                let cols: Vec<Column> =
+                    row.columns().iter().map(|c| Column { name: c.name().into(), ty: c.type_().clone() }).collect();
+                check_types(&cols)?;
+            }
+            out.push(decode_row(row, row.len())?);
+        }
+        Ok(Fetched { rows: out })
     }
 
     /// Runs a statement and streams its rows as Arrow batches of up to `batch_rows` rows,
@@ -171,7 +175,14 @@ impl Warehouse {
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let conn = self.conn().await?;
-        let stmt = conn.prepare_cached(sql).await?;
+        let stmt = conn.prepare(sql).await?;
+        if stmt.params().len() != params.len() {
+            return Err(Error::InvalidInput(format!(
+                "the statement takes {} parameter(s) but {} were given",
+                stmt.params().len(),
+                params.len()
+            )));
+        }
         let columns = described(&stmt).columns;
         check_types(&columns)?;
         let schema = schema_for(&columns);
@@ -207,11 +218,6 @@ impl Warehouse {
             }
         });
         Ok((schema, s.boxed()))
-    }
-
-    /// Runs a statement whose result is small and fetches it whole (setup, catalog).
-    pub async fn fetch_untyped(&self, sql: &str, params: &[Param]) -> Result<Fetched> {
-        self.fetch(sql, &[], params).await
     }
 }
 
@@ -253,10 +259,6 @@ fn decode_row(row: &tokio_postgres::Row, n: usize) -> Result<Vec<Value>> {
                 .map_err(|e| Error::internal(format!("decode: {e}")))
         })
         .collect()
-}
-
-fn as_refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
 fn described(stmt: &Statement) -> Described {

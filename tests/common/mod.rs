@@ -38,7 +38,8 @@ const EVENT_COLUMNS_DDL: &str = "id int8, event_time timestamp, user_id int4, co
 
 /// The dimension table: `GB` has no events, `ZZ` has no region, and the events also use
 /// countries (`XX`, `日本`) that have no row here.
-const DIMENSION_SQL: &str = "CREATE TABLE countries (code text PRIMARY KEY, region text, population int8);
+const DIMENSION_SQL: &str =
+    "CREATE TABLE countries (code text PRIMARY KEY, region text, population int8);
 INSERT INTO countries VALUES
   ('US', 'Americas', 331900000), ('DE', 'Europe', 83200000), ('FR', 'Europe', 67800000),
   ('JP', 'Asia', 125100000), ('BR', 'Americas', 214300000), ('IN', 'Asia', 1408000000),
@@ -47,7 +48,17 @@ INSERT INTO countries VALUES
 const EVENT_COUNTRIES: &[&str] =
     &["US", "US", "US", "DE", "DE", "FR", "JP", "BR", "IN", "CH", "ZZ", "XX", "日本"];
 const DEVICES: &[&str] = &[
-    "ios", "ios", "android", "android", "web", "Web", "IOS", "Ünïcødé", "東京", "📱 phone", "",
+    "ios",
+    "ios",
+    "android",
+    "android",
+    "web",
+    "Web",
+    "IOS",
+    "Ünïcødé",
+    "東京",
+    "📱 phone",
+    "",
     "o'brien",
 ];
 
@@ -108,7 +119,8 @@ pub async fn fresh_db(prefix: &str) -> (String, Client) {
 /// Best effort `DROP DATABASE ... WITH (FORCE)`; call it at the end of a test.
 pub async fn drop_db(name: &str) {
     let admin = connect("postgres").await;
-    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
+    if let Err(e) =
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
     {
         eprintln!("warning: could not drop test database {name}: {}", pg_error_text(&e));
     }
@@ -120,8 +132,9 @@ async fn drop_stale_dbs(admin: &Client) {
     if !cfg!(target_os = "linux") {
         return;
     }
-    let Ok(rows) =
-        admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'tmtest\\_%'", &[]).await
+    let Ok(rows) = admin
+        .query("SELECT datname::text FROM pg_database WHERE datname LIKE 'tmtest\\_%'", &[])
+        .await
     else {
         return;
     };
@@ -130,7 +143,8 @@ async fn drop_stale_dbs(admin: &Client) {
         let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ =
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
         }
     }
 }
@@ -278,7 +292,9 @@ pub fn parse_seed(text: &str) -> Option<u64> {
 
 /// A timestamp from its parts (panics on an invalid date).
 pub fn at(y: i32, m: u32, d: u32, h: u32, mi: u32, s: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(y, m, d).and_then(|date| date.and_hms_opt(h, mi, s)).expect("valid date")
+    NaiveDate::from_ymd_opt(y, m, d)
+        .and_then(|date| date.and_hms_opt(h, mi, s))
+        .expect("valid date")
 }
 
 /// PostgreSQL's text form of a `timestamp`: `YYYY-MM-DD HH:MM:SS[.ffffff]`, trailing zeros trimmed.
@@ -370,7 +386,8 @@ pub async fn build_layout(db: &Client, n_events: usize, seed: u64) -> Layout {
             id += 1;
             rows.push(event_row(&mut rng, id, *t));
         }
-        let sql = format!("INSERT INTO events_oracle ({EVENT_COLUMNS}) VALUES {}", rows.join(",\n"));
+        let sql =
+            format!("INSERT INTO events_oracle ({EVENT_COLUMNS}) VALUES {}", rows.join(",\n"));
         exec(db, &sql).await;
     }
     exec(db, &layer_sql(&layout)).await;
@@ -410,19 +427,8 @@ fn layer_sql(layout: &Layout) -> String {
 fn event_times(layout: &Layout, n: usize, rng: &mut Rng) -> Vec<NaiveDateTime> {
     let us = TimeDelta::microseconds;
     let (w0, w1) = (layout.w0, layout.w1);
-    let mut times = vec![
-        w0,
-        w0,
-        w0,
-        w1,
-        w1,
-        w1,
-        w0 - us(1),
-        w0 - us(1),
-        w1 - us(1),
-        w0 + us(1),
-        w1 + us(1),
-    ];
+    let mut times =
+        vec![w0, w0, w0, w1, w1, w1, w0 - us(1), w0 - us(1), w1 - us(1), w0 + us(1), w1 + us(1)];
     times.extend((4..WM_STEPS).step_by(4).map(|k| layout.wm_step(k)));
     while times.len() < n {
         times.push(Layout::random_between(rng, layout.start, layout.end));
@@ -553,7 +559,9 @@ async fn start_inner(prefix: &str, events: Option<(usize, u64)>, warehouse_extra
         set_watermark(&db, "events", layout.w0).await;
     }
     let config = parse_config(&config_toml(&db_url(&db_name), warehouse_extra, events.is_some()));
-    tidemark::setup::run(&config).await.unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
+    let _report = tidemark::setup::run(&config)
+        .await
+        .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
     let server = Server::start(Arc::new(config))
         .await
         .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
@@ -627,10 +635,14 @@ pub async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::He
             let headers = resp.headers().clone();
             match resp.bytes().await {
                 Ok(bytes) => (status, headers, bytes.to_vec()),
-                Err(e) => (0, headers, format!("transport error reading the body: {e}").into_bytes()),
+                Err(e) => {
+                    (0, headers, format!("transport error reading the body: {e}").into_bytes())
+                }
             }
         }
-        Err(e) => (0, reqwest::header::HeaderMap::new(), format!("transport error: {e}").into_bytes()),
+        Err(e) => {
+            (0, reqwest::header::HeaderMap::new(), format!("transport error: {e}").into_bytes())
+        }
     }
 }
 
@@ -675,7 +687,8 @@ pub fn json_cell(v: &Value) -> Option<String> {
 
 /// Reads a 200 body of `/v1/query` into an [`Answer`], checking its shape.
 pub fn answer_from_json(body: &Value) -> Result<Answer, String> {
-    let cols = body["columns"].as_array().ok_or_else(|| format!("no \"columns\" array in {body}"))?;
+    let cols =
+        body["columns"].as_array().ok_or_else(|| format!("no \"columns\" array in {body}"))?;
     let mut columns = Vec::with_capacity(cols.len());
     for c in cols {
         let name = c["name"].as_str().ok_or_else(|| format!("column without a name: {c}"))?;
@@ -687,7 +700,11 @@ pub fn answer_from_json(body: &Value) -> Result<Answer, String> {
     for r in json_rows {
         let cells = r.as_array().ok_or_else(|| format!("a row is not an array: {r}"))?;
         if cells.len() != columns.len() {
-            return Err(format!("a row has {} cells for {} columns: {r}", cells.len(), columns.len()));
+            return Err(format!(
+                "a row has {} cells for {} columns: {r}",
+                cells.len(),
+                columns.len()
+            ));
         }
         rows.push(cells.iter().map(json_cell).collect());
     }
