@@ -542,7 +542,8 @@ impl Gen {
     }
 
     fn direction(&mut self) -> &'static str {
-        *self.rng.pick(DIRECTIONS)
+        let d: &&'static str = self.rng.pick(DIRECTIONS);
+        d
     }
 
     fn limit_offset(&mut self) -> String {

@@ -156,8 +156,11 @@ impl Warehouse {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             if out.is_empty() {
-                let cols: Vec<Column> =
-                    row.columns().iter().map(|c| Column { name: c.name().into(), ty: c.type_().clone() }).collect();
+                let cols: Vec<Column> = row
+                    .columns()
+                    .iter()
+                    .map(|c| Column { name: c.name().into(), ty: c.type_().clone() })
+                    .collect();
                 check_types(&cols)?;
             }
             out.push(decode_row(row, row.len())?);
