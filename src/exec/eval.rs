@@ -343,3 +343,114 @@ pub fn cast(v: Value, to: CastTo) -> Result<Value> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dialect;
+    use crate::exec::merge::{merge_aggregate, MergeCtx};
+    use crate::plan::split::{AggCall, AggSpec, Combine, SortKey, SortSource};
+
+    fn num(s: &str) -> Value {
+        Value::Numeric(Decimal::parse(s).unwrap())
+    }
+
+    #[test]
+    fn postgres_arithmetic_semantics() {
+        let t = |op, a, b| binary(op, a, b, true).unwrap().to_pg_text();
+        assert_eq!(t(BinOp::Div, Value::Int(7), Value::Int(2)), Some("3".into()));
+        assert_eq!(t(BinOp::Div, Value::Int(-7), Value::Int(2)), Some("-3".into()));
+        assert_eq!(t(BinOp::Div, num("7"), Value::Int(2)), Some("3.5000000000000000".into()));
+        assert_eq!(t(BinOp::Mul, num("1.50"), num("2.5")), Some("3.750".into()));
+        assert_eq!(t(BinOp::Add, Value::Int(1), Value::Null), None);
+        assert!(matches!(
+            binary(BinOp::Div, Value::Int(1), Value::Int(0), true),
+            Err(Error::Data { sqlstate: "22012", .. })
+        ));
+        assert!(matches!(
+            binary(BinOp::Add, Value::Int(i64::MAX), Value::Int(1), true),
+            Err(Error::Data { sqlstate: "22003", .. })
+        ));
+        assert!(matches!(
+            binary(BinOp::Lt, Value::Text("a".into()), Value::Text("b".into()), false),
+            Err(Error::Unsplittable(_))
+        ));
+    }
+
+    #[test]
+    fn three_valued_logic_and_functions() {
+        assert!(matches!(
+            logic(BinOp::And, &Value::Null, &Value::Bool(false)).unwrap(),
+            Value::Bool(false)
+        ));
+        assert!(logic(BinOp::Or, &Value::Null, &Value::Bool(false)).unwrap().is_null());
+        let r = function(Func::Round, vec![num("2.675"), Value::Int(2)], true).unwrap();
+        assert_eq!(r.to_pg_text().unwrap(), "2.68");
+        let r = function(Func::Round, vec![Value::Float(2.5)], true).unwrap();
+        assert_eq!(r.to_pg_text().unwrap(), "2");
+        assert!(function(Func::NullIf, vec![Value::Int(0), Value::Int(0)], true)
+            .unwrap()
+            .is_null());
+        assert_eq!(cast(num("2.5"), CastTo::Int4).unwrap().to_pg_text().unwrap(), "3");
+        assert_eq!(
+            cast(num("1234.567"), CastTo::Numeric(Some((6, 2)))).unwrap().to_pg_text().unwrap(),
+            "1234.57"
+        );
+        assert!(cast(num("12345.6"), CastTo::Numeric(Some((5, 2)))).is_err());
+    }
+
+    #[test]
+    fn merge_combines_partials_exactly() {
+        // SELECT k, count(*), sum(big), avg(x) ... ORDER BY 2 DESC
+        let spec = AggSpec {
+            n_keys: 1,
+            n_cols: 1,
+            partials: vec![Combine::Count, Combine::Sum, Combine::Sum, Combine::Count],
+            aggs: vec![AggCall::Direct(0), AggCall::Direct(1), AggCall::Avg { sum: 2, count: 3 }],
+            outputs: vec![EExpr::Col(0), EExpr::Agg(0), EExpr::Agg(1), EExpr::Agg(2)],
+            having: None,
+            order: vec![SortKey { source: SortSource::Column(1), desc: true, nulls_first: true }],
+            distinct: false,
+            limit: None,
+            offset: 0,
+        };
+        let big = num("9223372036854775807");
+        let batch = vec![
+            vec![Value::Text("a".into()), Value::Int(2), big.clone(), Value::Int(3), Value::Int(2)],
+            vec![Value::Text("b".into()), Value::Int(1), Value::Null, Value::Null, Value::Int(0)],
+        ];
+        let speed =
+            vec![vec![Value::Text("a".into()), Value::Int(1), big, Value::Int(4), Value::Int(1)]];
+        let ctx = MergeCtx { dialect: Dialect::Postgres, text_bytewise: true };
+        let rows = merge_aggregate(&spec, vec![batch, speed], ctx).unwrap();
+        let text: Vec<Vec<Option<String>>> =
+            rows.iter().map(|r| r.iter().map(Value::to_pg_text).collect()).collect();
+        assert_eq!(
+            text,
+            vec![
+                vec![
+                    Some("a".into()),
+                    Some("3".into()),
+                    Some("18446744073709551614".into()),
+                    Some("2.3333333333333333".into())
+                ],
+                vec![Some("b".into()), Some("1".into()), None, None],
+            ]
+        );
+        let ctx = MergeCtx { dialect: Dialect::Redshift, text_bytewise: true };
+        let spec1 = AggSpec { order: vec![], ..spec };
+        let rows = merge_aggregate(
+            &spec1,
+            vec![vec![vec![
+                Value::Text("x".into()),
+                Value::Int(1),
+                Value::Null,
+                Value::Int(7),
+                Value::Int(2),
+            ]]],
+            ctx,
+        )
+        .unwrap();
+        assert_eq!(rows[0][3].to_pg_text().unwrap(), "3", "Redshift AVG(int) truncates");
+    }
+}
