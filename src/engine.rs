@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sqlparser::ast::{visit_relations, Statement};
 use tokio::sync::watch;
@@ -317,6 +317,11 @@ impl Engine {
         params: &[Param],
         now: i64,
     ) -> Result<QueryResult> {
+        if let Shape::Rows(spec) = &plan.shape {
+            if spec.limit.is_none() {
+                return self.stream_legs(plan, described, params, now);
+            }
+        }
         let legs = plan.legs.iter().map(|leg| async move {
             let started = Instant::now();
             let fetched = self.warehouse.fetch(&leg.sql, &described.params, params).await?;
@@ -342,23 +347,64 @@ impl Engine {
         };
         let schema = schema_for(&described.columns);
         let batch = batch_from_rows(&schema, &described.columns, merged)?;
-        let speed_ran = plan.legs.iter().any(|l| l.layer == split::Layer::Speed);
-        let freshness = Freshness {
-            plan: "split".into(),
-            table: Some(plan.table.clone()),
-            batch_watermark: Some(plan.watermark.text()),
-            realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
-            legs: reports,
-            pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
-            degraded: false,
-            reason: None,
-        };
+        let freshness = self.split_freshness(plan, reports, now);
         Ok(QueryResult {
             schema,
             stream: stream::once(async { Ok(batch) }).boxed(),
             freshness,
             tag: "SELECT".into(),
         })
+    }
+
+    /// Streams unbounded, unsorted row legs one after the other; each leg starts when the
+    /// previous one is drained, so nothing is held in memory.
+    fn stream_legs(
+        &self,
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+    ) -> Result<QueryResult> {
+        let reports = plan
+            .legs
+            .iter()
+            .map(|l| LegReport {
+                name: l.layer.name().into(),
+                rows: None,
+                elapsed_ms: 0.0,
+                cache: "miss".into(),
+            })
+            .collect();
+        let schema = schema_for(&described.columns);
+        let (target, wh) = (schema.clone(), self.warehouse.clone());
+        let (types, params) = (described.params.clone(), params.to_vec());
+        let sqls: Vec<String> = plan.legs.iter().map(|l| l.sql.clone()).collect();
+        let stream = stream::iter(sqls)
+            .then(move |sql| {
+                let (wh, types, params) = (wh.clone(), types.clone(), params.clone());
+                async move { wh.stream(&sql, &types, &params, BATCH_ROWS).await.map(|(_, s)| s) }
+            })
+            .try_flatten()
+            .map(move |b| {
+                b.and_then(|b| Ok(RecordBatch::try_new(target.clone(), b.columns().to_vec())?))
+            })
+            .boxed();
+        let freshness = self.split_freshness(plan, reports, now);
+        Ok(QueryResult { schema, stream, freshness, tag: "SELECT".into() })
+    }
+
+    fn split_freshness(&self, plan: &SplitPlan, legs: Vec<LegReport>, now: i64) -> Freshness {
+        let speed_ran = plan.legs.iter().any(|l| l.layer == split::Layer::Speed);
+        Freshness {
+            plan: "split".into(),
+            table: Some(plan.table.clone()),
+            batch_watermark: Some(plan.watermark.text()),
+            realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
+            legs,
+            pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
+            degraded: false,
+            reason: None,
+        }
     }
 
     async fn passthrough(
@@ -369,7 +415,7 @@ impl Engine {
         table: Option<&str>,
     ) -> Result<QueryResult> {
         let started = Instant::now();
-        let (schema, stream) = self.warehouse.stream(sql, params, BATCH_ROWS).await?;
+        let (schema, stream) = self.warehouse.stream(sql, &[], params, BATCH_ROWS).await?;
         let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
         let freshness = Freshness {
             plan: "passthrough".into(),

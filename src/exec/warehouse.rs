@@ -168,17 +168,19 @@ impl Warehouse {
         Ok(Fetched { rows: out })
     }
 
-    /// Runs a statement and streams its rows as Arrow batches of up to `batch_rows` rows,
+    /// Runs a statement (parameter types given or inferred) and streams its rows as Arrow
+    /// batches of up to `batch_rows` rows,
     /// holding one pooled connection until the stream ends or is dropped. Dropping the
     /// stream early cancels the warehouse query.
     pub async fn stream(
         &self,
         sql: &str,
+        types: &[Type],
         params: &[Param],
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let conn = self.conn().await?;
-        let stmt = conn.prepare(sql).await?;
+        let stmt = conn.prepare_typed(sql, types).await?;
         if stmt.params().len() != params.len() {
             return Err(Error::InvalidInput(format!(
                 "the statement takes {} parameter(s) but {} were given",

@@ -124,7 +124,8 @@ pub struct AggSpec {
     pub offset: u64,
 }
 
-/// Merge spec of a query without aggregation.
+/// Merge spec of a query without aggregation. Without LIMIT (and so without ORDER BY,
+/// DISTINCT or OFFSET) the legs are streamed one after the other instead of merged.
 #[derive(Debug, Clone)]
 pub struct RowsSpec {
     /// Visible output columns (hidden sort columns follow in the leg rows).
@@ -576,8 +577,22 @@ fn sort_opts(o: &sqlparser::ast::OrderByExpr) -> Result<(bool, bool)> {
 
 // ---------------------------------------------------------------- rows
 
+/// Most rows a sorted or limited row query may fetch per leg before the warehouse sorts it
+/// whole instead (the engine holds merged rows in memory).
+pub const SPLIT_ROWS_MAX: u64 = 100_000;
+
 fn plan_rows(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)> {
     let (limit, offset) = limit_offset(q)?;
+    let sorted = q.order_by.is_some() || s.distinct.is_some() || offset > 0;
+    match limit {
+        None if sorted => {
+            return Err(no("unbounded sorted or distinct rows (the warehouse sorts them)"))
+        }
+        Some(l) if l.saturating_add(offset) > SPLIT_ROWS_MAX => {
+            return Err(no("LIMIT above the split row budget"))
+        }
+        _ => {}
+    }
     let n_visible = inp.described.columns.len();
     let mut hidden: Vec<String> = Vec::new();
     let mut order = Vec::new();
