@@ -131,6 +131,7 @@ impl Catalog {
                 "SELECT DISTINCT proname::text, (prokind = 'a')::bool, (provolatile = 'v')::bool FROM pg_catalog.pg_proc WHERE prokind = 'a' OR provolatile = 'v'",
                 &[],
                 &[],
+                &Vec::new(),
             )
             .await?;
         let mut aggregates = HashSet::new();
@@ -151,6 +152,7 @@ impl Catalog {
                 "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
                 &[],
                 &[],
+                &Vec::new(),
             )
             .await?;
         let collate = match coll.rows.first().map(|r| &r[0]) {
@@ -172,6 +174,7 @@ impl Catalog {
                  AND NOT a.attisdropped ORDER BY a.attnum",
                 &[tokio_postgres::types::Type::TEXT],
                 &[Param::Text(quote_name(table))],
+                &Vec::new(),
             )
             .await?;
         Ok(rows

@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::exec::arrow::{batch_from_rows, schema_for};
 use crate::exec::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::exec::value::{timestamp_text, Value};
-use crate::exec::warehouse::{Column, Described, Param, Warehouse};
+use crate::exec::warehouse::{
+    Column, Described, Param, SessionParams, Warehouse, FORWARDED_PARAMS,
+};
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
 use crate::plan::{self, Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
@@ -39,6 +41,17 @@ pub struct Session {
     pub last_freshness: Option<Freshness>,
     /// Inside BEGIN ... COMMIT.
     pub in_transaction: bool,
+}
+
+impl Session {
+    /// The session parameters forwarded to the warehouse with each query.
+    pub fn warehouse_params(&self) -> SessionParams {
+        self.settings
+            .iter()
+            .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// One leg as reported in freshness.
@@ -125,7 +138,7 @@ pub struct Engine {
     warehouse: Arc<Warehouse>,
     catalog: Catalog,
     watermarks: Arc<WatermarkTracker>,
-    described: Mutex<HashMap<String, Described>>,
+    described: Mutex<HashMap<(SessionParams, String), Described>>,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
 }
 
@@ -171,10 +184,11 @@ impl Engine {
         params: &[Param],
         session: &mut Session,
     ) -> Result<QueryResult> {
+        let wp = session.warehouse_params();
         let result = match self.classify(sql)? {
             Class::Local(local) => self.local(local, session).await,
-            Class::Passthrough { reason } => self.passthrough(sql, params, reason, None).await,
-            Class::Split { query, table } => self.split(sql, *query, &table, params).await,
+            Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, &wp).await,
+            Class::Split { query, table } => self.split(sql, *query, &table, params, &wp).await,
         }?;
         session.last_freshness = Some(result.freshness.clone());
         Ok(result)
@@ -226,16 +240,17 @@ impl Engine {
         }
     }
 
-    async fn describe(&self, sql: &str) -> Result<Described> {
-        if let Some(d) = self.described.lock().unwrap_or_else(|e| e.into_inner()).get(sql) {
+    async fn describe(&self, sql: &str, wp: &SessionParams) -> Result<Described> {
+        let key = (wp.clone(), sql.to_string());
+        if let Some(d) = self.described.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(d.clone());
         }
-        let d = self.warehouse.describe(sql).await?;
+        let d = self.warehouse.describe(sql, wp).await?;
         let mut cache = self.described.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= DESCRIBE_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(sql.to_string(), d.clone());
+        cache.insert(key, d.clone());
         Ok(d)
     }
 
@@ -258,13 +273,14 @@ impl Engine {
         mut query: sqlparser::ast::Query,
         table: &str,
         now_micros: i64,
+        wp: &SessionParams,
     ) -> Result<(SplitPlan, Described)> {
         let cfg = self
             .config
             .table(table)
             .ok_or_else(|| Error::internal("unknown logical table"))?
             .clone();
-        let described = self.describe(sql).await?;
+        let described = self.describe(sql, wp).await?;
         if !split::substitute_now(&mut query, now_micros, self.dialect()) {
             return Err(Error::unsplittable("now() with arguments"));
         }
@@ -288,23 +304,25 @@ impl Engine {
         query: sqlparser::ast::Query,
         table: &str,
         params: &[Param],
+        wp: &SessionParams,
     ) -> Result<QueryResult> {
         let now = chrono::Utc::now().timestamp_micros();
-        let (plan, described) = match self.plan_split(sql, query, table, now).await {
+        let (plan, described) = match self.plan_split(sql, query, table, now, wp).await {
             Ok(p) => p,
             Err(Error::Unsplittable(reason)) => {
-                return self.passthrough(sql, params, reason, Some(table)).await
+                return self.passthrough(sql, params, reason, Some(table), wp).await
             }
             Err(e) => return Err(e),
         };
-        match self.run_split(&plan, &described, params, now).await {
+        match self.run_split(&plan, &described, params, now, wp).await {
             Err(Error::Unsplittable(reason)) => {
                 tracing::debug!(%reason, "split merge gave up; passing through");
-                self.passthrough(sql, params, reason, Some(table)).await
+                self.passthrough(sql, params, reason, Some(table), wp).await
             }
             Err(Error::Warehouse { sqlstate, message }) if !sqlstate.starts_with("57") => {
                 tracing::warn!(%sqlstate, %message, "a split leg failed; passing the query through");
-                self.passthrough(sql, params, format!("leg failed: {message}"), Some(table)).await
+                self.passthrough(sql, params, format!("leg failed: {message}"), Some(table), wp)
+                    .await
             }
             other => other,
         }
@@ -316,15 +334,16 @@ impl Engine {
         described: &Described,
         params: &[Param],
         now: i64,
+        wp: &SessionParams,
     ) -> Result<QueryResult> {
         if let Shape::Rows(spec) = &plan.shape {
             if spec.limit.is_none() {
-                return self.stream_legs(plan, described, params, now);
+                return self.stream_legs(plan, described, params, now, wp);
             }
         }
         let legs = plan.legs.iter().map(|leg| async move {
             let started = Instant::now();
-            let fetched = self.warehouse.fetch(&leg.sql, &described.params, params).await?;
+            let fetched = self.warehouse.fetch(&leg.sql, &described.params, params, wp).await?;
             Ok::<_, Error>((fetched.rows, started.elapsed()))
         });
         let results = futures::future::try_join_all(legs).await?;
@@ -364,6 +383,7 @@ impl Engine {
         described: &Described,
         params: &[Param],
         now: i64,
+        wp: &SessionParams,
     ) -> Result<QueryResult> {
         let reports = plan
             .legs
@@ -377,18 +397,22 @@ impl Engine {
             .collect();
         let schema = schema_for(&described.columns);
         let (target, wh) = (schema.clone(), self.warehouse.clone());
-        let (types, params) = (described.params.clone(), params.to_vec());
+        let (types, params, wp) = (described.params.clone(), params.to_vec(), wp.clone());
         let sqls: Vec<String> = plan.legs.iter().map(|l| l.sql.clone()).collect();
-        let stream = stream::iter(sqls)
-            .then(move |sql| {
-                let (wh, types, params) = (wh.clone(), types.clone(), params.clone());
-                async move { wh.stream(&sql, &types, &params, BATCH_ROWS).await.map(|(_, s)| s) }
-            })
-            .try_flatten()
-            .map(move |b| {
-                b.and_then(|b| Ok(RecordBatch::try_new(target.clone(), b.columns().to_vec())?))
-            })
-            .boxed();
+        let stream =
+            stream::iter(sqls)
+                .then(move |sql| {
+                    let (wh, types, params, wp) =
+                        (wh.clone(), types.clone(), params.clone(), wp.clone());
+                    async move {
+                        wh.stream(&sql, &types, &params, &wp, BATCH_ROWS).await.map(|(_, s)| s)
+                    }
+                })
+                .try_flatten()
+                .map(move |b| {
+                    b.and_then(|b| Ok(RecordBatch::try_new(target.clone(), b.columns().to_vec())?))
+                })
+                .boxed();
         let freshness = self.split_freshness(plan, reports, now);
         Ok(QueryResult { schema, stream, freshness, tag: "SELECT".into() })
     }
@@ -413,9 +437,10 @@ impl Engine {
         params: &[Param],
         reason: String,
         table: Option<&str>,
+        wp: &SessionParams,
     ) -> Result<QueryResult> {
         let started = Instant::now();
-        let (schema, stream) = self.warehouse.stream(sql, &[], params, BATCH_ROWS).await?;
+        let (schema, stream) = self.warehouse.stream(sql, &[], params, wp, BATCH_ROWS).await?;
         let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
         let freshness = Freshness {
             plan: "passthrough".into(),
@@ -469,7 +494,7 @@ impl Engine {
                 Ok(empty("DISCARD ALL"))
             }
             Local::Explain(inner) => {
-                let e = self.explain(&inner).await?;
+                let e = self.explain(&inner, &session.warehouse_params()).await?;
                 let lines = explain_lines(&e);
                 text_result("QUERY PLAN", lines, "EXPLAIN")
             }
@@ -487,12 +512,40 @@ impl Engine {
         if let Some(v) = session.settings.get(name) {
             return text_result(name, vec![v.clone()], "SHOW");
         }
-        self.passthrough(&format!("SHOW {name}"), &[], "SHOW of a warehouse setting".into(), None)
-            .await
+        let wp = session.warehouse_params();
+        self.passthrough(
+            &format!("SHOW {name}"),
+            &[],
+            "SHOW of a warehouse setting".into(),
+            None,
+            &wp,
+        )
+        .await
+    }
+
+    /// Parameter types and result columns of a statement, without running it (what the
+    /// extended protocol's Describe needs). Writes are refused here already.
+    pub async fn describe_statement(&self, sql: &str, wp: &SessionParams) -> Result<Described> {
+        let text = |name: &str| Described {
+            columns: vec![Column { name: name.into(), ty: Type::TEXT }],
+            params: vec![],
+        };
+        match self.classify(sql)? {
+            Class::Local(Local::Show(name)) => {
+                if name.starts_with("tidemark.") {
+                    Ok(text(&name))
+                } else {
+                    self.describe(&format!("SHOW {name}"), wp).await
+                }
+            }
+            Class::Local(Local::Explain(_)) => Ok(text("QUERY PLAN")),
+            Class::Local(_) => Ok(Described { columns: vec![], params: vec![] }),
+            Class::Passthrough { .. } | Class::Split { .. } => self.describe(sql, wp).await,
+        }
     }
 
     /// The lambda plan of a statement: class, W, each leg's SQL and what was pruned.
-    pub async fn explain(&self, sql: &str) -> Result<Explain> {
+    pub async fn explain(&self, sql: &str, wp: &SessionParams) -> Result<Explain> {
         let passthrough = |reason: String| Explain {
             class: "passthrough".into(),
             table: None,
@@ -513,7 +566,7 @@ impl Engine {
             Class::Passthrough { reason } => Ok(passthrough(reason)),
             Class::Split { query, table } => {
                 let now = chrono::Utc::now().timestamp_micros();
-                match self.plan_split(sql, *query, &table, now).await {
+                match self.plan_split(sql, *query, &table, now, wp).await {
                     Ok((p, _)) => Ok(explain_split(&p)),
                     Err(Error::Unsplittable(reason)) => {
                         let mut e = passthrough(reason);

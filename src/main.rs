@@ -110,7 +110,7 @@ async fn run(cmd: Command) -> Result<()> {
             let (_tx, rx) = tokio::sync::watch::channel(false);
             let engine =
                 tidemark::engine::Engine::start(Arc::new(Config::load(&config)?), rx).await?;
-            let plan = engine.explain(&sql).await?;
+            let plan = engine.explain(&sql, &Vec::new()).await?;
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
             Ok(())
         }

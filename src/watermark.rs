@@ -65,7 +65,7 @@ impl WatermarkTracker {
 
     /// Reads the watermark table once.
     pub async fn refresh(&self) -> Result<()> {
-        let fetched = self.warehouse.fetch(&self.sql, &[], &[]).await?;
+        let fetched = self.warehouse.fetch(&self.sql, &[], &[], &Vec::new()).await?;
         let mut fresh = HashMap::new();
         for row in fetched.rows {
             if let (Value::Text(name), value) = (&row[0], row[1].clone()) {

@@ -1,7 +1,8 @@
 //! The warehouse client: a deadpool-postgres pool of read-only sessions, statement
 //! description, row fetching into [`Value`]s and streaming into Arrow batches.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -80,7 +81,25 @@ pub struct Fetched {
 pub struct Warehouse {
     pool: Pool,
     wait: Duration,
+    applied: Arc<Mutex<HashMap<ConnKey, SessionParams>>>,
 }
+
+/// Session parameters a client set that change how the warehouse evaluates its queries
+/// (`timezone`, `datestyle`, `search_path`, ...), as (name, value) pairs in a stable order.
+pub type SessionParams = Vec<(String, String)>;
+
+/// Identity of a pooled connection: its address and creation instant.
+type ConnKey = (usize, std::time::Instant);
+
+/// Names of session parameters that are forwarded to the warehouse per query.
+pub const FORWARDED_PARAMS: &[&str] = &[
+    "timezone",
+    "datestyle",
+    "intervalstyle",
+    "search_path",
+    "statement_timeout",
+    "application_name",
+];
 
 impl Warehouse {
     /// Builds the pool; connections are opened lazily, so this succeeds while the
@@ -119,7 +138,7 @@ impl Warehouse {
             })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, wait: connect })
+        Ok(Warehouse { pool, wait: connect, applied: Arc::default() })
     }
 
     /// A pooled connection, or 08006 within the connect timeout.
@@ -132,16 +151,57 @@ impl Warehouse {
         }
     }
 
-    /// Describes a statement (columns and parameter types) without running it.
-    pub async fn describe(&self, sql: &str) -> Result<Described> {
+    /// A pooled connection carrying exactly the session parameters `params`: a connection
+    /// another client left with other settings is reset first, so settings never leak
+    /// between clients through the pool. Clean connections cost no extra round trip.
+    pub async fn conn_with(&self, params: &SessionParams) -> Result<Object> {
         let conn = self.conn().await?;
+        let client: &tokio_postgres::Client = &conn;
+        let key = (client as *const _ as usize, Object::metrics(&conn).created);
+        let current = self
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+            .unwrap_or_default();
+        if current != *params {
+            self.applied.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            if !current.is_empty() {
+                conn.batch_execute("RESET ALL").await?;
+            }
+            for (name, value) in params {
+                conn.query_typed(
+                    "SELECT set_config($1, $2, false)",
+                    &[(name, Type::TEXT), (value, Type::TEXT)],
+                )
+                .await?;
+            }
+            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+            if applied.len() > 10_000 {
+                applied.clear();
+            }
+            applied.insert(key, params.clone());
+        }
+        Ok(conn)
+    }
+
+    /// Describes a statement (columns and parameter types) without running it.
+    pub async fn describe(&self, sql: &str, session: &SessionParams) -> Result<Described> {
+        let conn = self.conn_with(session).await?;
         let stmt = conn.prepare(sql).await?;
         Ok(described(&stmt))
     }
 
     /// Runs a statement with explicitly typed parameters in one round trip (unnamed
     /// statement, nothing left prepared on the connection) and fetches every row.
-    pub async fn fetch(&self, sql: &str, types: &[Type], params: &[Param]) -> Result<Fetched> {
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        types: &[Type],
+        params: &[Param],
+        session: &SessionParams,
+    ) -> Result<Fetched> {
         if types.len() != params.len() {
             return Err(Error::InvalidInput(format!(
                 "the statement takes {} parameter(s) but {} were given",
@@ -149,10 +209,14 @@ impl Warehouse {
                 params.len()
             )));
         }
-        let conn = self.conn().await?;
+        let conn = self.conn_with(session).await?;
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
-        let rows = conn.query_typed(sql, &typed).await?;
+        // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
+        let mut guard = CancelOnDrop { token: Some(conn.cancel_token()) };
+        let rows = conn.query_typed(sql, &typed).await;
+        guard.token = None;
+        let rows = rows?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             if out.is_empty() {
@@ -177,9 +241,10 @@ impl Warehouse {
         sql: &str,
         types: &[Type],
         params: &[Param],
+        session: &SessionParams,
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
-        let conn = self.conn().await?;
+        let conn = self.conn_with(session).await?;
         let stmt = conn.prepare_typed(sql, types).await?;
         if stmt.params().len() != params.len() {
             return Err(Error::InvalidInput(format!(

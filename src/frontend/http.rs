@@ -128,7 +128,7 @@ async fn explain(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let req = decode(body)?;
-    let plan = engine.explain(&req.sql).await?;
+    let plan = engine.explain(&req.sql, &Vec::new()).await?;
     Ok(axum::Json(plan).into_response())
 }
 
