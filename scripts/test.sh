@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 ensure_services
+source scripts/clients.sh && ensure_clients
 
 svc_log "cargo fmt --check"
 cargo fmt --check

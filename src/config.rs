@@ -24,6 +24,54 @@ pub struct Config {
     /// The logical tables tidemark serves.
     #[serde(default)]
     pub tables: Vec<TableConfig>,
+    /// PostgreSQL wire protocol settings.
+    #[serde(default)]
+    pub pg: PgConfig,
+    /// TLS certificate and key for the listeners (optional).
+    pub tls: Option<TlsConfig>,
+    /// Users allowed to connect; empty means trust (any user, no password).
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// PostgreSQL wire protocol settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgConfig {
+    /// Most concurrent client connections; more get SQLSTATE 53300.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig { max_connections: default_max_connections() }
+    }
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
+}
+
+/// One user and the SCRAM-SHA-256 verifier of their password (never the password itself;
+/// make one with `tidemark hash-password`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Login name.
+    pub name: String,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as PostgreSQL stores it.
+    pub password_hash: String,
 }
 
 /// Listener addresses.
@@ -166,6 +214,17 @@ impl Config {
         self.warehouse.connect_timeout()?;
         self.warehouse.statement_timeout()?;
         self.warehouse.watermark_poll()?;
+        for u in &self.users {
+            if !u.password_hash.starts_with("SCRAM-SHA-256$") {
+                return Err(Error::Config(format!(
+                    "user {:?}: password_hash must be a SCRAM-SHA-256 verifier (see `tidemark hash-password`)",
+                    u.name
+                )));
+            }
+        }
+        if self.pg.max_connections == 0 {
+            return Err(Error::Config("pg.max_connections must be at least 1".into()));
+        }
         if self.warehouse.pool_size == 0 {
             return Err(Error::Config("warehouse.pool_size must be at least 1".into()));
         }

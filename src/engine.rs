@@ -493,6 +493,7 @@ impl Engine {
                 session.settings.clear();
                 Ok(empty("DISCARD ALL"))
             }
+            Local::Noop(tag) => Ok(empty(&tag)),
             Local::Explain(inner) => {
                 let e = self.explain(&inner, &session.warehouse_params()).await?;
                 let lines = explain_lines(&e);
@@ -673,18 +674,51 @@ fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResul
     })
 }
 
+/// SET of one parameter: `DEFAULT` resets it; client_encoding must stay UTF8.
+fn set_local(name: String, value: String) -> Result<Local> {
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(Local::Reset(name));
+    }
+    if name == "client_encoding"
+        && !matches!(value.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE")
+    {
+        return Err(Error::NotSupported(format!(
+            "client_encoding {value}: tidemark speaks UTF8 only"
+        )));
+    }
+    if matches!(name.as_str(), "transaction_read_only" | "default_transaction_read_only")
+        && matches!(value.to_ascii_lowercase().as_str(), "off" | "false" | "0")
+    {
+        return Err(Error::ReadOnly(format!("SET {name} = {value}")));
+    }
+    Ok(Local::Set { name, value })
+}
+
 fn local_of(stmt: Statement) -> Result<Class> {
     use sqlparser::ast::Set;
     let local = match stmt {
-        Statement::Set(Set::SingleAssignment { variable, values, .. }) => Local::Set {
-            name: variable.to_string().to_lowercase(),
-            value: values
+        Statement::Set(Set::SingleAssignment { variable, values, .. }) => {
+            let value = values
                 .iter()
                 .map(|v| v.to_string().trim_matches('\'').to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
-        },
-        Statement::Set(_) => return Err(Error::NotSupported("this form of SET".into())),
+                .join(", ");
+            set_local(variable.to_string().to_lowercase(), value)?
+        }
+        Statement::Set(Set::SetTimeZone { value, .. }) => {
+            set_local("timezone".into(), value.to_string().trim_matches('\'').to_string())?
+        }
+        Statement::Set(Set::SetNames { charset_name, .. }) => {
+            set_local("client_encoding".into(), charset_name.value)?
+        }
+        Statement::Set(Set::SetTransaction { modes, .. }) => {
+            let text = format!("{modes:?}").to_lowercase();
+            if text.contains("readwrite") {
+                return Err(Error::ReadOnly("SET TRANSACTION READ WRITE".into()));
+            }
+            Local::Noop("SET".into())
+        }
+        Statement::Set(other) => return Err(Error::NotSupported(format!("{other}"))),
         Statement::Reset(r) => {
             Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase())
         }
@@ -695,6 +729,9 @@ fn local_of(stmt: Statement) -> Result<Class> {
         Statement::Commit { .. } => Local::Commit,
         Statement::Rollback { .. } => Local::Rollback,
         Statement::Discard { .. } => Local::Discard,
+        // Protocol-level prepared statements live in the frontend and close with the
+        // connection; SQL DEALLOCATE (psycopg sends it after a failed transaction) is accepted.
+        Statement::Deallocate { .. } => Local::Noop("DEALLOCATE".into()),
         Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
         other => {
             return Err(Error::NotSupported(format!(

@@ -44,6 +44,11 @@ enum Command {
         #[arg(long, short)]
         config: String,
     },
+    /// Print a SCRAM-SHA-256 verifier for a password (for `[[users]] password_hash`).
+    HashPassword {
+        /// The password (read from standard input when omitted).
+        password: Option<String>,
+    },
     /// Create a demo database with live data and serve it.
     Demo {
         /// Admin connection used to create the demo database.
@@ -115,6 +120,20 @@ async fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Check { config } => check(&config).await,
+        Command::HashPassword { password } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| tidemark::error::Error::InvalidInput(e.to_string()))?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            println!("{}", tidemark::frontend::pgwire::auth::make_verifier(&password));
+            Ok(())
+        }
         Command::Demo { admin_url, http, events, rate, advance_every, reset } => {
             let opts = tidemark::demo::DemoOptions {
                 warehouse_admin_url: admin_url,

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub struct Server {
     /// Bound REST address, when `[listen] http` is set.
     pub http_addr: Option<SocketAddr>,
+    /// Bound PostgreSQL wire protocol address, when `[listen] pg` is set.
+    pub pg_addr: Option<SocketAddr>,
     /// The engine the listeners serve.
     pub engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
@@ -44,7 +46,15 @@ impl Server {
             }));
             tracing::info!(addr = %http_addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()), "REST listening");
         }
-        Ok(Server { http_addr, engine, shutdown: tx, tasks })
+        let mut pg_addr = None;
+        if let Some(addr) = &config.listen.pg {
+            let (bound, task) =
+                crate::frontend::pgwire::serve(&config, addr, engine.clone(), rx.clone()).await?;
+            tracing::info!(addr = %bound, "PostgreSQL wire protocol listening");
+            pg_addr = Some(bound);
+            tasks.push(task);
+        }
+        Ok(Server { http_addr, pg_addr, engine, shutdown: tx, tasks })
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.

@@ -88,8 +88,8 @@ pub struct Warehouse {
 /// (`timezone`, `datestyle`, `search_path`, ...), as (name, value) pairs in a stable order.
 pub type SessionParams = Vec<(String, String)>;
 
-/// Identity of a pooled connection: its address and creation instant.
-type ConnKey = (usize, std::time::Instant);
+/// Identity of a pooled connection: its creation instant.
+type ConnKey = std::time::Instant;
 
 /// Names of session parameters that are forwarded to the warehouse per query.
 pub const FORWARDED_PARAMS: &[&str] = &[
@@ -156,8 +156,8 @@ impl Warehouse {
     /// between clients through the pool. Clean connections cost no extra round trip.
     pub async fn conn_with(&self, params: &SessionParams) -> Result<Object> {
         let conn = self.conn().await?;
-        let client: &tokio_postgres::Client = &conn;
-        let key = (client as *const _ as usize, Object::metrics(&conn).created);
+        // Pooled objects move in memory between uses; their creation instant identifies them.
+        let key = Object::metrics(&conn).created;
         let current = self
             .applied
             .lock()
@@ -209,13 +209,12 @@ impl Warehouse {
                 params.len()
             )));
         }
-        let conn = self.conn_with(session).await?;
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
-        let mut guard = CancelOnDrop { token: Some(conn.cancel_token()) };
-        let rows = conn.query_typed(sql, &typed).await;
-        guard.token = None;
+        let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        let rows = guard.conn().query_typed(sql, &typed).await;
+        guard.disarm();
         let rows = rows?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -245,7 +244,15 @@ impl Warehouse {
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let conn = self.conn_with(session).await?;
-        let stmt = conn.prepare_typed(sql, types).await?;
+        let mut stmt = conn.prepare_typed(sql, types).await?;
+        if check_types(&described(&stmt).columns).is_err() {
+            // Types the engine does not hold (arrays, ranges, ...) are served as their text.
+            if let Some(wrapped) = as_text_query(sql, &described(&stmt).columns) {
+                if let Ok(s) = conn.prepare_typed(&wrapped, types).await {
+                    stmt = s;
+                }
+            }
+        }
         if stmt.params().len() != params.len() {
             return Err(Error::InvalidInput(format!(
                 "the statement takes {} parameter(s) but {} were given",
@@ -256,9 +263,12 @@ impl Warehouse {
         let columns = described(&stmt).columns;
         check_types(&columns)?;
         let schema = schema_for(&columns);
-        let rows = conn.query_raw(&stmt, params.iter().cloned()).await?;
-        let guard = CancelOnDrop { token: Some(conn.cancel_token()) };
-        let state = StreamState { _conn: conn, rows: Box::pin(rows), columns, guard, done: false };
+        // PostgreSQL flushes BindComplete only when the statement produces output, so the
+        // guard must exist before waiting: a dropped future then still cancels the query.
+        let mut guard = CancelOnDrop::new(conn);
+        let rows = guard.conn().query_raw(&stmt, params.iter().cloned()).await;
+        let rows = rows.inspect_err(|_| guard.disarm())?;
+        let state = StreamState { rows: Box::pin(rows), columns, guard, done: false };
         let schema2 = schema.clone();
         let s = futures::stream::unfold(state, move |mut st| {
             let schema = schema2.clone();
@@ -276,7 +286,7 @@ impl Warehouse {
                         Some(Err(e)) => return Some((Err(e.into()), finish(st))),
                         None => {
                             st.done = true;
-                            st.guard.token = None;
+                            st.guard.disarm();
                             break;
                         }
                     }
@@ -293,30 +303,56 @@ impl Warehouse {
 
 fn finish(mut st: StreamState) -> StreamState {
     st.done = true;
+    st.guard.disarm();
     st
 }
 
 struct StreamState {
-    _conn: Object,
     rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
     columns: Vec<Column>,
     guard: CancelOnDrop,
     done: bool,
 }
 
-/// Cancels the warehouse query when a result stream is dropped before its end.
+/// Owns the connection of a running query. Dropped while armed (the client went away or
+/// cancelled), it cancels the warehouse query and discards the connection instead of
+/// returning it to the pool, so a late cancel can never hit another client's query.
 struct CancelOnDrop {
-    token: Option<tokio_postgres::CancelToken>,
+    conn: Option<Object>,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn new(conn: Object) -> Self {
+        CancelOnDrop { conn: Some(conn), armed: true }
+    }
+
+    fn conn(&self) -> &Object {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = token.cancel_query(NoTls).await;
-                });
-            }
+        let Some(conn) = self.conn.take() else { return };
+        if !self.armed {
+            return;
+        }
+        let token = conn.cancel_token();
+        drop(Object::take(conn));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                match token.cancel_query(NoTls).await {
+                    Ok(()) => tracing::debug!("cancelled an abandoned warehouse query"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not cancel an abandoned warehouse query")
+                    }
+                }
+            });
         }
     }
 }
@@ -340,6 +376,33 @@ fn described(stmt: &Statement) -> Described {
             .collect(),
         params: stmt.params().to_vec(),
     }
+}
+
+/// Wraps a query so every column the engine cannot decode is cast to text, keeping names.
+fn as_text_query(sql: &str, columns: &[Column]) -> Option<String> {
+    let head = sql.trim_start().get(..6)?.to_ascii_lowercase();
+    if !(head.starts_with("select")
+        || head.starts_with("with")
+        || head.starts_with("values")
+        || head.starts_with("table"))
+    {
+        return None;
+    }
+    let inner = sql.trim().trim_end_matches(';');
+    let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    let items: Vec<String> = columns
+        .iter()
+        .zip(&aliases)
+        .map(|(c, a)| {
+            let name = crate::catalog::quote_ident(&c.name);
+            if supported_type(&c.ty) {
+                format!("t.{a} AS {name}")
+            } else {
+                format!("t.{a}::text AS {name}")
+            }
+        })
+        .collect();
+    Some(format!("SELECT {} FROM ({inner}) AS t({})", items.join(", "), aliases.join(", ")))
 }
 
 /// Refuses result types the engine cannot decode, naming the column.

@@ -1,3 +1,4 @@
 //! Frontends: each decodes its protocol, calls the engine, and encodes Arrow batches.
 
 pub mod http;
+pub mod pgwire;

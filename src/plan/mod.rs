@@ -60,6 +60,8 @@ pub enum Local {
     Discard,
     /// EXPLAIN of the lambda plan of the inner statement text.
     Explain(String),
+    /// Accepted and ignored (e.g. `SET TRANSACTION READ ONLY`); the command tag.
+    Noop(String),
 }
 
 /// How tidemark will run one statement.
@@ -129,6 +131,7 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         | Statement::Discard { .. }
         | Statement::Explain { .. }
         | Statement::Reset(_)
+        | Statement::Deallocate { .. }
         | Statement::ShowVariables { .. } => None,
         other => Some(statement_keyword(other)),
     }

@@ -1,0 +1,113 @@
+//! SCRAM-SHA-256 verifiers (the format PostgreSQL stores) and the TLS acceptor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret};
+use pgwire::api::auth::{AuthSource, LoginInfo, Password};
+use pgwire::error::{PgWireError, PgWireResult};
+
+use crate::config::UserConfig;
+use crate::error::{Error, Result};
+
+/// SCRAM iterations used by `tidemark hash-password` (PostgreSQL's default).
+pub const SCRAM_ITERATIONS: usize = 4096;
+
+/// Configured users and their verifiers.
+#[derive(Debug)]
+pub struct Users {
+    verifiers: HashMap<String, String>,
+}
+
+impl Users {
+    /// Users from config.
+    pub fn new(users: &[UserConfig]) -> Users {
+        Users {
+            verifiers: users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect(),
+        }
+    }
+}
+
+/// Parses `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`.
+pub fn parse_verifier(s: &str) -> Option<ScramSecret> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let rest = s.strip_prefix("SCRAM-SHA-256$")?;
+    let (iter_salt, keys) = rest.split_once('$')?;
+    let (iter, salt) = iter_salt.split_once(':')?;
+    let (stored, server) = keys.split_once(':')?;
+    Some(ScramSecret::Verifier {
+        salt: b64.decode(salt).ok()?,
+        iterations: iter.parse().ok()?,
+        stored_key: b64.decode(stored).ok()?,
+        server_key: b64.decode(server).ok()?,
+    })
+}
+
+/// Makes a verifier for a password with a random salt (what `tidemark hash-password` prints).
+pub fn make_verifier(password: &str) -> String {
+    let salt: Vec<u8> = (0..16).map(|_| rand_byte()).collect();
+    let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+    let ScramSecret::Verifier { salt, iterations, stored_key, server_key } =
+        ScramSecret::verifier_from_salted_password(salt, salted, SCRAM_ITERATIONS)
+    else {
+        unreachable!("verifier_from_salted_password returns a verifier")
+    };
+    let b = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        b.encode(salt),
+        b.encode(stored_key),
+        b.encode(server_key)
+    )
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u8
+}
+
+#[async_trait]
+impl AuthSource for Users {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned()))
+    }
+
+    async fn get_scram_secret(&self, login: &LoginInfo) -> PgWireResult<(ScramSecret, Option<()>)> {
+        let user = login.user().unwrap_or_default();
+        match self.verifiers.get(user).and_then(|v| parse_verifier(v)) {
+            Some(secret) => Ok((secret, None)),
+            None => Err(PgWireError::InvalidPassword(user.to_owned())),
+        }
+    }
+}
+
+/// A TLS acceptor from PEM files (ALPN `postgresql` for direct TLS).
+pub fn tls_acceptor(cert: &str, key: &str) -> Result<pgwire::tokio::TlsAcceptor> {
+    use pgwire::tokio::tokio_rustls::rustls;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| Error::Config(format!("TLS: {e}"));
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(&e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&e))?;
+    cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(cfg)))
+}

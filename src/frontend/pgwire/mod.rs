@@ -1,0 +1,204 @@
+//! PostgreSQL wire protocol frontend (pgwire crate): startup with trust or SCRAM-SHA-256,
+//! optional TLS, a connection limit, cancel, and the query handlers in [`query`].
+
+pub mod auth;
+pub mod encode;
+pub mod query;
+pub mod statements;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::{
+    protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver,
+    DefaultServerParameterProvider, StartupHandler,
+};
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_FATAL};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::process_socket;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+use crate::engine::{Engine, Session};
+use crate::error::{Error, Result};
+use query::Gateway;
+
+/// Holds a connection slot for as long as the connection lives.
+struct ConnSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Startup wrapper that enforces `max_connections` (53300) before authenticating.
+struct Limited<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl<S: StartupHandler> StartupHandler for Limited<S> {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(_) = &message {
+            let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
+                PgWireError::UserError(Box::new(ErrorInfo::new(
+                    SEVERITY_FATAL.to_owned(),
+                    "53300".to_owned(),
+                    "sorry, too many clients already".to_owned(),
+                )))
+            })?;
+            client.session_extensions().insert(ConnSlot(permit));
+        }
+        self.inner.on_startup(client, message).await
+    }
+}
+
+/// Trust authentication: any user, no password.
+struct Trust {
+    driver: AuthDriver<DefaultServerParameterProvider>,
+}
+
+#[async_trait]
+impl StartupHandler for Trust {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            self.driver.complete_authentication(client, None).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The per-connection handler set.
+struct Handlers<S> {
+    startup: Arc<S>,
+    gateway: Arc<Gateway>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl<S: StartupHandler + 'static> PgWireServerHandlers for Handlers<S> {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.gateway.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.gateway.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// ParameterStatus values sent at startup, with the warehouse's server_version.
+async fn server_parameters(engine: &Engine) -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = warehouse_version(engine).await.unwrap_or_else(|| "15.0".into());
+    p.default_transaction_read_only = true;
+    p.is_superuser = false;
+    p
+}
+
+async fn warehouse_version(engine: &Engine) -> Option<String> {
+    use futures::TryStreamExt;
+    let mut s = Session::default();
+    let r = engine.execute("SHOW server_version", &[], &mut s).await.ok()?;
+    let batches: Vec<_> = r.stream.try_collect().await.ok()?;
+    let b = batches.first()?;
+    let v = crate::exec::arrow::value_at(b.column(0), b.schema().field(0), 0);
+    v.to_pg_text().map(|t| t.split_whitespace().next().unwrap_or("15.0").to_string())
+}
+
+/// Binds the pgwire listener and serves it until `shutdown` flips; returns the bound address.
+pub async fn serve(
+    config: &Config,
+    addr: &str,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+    let tls = match &config.tls {
+        Some(t) => Some(auth::tls_acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
+    let manager = Arc::new(ConnectionManager::new());
+    let params = server_parameters(&engine).await;
+    let gateway = Arc::new(Gateway::new(engine));
+    let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
+    let slots = Arc::new(Semaphore::new(config.pg.max_connections));
+    let task = if config.users.is_empty() {
+        let driver = AuthDriver::new(params).with_connection_manager(manager);
+        let startup = Arc::new(Limited { inner: Trust { driver }, slots });
+        tokio::spawn(accept_loop(
+            listener,
+            tls,
+            Arc::new(Handlers { startup, gateway, cancel }),
+            shutdown.clone(),
+        ))
+    } else {
+        let users = Arc::new(auth::Users::new(&config.users));
+        let sasl = SASLAuthStartupHandler::new(Arc::new(params))
+            .with_scram(ScramAuth::new(users))
+            .with_connection_manager(manager);
+        let startup = Arc::new(Limited { inner: sasl, slots });
+        tokio::spawn(accept_loop(
+            listener,
+            tls,
+            Arc::new(Handlers { startup, gateway, cancel }),
+            shutdown.clone(),
+        ))
+    };
+    let _ = shutdown.borrow_and_update();
+    Ok((bound, task))
+}
+
+async fn accept_loop<H: PgWireServerHandlers + Send + Sync + 'static>(
+    listener: TcpListener,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    handlers: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((sock, _)) => {
+                    let (h, tls) = (handlers.clone(), tls.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = process_socket(sock, tls, h).await {
+                            tracing::debug!(error = %e, "pgwire connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "pgwire accept failed"),
+            },
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+    }
+}

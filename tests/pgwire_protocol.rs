@@ -1,0 +1,274 @@
+//! PostgreSQL wire protocol edge cases driven by tokio-postgres: extended protocol with
+//! binary results, parameters, portal suspension, describe without running, errors,
+//! transactions, session settings that never leak, cancel, connection limit, bad bytes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use common::*;
+
+/// A fresh layout database and a server with the pg listener (`extra` goes into the TOML).
+async fn pg_stack(prefix: &str, extra: &str, warehouse_extra: &str) -> (Stack2, Client) {
+    let (db_name, db) = fresh_db(prefix).await;
+    let layout = Layout::standard();
+    build_layout(&db, 2_000, 7).await;
+    set_watermark(&db, "events", layout.w0).await;
+    let toml = config_toml(&db_url(&db_name), warehouse_extra, true)
+        .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\npg = \"127.0.0.1:0\"")
+        + extra;
+    let config = parse_config(&toml);
+    tidemark::setup::run(&config).await.expect("setup");
+    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let pg = server.pg_addr.expect("pg listener bound");
+    let client = connect_to(pg.port()).await.expect("connect through tidemark");
+    (Stack2 { db_name, db, server, pg_port: pg.port() }, client)
+}
+
+struct Stack2 {
+    db_name: String,
+    db: Client,
+    server: tidemark::server::Server,
+    pg_port: u16,
+}
+
+impl Stack2 {
+    async fn stop(self) {
+        self.server.shutdown().await;
+        drop(self.db);
+        drop_db(&self.db_name).await;
+    }
+}
+
+async fn connect_to(port: u16) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=analyst dbname=whatever"),
+        NoTls,
+    )
+    .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
+}
+
+/// Extended protocol: typed parameters in, binary results out, equal to the oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_and_binary_results_match_the_oracle() {
+    let (s, c) = pg_stack("pgw_bin", "", "").await;
+    let sql = "SELECT country, count(*) AS n, sum(amount) AS total, min(event_time) AS first, max(score) AS top, bool_or(flag) AS anyf \
+               FROM {T} WHERE qty > $1 AND event_time >= $2 GROUP BY country ORDER BY country";
+    let since = chrono::NaiveDate::from_ymd_opt(2024, 3, 10).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let through =
+        c.query(&sql.replace("{T}", "events"), &[&1i16, &since]).await.expect("tidemark query");
+    let oracle =
+        s.db.query(&sql.replace("{T}", "events_oracle"), &[&1i16, &since])
+            .await
+            .expect("oracle query");
+    assert!(!oracle.is_empty());
+    assert_eq!(through.len(), oracle.len());
+    for (a, b) in through.iter().zip(&oracle) {
+        assert_eq!(a.get::<_, Option<String>>(0), b.get::<_, Option<String>>(0));
+        assert_eq!(a.get::<_, i64>(1), b.get::<_, i64>(1));
+        assert_eq!(a.columns()[2].type_().name(), "numeric");
+        assert_eq!(
+            a.get::<_, Option<chrono::NaiveDateTime>>(3),
+            b.get::<_, Option<chrono::NaiveDateTime>>(3)
+        );
+        let (x, y) = (a.get::<_, Option<f64>>(4), b.get::<_, Option<f64>>(4));
+        assert_eq!(x, y);
+        assert_eq!(a.get::<_, Option<bool>>(5), b.get::<_, Option<bool>>(5));
+    }
+    // numeric as text, exactly
+    let q = "SELECT sum(amount)::text, sum(big)::text, avg(qty)::text FROM {T}";
+    let a = c.query_one(&q.replace("{T}", "events"), &[]).await.unwrap();
+    let b = s.db.query_one(&q.replace("{T}", "events_oracle"), &[]).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(a.get::<_, Option<String>>(i), b.get::<_, Option<String>>(i));
+    }
+    s.stop().await;
+}
+
+/// Execute with a row limit suspends the portal and the next Execute continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_suspension_resumes() {
+    let (s, mut c) = pg_stack("pgw_portal", "", "").await;
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx.prepare("SELECT g FROM generate_series(1, 12) g").await.unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let mut seen = Vec::new();
+    for want in [5, 5, 2, 0] {
+        let rows = tx.query_portal(&portal, 5).await.unwrap();
+        assert_eq!(rows.len(), want);
+        seen.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+    }
+    assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+    tx.commit().await.unwrap();
+    s.stop().await;
+}
+
+/// Parse/Describe answers without running the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_does_not_run_the_query() {
+    let (s, c) = pg_stack("pgw_describe", "", "").await;
+    let started = Instant::now();
+    let stmt = c.prepare("SELECT pg_sleep(5) AS slept, $1::int8 + 1 AS next").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(stmt.columns()[1].type_().name(), "int8");
+    assert_eq!(stmt.params()[0].name(), "int8");
+    let stmt = c.prepare("SELECT country, avg(amount) FROM events GROUP BY 1").await.unwrap();
+    assert_eq!(stmt.columns()[1].type_().name(), "numeric");
+    s.stop().await;
+}
+
+/// Errors carry their SQLSTATE and leave the connection usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_sqlstates() {
+    let (s, c) = pg_stack("pgw_errors", "", "").await;
+    for (sql, want) in [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT no_such_column FROM events", "42703"),
+        ("INSERT INTO events_batch (id) VALUES (1)", "25006"),
+        ("DROP TABLE events_batch", "25006"),
+        ("SELECT sum(qty) / 0 FROM events", "22012"),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), want, "{sql}");
+        let e = c.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(code(&e), want, "{sql} (extended)");
+    }
+    let rows = c.simple_query("SELECT 1; SELECT 2").await.unwrap();
+    let n = rows.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count();
+    assert_eq!(n, 2, "two statements in one simple query");
+    assert!(c.simple_query("").await.is_ok(), "empty query");
+    s.stop().await;
+}
+
+/// BEGIN/COMMIT/ROLLBACK with the right transaction status; an error aborts the block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_report_status() {
+    let (s, mut c) = pg_stack("pgw_tx", "", "").await;
+    let tx = c.transaction().await.unwrap();
+    assert!(tx.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get::<_, i64>(0) > 0);
+    assert_eq!(code(&tx.execute("DELETE FROM events_batch", &[]).await.unwrap_err()), "25006");
+    assert_eq!(code(&tx.query("SELECT 1", &[]).await.unwrap_err()), "25P02");
+    tx.rollback().await.unwrap();
+    assert_eq!(c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
+    c.batch_execute("BEGIN READ ONLY; SET TRANSACTION READ ONLY; COMMIT")
+        .await
+        .expect("read-only transactions");
+    s.stop().await;
+}
+
+/// SET applies to this client's queries only, even through one shared warehouse connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings_never_leak() {
+    let (s, a) = pg_stack("pgw_session", "", "pool_size = 1").await;
+    let b = connect_to(s.pg_port).await.unwrap();
+    a.batch_execute("SET TimeZone = 'America/New_York'").await.unwrap();
+    for _ in 0..3 {
+        let ra = a
+            .query_one("SELECT current_setting('TimeZone')", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        let rb = b
+            .query_one("SELECT current_setting('TimeZone')", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        assert_eq!(ra, "America/New_York");
+        assert_eq!(rb, "UTC");
+    }
+    let shown = a.simple_query("SHOW timezone").await.unwrap();
+    let SimpleQueryMessage::Row(r) = &shown[1] else { panic!("no row: {shown:?}") };
+    assert_eq!(r.get(0), Some("America/New_York"));
+    let fresh =
+        a.simple_query("SELECT count(*) FROM events; SHOW tidemark.freshness").await.unwrap();
+    let text = fresh
+        .iter()
+        .filter_map(|m| {
+            if let SimpleQueryMessage::Row(r) = m {
+                r.get(0).map(str::to_string)
+            } else {
+                None
+            }
+        })
+        .last()
+        .unwrap();
+    assert!(text.contains("\"plan\":\"split\""), "{text}");
+    s.stop().await;
+}
+
+/// A CancelRequest stops the running query (57014) and its warehouse query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_warehouse_query() {
+    let (s, c) = pg_stack("pgw_cancel", "", "").await;
+    let token = c.cancel_token();
+    let started = Instant::now();
+    let running = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(20)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let e = running.await.unwrap().expect_err("cancelled");
+    assert_eq!(code(&e), "57014");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut left = 1;
+    for _ in 0..50 {
+        let row = s
+            .db
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%' AND state = 'active'", &[])
+            .await
+            .unwrap();
+        left = row.get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the warehouse query was cancelled too");
+    s.stop().await;
+}
+
+/// Past max_connections new connections get 53300; others keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_gives_53300() {
+    let (s, first) = pg_stack("pgw_limit", "\n[pg]\nmax_connections = 2\n", "").await;
+    let second = connect_to(s.pg_port).await.unwrap();
+    let e = connect_to(s.pg_port).await.expect_err("third connection refused");
+    assert_eq!(code(&e), "53300");
+    assert_eq!(second.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = connect_to(s.pg_port).await.expect("a slot was freed");
+    assert_eq!(again.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0), 2);
+    s.stop().await;
+}
+
+/// Garbage and truncated messages end that connection only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_end_only_that_connection() {
+    let (s, c) = pg_stack("pgw_garbage", "", "").await;
+    for bytes in [
+        &b"\x00\x00\x00\x08\x04\xd2\x16\x2f"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x00\x00\xff\xff\x00\x03",
+        b"\x00\x00\x00\x03",
+    ] {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.pg_port)).await.unwrap();
+        let _ = sock.write_all(bytes).await;
+        drop(sock);
+    }
+    assert_eq!(c.query_one("SELECT 3", &[]).await.unwrap().get::<_, i32>(0), 3);
+    let fresh = connect_to(s.pg_port).await.unwrap();
+    assert_eq!(fresh.query_one("SELECT 4", &[]).await.unwrap().get::<_, i32>(0), 4);
+    s.stop().await;
+}
