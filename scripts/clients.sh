@@ -108,7 +108,14 @@ ensure_java_client() {
 }
 
 # Everything tests/pg_clients.rs needs.
+# openssl makes the throwaway certificate of the TLS test.
+ensure_openssl() {
+  command -v openssl >/dev/null 2>&1 && return 0
+  clients_apt_install openssl
+}
+
 ensure_clients() {
+  ensure_openssl
   ensure_psql_client
   ensure_python_client
   ensure_node_client

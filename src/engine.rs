@@ -33,7 +33,7 @@ pub const BATCH_ROWS: usize = 4096;
 const DESCRIBE_CACHE_MAX: usize = 10_000;
 
 /// Per-client state: session parameters and the freshness of the last answer.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Session {
     /// Parameters set with SET.
     pub settings: BTreeMap<String, String>,
@@ -41,6 +41,8 @@ pub struct Session {
     pub last_freshness: Option<Freshness>,
     /// Inside BEGIN ... COMMIT.
     pub in_transaction: bool,
+    /// Open cursors.
+    pub cursors: crate::cursors::Cursors,
 }
 
 impl Session {
@@ -186,12 +188,37 @@ impl Engine {
     ) -> Result<QueryResult> {
         let wp = session.warehouse_params();
         let result = match self.classify(sql)? {
-            Class::Local(local) => self.local(local, session).await,
-            Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, &wp).await,
-            Class::Split { query, table } => self.split(sql, *query, &table, params, &wp).await,
+            Class::Local(local) => self.local(local, params, session).await,
+            other => self.query(sql, other, params, &wp).await,
         }?;
         session.last_freshness = Some(result.freshness.clone());
         Ok(result)
+    }
+
+    /// Runs a split or passthrough statement.
+    async fn query(
+        &self,
+        sql: &str,
+        class: Class,
+        params: &[Param],
+        wp: &SessionParams,
+    ) -> Result<QueryResult> {
+        match class {
+            Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, wp).await,
+            Class::Split { query, table } => self.split(sql, *query, &table, params, wp).await,
+            Class::Local(_) => Err(Error::Syntax("expected a query".into())),
+        }
+    }
+
+    /// Runs the query of a cursor or COPY.
+    async fn inner_query(
+        &self,
+        sql: &str,
+        params: &[Param],
+        session: &Session,
+    ) -> Result<QueryResult> {
+        let class = self.classify(sql)?;
+        self.query(sql, class, params, &session.warehouse_params()).await
     }
 
     /// Classifies one statement (errors: 42601 syntax, 25006 writes).
@@ -462,8 +489,42 @@ impl Engine {
         Ok(QueryResult { schema, stream, freshness, tag })
     }
 
-    async fn local(&self, local: Local, session: &mut Session) -> Result<QueryResult> {
+    async fn local(
+        &self,
+        local: Local,
+        params: &[Param],
+        session: &mut Session,
+    ) -> Result<QueryResult> {
         match local {
+            Local::Declare { name, hold, query } => {
+                let r = self.inner_query(&query, params, session).await?;
+                session.cursors.declare(
+                    &name,
+                    r.schema,
+                    r.stream,
+                    hold || !session.in_transaction,
+                )?;
+                Ok(empty("DECLARE CURSOR"))
+            }
+            Local::Fetch { name, count } => {
+                let (schema, batches) = session.cursors.fetch(&name, count).await?;
+                let freshness = session.last_freshness.clone().unwrap_or_else(Freshness::local);
+                Ok(QueryResult {
+                    schema,
+                    stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
+                    freshness,
+                    tag: "FETCH".into(),
+                })
+            }
+            Local::Close(name) => {
+                session.cursors.close(name.as_deref())?;
+                Ok(empty("CLOSE CURSOR"))
+            }
+            Local::CopyOut(query) => {
+                let mut r = self.inner_query(&query, params, session).await?;
+                r.tag = "COPY".into();
+                Ok(r)
+            }
             Local::Set { name, value } => {
                 session.settings.insert(name, value);
                 Ok(empty("SET"))
@@ -483,10 +544,12 @@ impl Engine {
             }
             Local::Commit => {
                 session.in_transaction = false;
+                session.cursors.end_transaction();
                 Ok(empty("COMMIT"))
             }
             Local::Rollback => {
                 session.in_transaction = false;
+                session.cursors.end_transaction();
                 Ok(empty("ROLLBACK"))
             }
             Local::Discard => {
@@ -674,6 +737,55 @@ fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResul
     })
 }
 
+fn declare_of(stmts: Vec<sqlparser::ast::Declare>) -> Result<Local> {
+    let [d]: [sqlparser::ast::Declare; 1] =
+        stmts.try_into().map_err(|_| Error::NotSupported("DECLARE of several cursors".into()))?;
+    let query =
+        d.for_query.ok_or_else(|| Error::NotSupported("DECLARE without a cursor query".into()))?;
+    let name = d
+        .names
+        .first()
+        .map(|n| n.value.clone())
+        .ok_or_else(|| Error::Syntax("cursor name".into()))?;
+    Ok(Local::Declare { name, hold: d.hold == Some(true), query: query.to_string() })
+}
+
+fn fetch_count(direction: &sqlparser::ast::FetchDirection) -> Result<Option<u64>> {
+    use sqlparser::ast::FetchDirection as D;
+    let num = |v: &sqlparser::ast::ValueWithSpan| {
+        v.to_string()
+            .parse::<u64>()
+            .map_err(|_| Error::NotSupported("FETCH count must be a positive number".into()))
+    };
+    Ok(match direction {
+        D::Next => Some(1),
+        D::Count { limit } => Some(num(limit)?),
+        D::Forward { limit: Some(l) } => Some(num(l)?),
+        D::Forward { limit: None } => Some(1),
+        D::All | D::ForwardAll => None,
+        _ => return Err(Error::NotSupported("only forward FETCH on NO SCROLL cursors".into())),
+    })
+}
+
+fn copy_of(source: sqlparser::ast::CopySource, plain: bool) -> Result<Local> {
+    if !plain {
+        return Err(Error::NotSupported(
+            "COPY options: tidemark serves COPY ... TO STDOUT in text format".into(),
+        ));
+    }
+    Ok(Local::CopyOut(match source {
+        sqlparser::ast::CopySource::Query(q) => q.to_string(),
+        sqlparser::ast::CopySource::Table { table_name, columns } => {
+            let cols = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+            };
+            format!("SELECT {cols} FROM {table_name}")
+        }
+    }))
+}
+
 /// SET of one parameter: `DEFAULT` resets it; client_encoding must stay UTF8.
 fn set_local(name: String, value: String) -> Result<Local> {
     if value.eq_ignore_ascii_case("default") {
@@ -733,6 +845,17 @@ fn local_of(stmt: Statement) -> Result<Class> {
         // connection; SQL DEALLOCATE (psycopg sends it after a failed transaction) is accepted.
         Statement::Deallocate { .. } => Local::Noop("DEALLOCATE".into()),
         Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
+        Statement::Declare { stmts, .. } => declare_of(stmts)?,
+        Statement::Fetch { name, direction, .. } => {
+            Local::Fetch { name: name.value, count: fetch_count(&direction)? }
+        }
+        Statement::Close { cursor } => Local::Close(match cursor {
+            sqlparser::ast::CloseCursor::All => None,
+            sqlparser::ast::CloseCursor::Specific { name } => Some(name.value),
+        }),
+        Statement::Copy { source, options, legacy_options, .. } => {
+            copy_of(source, options.is_empty() && legacy_options.is_empty())?
+        }
         other => {
             return Err(Error::NotSupported(format!(
                 "statement {}",

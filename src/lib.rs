@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod cursors;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -272,3 +272,101 @@ async fn malformed_messages_end_only_that_connection() {
     assert_eq!(fresh.query_one("SELECT 4", &[]).await.unwrap().get::<_, i32>(0), 4);
     s.stop().await;
 }
+
+/// DECLARE / FETCH n / CLOSE read a cursor in pieces (Tableau's way), and COPY TO STDOUT works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_and_copy_out() {
+    let (s, c) = pg_stack("pgw_cursor", "", "").await;
+    let rows = |msgs: Vec<SimpleQueryMessage>| -> Vec<String> {
+        msgs.into_iter()
+            .filter_map(|m| {
+                if let SimpleQueryMessage::Row(r) = m {
+                    r.get(0).map(str::to_string)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    c.batch_execute("BEGIN; DECLARE cur CURSOR FOR SELECT id FROM events ORDER BY id LIMIT 7")
+        .await
+        .unwrap();
+    let first = rows(c.simple_query("FETCH 3 FROM cur").await.unwrap());
+    let rest = rows(c.simple_query("FETCH ALL FROM cur").await.unwrap());
+    let none = rows(c.simple_query("FETCH 5 FROM cur").await.unwrap());
+    c.batch_execute("CLOSE cur; COMMIT").await.unwrap();
+    let oracle: Vec<String> =
+        s.db.query("SELECT id FROM events_oracle ORDER BY id LIMIT 7", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i64>(0).to_string())
+            .collect();
+    assert_eq!([first.clone(), rest.clone()].concat(), oracle);
+    assert_eq!((first.len(), rest.len(), none.len()), (3, 4, 0));
+    assert_eq!(code(&c.simple_query("FETCH 1 FROM cur").await.unwrap_err()), "34000");
+    // a cursor without HOLD closes at COMMIT; WITH HOLD survives
+    c.batch_execute(
+        "BEGIN; DECLARE a CURSOR FOR SELECT 1; DECLARE b CURSOR WITH HOLD FOR SELECT 2; COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code(&c.simple_query("FETCH 1 FROM a").await.unwrap_err()), "34000");
+    assert_eq!(rows(c.simple_query("FETCH 1 FROM b").await.unwrap()), vec!["2"]);
+    // COPY (query) TO STDOUT in text format
+    use futures::TryStreamExt;
+    let out = c
+        .copy_out("COPY (SELECT 'a\tb' AS t, NULL::int AS n, 1.50::numeric AS x) TO STDOUT")
+        .await
+        .unwrap();
+    let bytes: Vec<bytes::Bytes> = std::pin::pin!(out).try_collect().await.unwrap();
+    assert_eq!(bytes.concat(), b"a\\tb\t\\N\t1.50\n".to_vec());
+    assert_eq!(code(&c.simple_query("COPY events_batch FROM STDIN").await.unwrap_err()), "25006");
+    s.stop().await;
+}
+
+/// With a certificate configured, `sslmode=require` connects over TLS (psql); without
+/// one, SSL is declined and plain connections work (the other tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_configured_certificate() {
+    let dir = std::env::temp_dir().join(format!("tidemark_tls_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed for the TLS test (scripts/test.sh installs it)");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let extra = format!("\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
+    let (s, _c) = pg_stack("pgw_tls", &extra, "").await;
+    let port = s.pg_port;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .arg(format!("host=127.0.0.1 port={port} user=u dbname=d sslmode=require"))
+            .args(["-X", "-A", "-t", "-c", "SELECT count(*) > 0 FROM events", "-c", "\\conninfo"])
+            .output()
+            .expect("psql")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("t\n"), "{text}");
+    assert!(text.contains("SSL connection"), "{text}");
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -62,6 +62,26 @@ pub enum Local {
     Explain(String),
     /// Accepted and ignored (e.g. `SET TRANSACTION READ ONLY`); the command tag.
     Noop(String),
+    /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
+    Declare {
+        /// Cursor name.
+        name: String,
+        /// WITH HOLD: survives the end of the transaction.
+        hold: bool,
+        /// The query text.
+        query: String,
+    },
+    /// `FETCH [n] FROM name` (None: ALL).
+    Fetch {
+        /// Cursor name.
+        name: String,
+        /// Rows to read.
+        count: Option<u64>,
+    },
+    /// `CLOSE name` / `CLOSE ALL`.
+    Close(Option<String>),
+    /// `COPY (query) TO STDOUT` in text format: the query's rows as COPY data.
+    CopyOut(String),
 }
 
 /// How tidemark will run one statement.
@@ -112,6 +132,7 @@ pub struct ExplainLeg {
 /// Names of statements that write or change the database; refused with 25006.
 pub fn write_kind(stmt: &Statement) -> Option<String> {
     match stmt {
+        Statement::Copy { to: true, target: sqlparser::ast::CopyTarget::Stdout, .. } => None,
         Statement::Query(q) => {
             if let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() {
                 if s.into.is_some() {
@@ -132,6 +153,9 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         | Statement::Explain { .. }
         | Statement::Reset(_)
         | Statement::Deallocate { .. }
+        | Statement::Declare { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
         | Statement::ShowVariables { .. } => None,
         other => Some(statement_keyword(other)),
     }

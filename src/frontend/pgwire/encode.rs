@@ -101,6 +101,15 @@ fn encode_cell(buf: &mut BytesMut, v: &Value, ty: &Type, format: FieldFormat) ->
     Ok(())
 }
 
+/// Text form of a cell as PostgreSQL prints it (None for NULL).
+pub fn text_cell(v: &Value, ty: &Type) -> Option<String> {
+    if v.is_null() {
+        None
+    } else {
+        Some(text_of(v, ty))
+    }
+}
+
 fn text_of(v: &Value, ty: &Type) -> String {
     match v {
         Value::Float(f) => float_text(*f, *ty == Type::FLOAT4),

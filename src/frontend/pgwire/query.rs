@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use futures::{stream, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_ERROR, SEVERITY_NOTICE};
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use pgwire::messages::response::{CommandComplete, NoticeResponse, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
@@ -162,6 +163,15 @@ impl Gateway {
             }
             _ => {}
         }
+        if result.tag == "COPY" {
+            let n = result.schema.fields().len();
+            let fields = Arc::new(fields_for_schema(&result.schema, None));
+            return Ok(Response::CopyOut(CopyResponse::new(
+                0,
+                n,
+                copy_rows(result.stream, fields),
+            )));
+        }
         if result.schema.fields().is_empty() && result.tag != "SELECT" {
             return Ok(Response::Execution(Tag::new(&result.tag)));
         }
@@ -183,7 +193,7 @@ impl Gateway {
     {
         let fields = Arc::new(fields_for_schema(&result.schema, fmt));
         let tag = match result.tag.as_str() {
-            "SHOW" | "EXPLAIN" => result.tag.clone(),
+            "SHOW" | "EXPLAIN" | "FETCH" => result.tag.clone(),
             _ => "SELECT".to_string(),
         };
         let rows = data_rows(result.stream, fields.clone());
@@ -241,6 +251,35 @@ fn data_rows(
             Err(e) => stream::once(async move { Err(pg_error(e)) }).right_stream(),
         })
         .flatten()
+}
+
+/// Rows as COPY text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_rows(
+    batches: futures::stream::BoxStream<'static, crate::error::Result<arrow_array::RecordBatch>>,
+    fields: Arc<Vec<FieldInfo>>,
+) -> impl Stream<Item = PgWireResult<CopyData>> + Send + 'static {
+    batches.map(move |b| {
+        let b = b.map_err(pg_error)?;
+        let mut out = String::new();
+        for row in 0..b.num_rows() {
+            for col in 0..b.num_columns() {
+                if col > 0 {
+                    out.push('\t');
+                }
+                let v = crate::exec::arrow::value_at(b.column(col), b.schema().field(col), row);
+                match super::encode::text_cell(&v, fields[col].datatype()) {
+                    None => out.push_str("\\N"),
+                    Some(t) => out.push_str(&copy_escape(&t)),
+                }
+            }
+            out.push('\n');
+        }
+        Ok(CopyData::new(bytes::Bytes::from(out)))
+    })
+}
+
+fn copy_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
 }
 
 /// The CommandComplete message for a finished statement's response.
