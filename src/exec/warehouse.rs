@@ -231,11 +231,82 @@ impl Warehouse {
         Ok(Fetched { rows: out })
     }
 
-    /// Runs a statement (parameter types given or inferred) and streams its rows as Arrow
-    /// batches of up to `batch_rows` rows,
-    /// holding one pooled connection until the stream ends or is dropped. Dropping the
-    /// stream early cancels the warehouse query.
+    /// Runs a statement (parameter types given, or inferred by the warehouse when `types` is
+    /// empty) and streams its rows as Arrow batches of up to `batch_rows` rows. One round
+    /// trip: the unnamed statement is parsed, bound and executed together, and the schema is
+    /// read from the first row (or described when there is none). The pooled connection is
+    /// held until the stream ends; dropping the stream early cancels the warehouse query.
     pub async fn stream(
+        &self,
+        sql: &str,
+        types: &[Type],
+        params: &[Param],
+        session: &SessionParams,
+        batch_rows: usize,
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+        if !types.is_empty() && types.len() != params.len() {
+            return Err(Error::InvalidInput(format!(
+                "the statement takes {} parameter(s) but {} were given",
+                types.len(),
+                params.len()
+            )));
+        }
+        let unspecified = Type::new(
+            "unspecified".into(),
+            0,
+            tokio_postgres::types::Kind::Simple,
+            "pg_catalog".into(),
+        );
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    p as &(dyn ToSql + Sync),
+                    types.get(i).cloned().unwrap_or_else(|| unspecified.clone()),
+                )
+            })
+            .collect();
+        // PostgreSQL flushes its first replies only when the statement produces output, so the
+        // guard must exist before waiting: a dropped future then still cancels the query.
+        let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        let started = guard.conn().query_typed_raw(sql, typed).await;
+        let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
+        let first = match rows.as_mut().next().await {
+            Some(Ok(row)) => Some(row),
+            Some(Err(e)) => {
+                guard.disarm();
+                return Err(e.into());
+            }
+            None => None,
+        };
+        let columns = match &first {
+            Some(row) => row
+                .columns()
+                .iter()
+                .map(|c| Column { name: c.name().into(), ty: c.type_().clone() })
+                .collect(),
+            None => {
+                guard.disarm();
+                let stmt = guard.conn().prepare_typed(sql, types).await?;
+                text_for_unsupported(described(&stmt).columns)
+            }
+        };
+        if check_types(&columns).is_err() {
+            drop(rows);
+            drop(guard);
+            return self.stream_described(sql, types, params, session, batch_rows).await;
+        }
+        let schema = schema_for(&columns);
+        // With no first row the query has already ended; polling its stream again would fail.
+        let done = first.is_none();
+        let state = StreamState { rows, first, columns, guard, done };
+        Ok((schema.clone(), unfold_batches(state, schema, batch_rows)))
+    }
+
+    /// The slower path for results with types the engine does not hold: describe first, then
+    /// run the query wrapped so those columns arrive as text.
+    async fn stream_described(
         &self,
         sql: &str,
         types: &[Type],
@@ -263,42 +334,55 @@ impl Warehouse {
         let columns = described(&stmt).columns;
         check_types(&columns)?;
         let schema = schema_for(&columns);
-        // PostgreSQL flushes BindComplete only when the statement produces output, so the
-        // guard must exist before waiting: a dropped future then still cancels the query.
         let mut guard = CancelOnDrop::new(conn);
         let rows = guard.conn().query_raw(&stmt, params.iter().cloned()).await;
         let rows = rows.inspect_err(|_| guard.disarm())?;
-        let state = StreamState { rows: Box::pin(rows), columns, guard, done: false };
-        let schema2 = schema.clone();
-        let s = futures::stream::unfold(state, move |mut st| {
-            let schema = schema2.clone();
-            async move {
-                if st.done {
-                    return None;
+        let state = StreamState { rows: Box::pin(rows), first: None, columns, guard, done: false };
+        Ok((schema.clone(), unfold_batches(state, schema, batch_rows)))
+    }
+}
+
+/// Turns a running query into a stream of record batches.
+fn unfold_batches(
+    state: StreamState,
+    schema: SchemaRef,
+    batch_rows: usize,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    let schema2 = schema;
+    let s = futures::stream::unfold(state, move |mut st| {
+        let schema = schema2.clone();
+        async move {
+            if st.done {
+                return None;
+            }
+            let mut buf = Vec::with_capacity(batch_rows);
+            if let Some(row) = st.first.take() {
+                match decode_row(&row, st.columns.len()) {
+                    Ok(v) => buf.push(v),
+                    Err(e) => return Some((Err(e), finish(st))),
                 }
-                let mut buf = Vec::with_capacity(batch_rows);
-                while buf.len() < batch_rows {
-                    match st.rows.next().await {
-                        Some(Ok(row)) => match decode_row(&row, st.columns.len()) {
-                            Ok(v) => buf.push(v),
-                            Err(e) => return Some((Err(e), finish(st))),
-                        },
-                        Some(Err(e)) => return Some((Err(e.into()), finish(st))),
-                        None => {
-                            st.done = true;
-                            st.guard.disarm();
-                            break;
-                        }
+            }
+            while buf.len() < batch_rows {
+                match st.rows.next().await {
+                    Some(Ok(row)) => match decode_row(&row, st.columns.len()) {
+                        Ok(v) => buf.push(v),
+                        Err(e) => return Some((Err(e), finish(st))),
+                    },
+                    Some(Err(e)) => return Some((Err(e.into()), finish(st))),
+                    None => {
+                        st.done = true;
+                        st.guard.disarm();
+                        break;
                     }
                 }
-                if buf.is_empty() {
-                    return None;
-                }
-                Some((batch_from_rows(&schema, &st.columns, buf), st))
             }
-        });
-        Ok((schema, s.boxed()))
-    }
+            if buf.is_empty() {
+                return None;
+            }
+            Some((batch_from_rows(&schema, &st.columns, buf), st))
+        }
+    });
+    s.boxed()
 }
 
 fn finish(mut st: StreamState) -> StreamState {
@@ -308,6 +392,7 @@ fn finish(mut st: StreamState) -> StreamState {
 }
 
 struct StreamState {
+    first: Option<tokio_postgres::Row>,
     rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
     columns: Vec<Column>,
     guard: CancelOnDrop,
@@ -376,6 +461,14 @@ fn described(stmt: &Statement) -> Described {
             .collect(),
         params: stmt.params().to_vec(),
     }
+}
+
+/// Columns of types the engine does not hold, reported as text (used for empty results).
+fn text_for_unsupported(columns: Vec<Column>) -> Vec<Column> {
+    columns
+        .into_iter()
+        .map(|c| if supported_type(&c.ty) { c } else { Column { name: c.name, ty: Type::TEXT } })
+        .collect()
 }
 
 /// Wraps a query so every column the engine cannot decode is cast to text, keeping names.

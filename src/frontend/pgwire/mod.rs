@@ -19,7 +19,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_FATAL};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::process_socket;
@@ -97,6 +97,24 @@ struct Handlers<S> {
     startup: Arc<S>,
     gateway: Arc<Gateway>,
     cancel: Arc<DefaultCancelHandler>,
+    errors: Arc<Errors>,
+}
+
+/// Rewrites authentication failures into PostgreSQL's exact wording, with the user name.
+struct Errors;
+
+impl ErrorHandler for Errors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::InvalidPassword(_) = error {
+            let user =
+                client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                SEVERITY_FATAL.to_owned(),
+                "28P01".to_owned(),
+                format!("password authentication failed for user \"{user}\""),
+            )));
+        }
+    }
 }
 
 impl<S: StartupHandler + 'static> PgWireServerHandlers for Handlers<S> {
@@ -111,6 +129,9 @@ impl<S: StartupHandler + 'static> PgWireServerHandlers for Handlers<S> {
     }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
+    }
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.errors.clone()
     }
 }
 
@@ -159,7 +180,7 @@ pub async fn serve(
         tokio::spawn(accept_loop(
             listener,
             tls,
-            Arc::new(Handlers { startup, gateway, cancel }),
+            Arc::new(Handlers { startup, gateway, cancel, errors: Arc::new(Errors) }),
             shutdown.clone(),
         ))
     } else {
@@ -171,7 +192,7 @@ pub async fn serve(
         tokio::spawn(accept_loop(
             listener,
             tls,
-            Arc::new(Handlers { startup, gateway, cancel }),
+            Arc::new(Handlers { startup, gateway, cancel, errors: Arc::new(Errors) }),
             shutdown.clone(),
         ))
     };

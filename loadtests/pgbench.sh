@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# pgbench through tidemark's PostgreSQL wire protocol vs directly against PostgreSQL, in one
+# run: a pass-through point query on a dimension table and a split aggregate over the
+# logical table, at 1 and 16 clients. Prints throughput ratios and latencies (a benchmark,
+# not a test: nothing here asserts on timing).
+#
+#   loadtests/pgbench.sh            # 10 s per run
+#   DURATION=30 loadtests/pgbench.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/services.sh
+ensure_services
+
+DURATION=${DURATION:-10}
+DB=tidemark_bench
+PGURL="postgres://postgres@127.0.0.1:5432/$DB"
+PORT=${PORT:-55439}
+WORK=$(mktemp -d)
+trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cargo build --release -q
+BIN=target/release/tidemark
+
+echo "==> preparing $DB"
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+psql -q -h 127.0.0.1 -U postgres -d "$DB" <<'SQL'
+CREATE TABLE dim (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO dim SELECT g, 'name ' || g FROM generate_series(1, 10000) g;
+CREATE TABLE events_batch (id bigint, event_time timestamp, country text, amount numeric(12,2));
+CREATE TABLE events_speed (LIKE events_batch);
+INSERT INTO events_batch SELECT g, timestamp '2026-01-01' + g * interval '1 second',
+  (ARRAY['DE','FR','US','GB','JP','BR','IN','AU'])[1 + g % 8], (g % 10000) / 100.0
+  FROM generate_series(1, 200000) g;
+INSERT INTO events_speed SELECT g, timestamp '2026-01-01' + g * interval '1 second',
+  (ARRAY['DE','FR','US','GB','JP','BR','IN','AU'])[1 + g % 8], (g % 10000) / 100.0
+  FROM generate_series(195001, 205000) g;
+CREATE TABLE tidemark_watermarks (table_name text PRIMARY KEY, batch_watermark timestamp, updated_at timestamptz DEFAULT now());
+INSERT INTO tidemark_watermarks VALUES ('events', timestamp '2026-01-01' + 200001 * interval '1 second');
+ANALYZE;
+SQL
+
+cat > "$WORK/tidemark.toml" <<TOML
+[listen]
+pg = "127.0.0.1:$PORT"
+[warehouse]
+url = "$PGURL"
+pool_size = 24
+[[tables]]
+name = "events"
+time_column = "event_time"
+batch_table = "events_batch"
+speed_table = "events_speed"
+TOML
+$BIN setup --config "$WORK/tidemark.toml" >/dev/null
+RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &
+TM_PID=$!
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
+
+cat > "$WORK/point.sql" <<'SQL'
+\set id random(1, 10000)
+SELECT name FROM dim WHERE id = :id;
+SQL
+cat > "$WORK/split.sql" <<'SQL'
+SELECT country, count(*), sum(amount) FROM events GROUP BY country;
+SQL
+
+# run NAME SCRIPT CLIENTS PORT -> "tps latency_ms"
+run() {
+  local out
+  out=$(pgbench -n -h 127.0.0.1 -p "$4" -U postgres -c "$3" -j "$(( $3 < 2 ? 1 : 2 ))" -T "$DURATION" \
+    -f "$2" "$DB" 2>&1)
+  local tps lat
+  tps=$(grep -Eo 'tps = [0-9.]+' <<<"$out" | head -1 | awk '{print $3}')
+  lat=$(grep -Eo 'latency average = [0-9.]+' <<<"$out" | awk '{print $4}')
+  echo "$tps $lat"
+}
+
+printf '\n| query | clients | direct tps | tidemark tps | ratio | direct latency ms | tidemark latency ms | added ms |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
+for q in point split; do
+  for c in 1 16; do
+    read -r dt dl < <(run "$q" "$WORK/$q.sql" "$c" 5432)
+    read -r tt tl < <(run "$q" "$WORK/$q.sql" "$c" "$PORT")
+    ratio=$(awk -v a="$tt" -v b="$dt" 'BEGIN { printf "%.2f", a / b }')
+    added=$(awk -v a="$tl" -v b="$dl" 'BEGIN { printf "%.3f", a - b }')
+    name=$([[ $q == point ]] && echo "pass-through point query (dimension table)" || echo "split aggregate (events, GROUP BY country)")
+    printf '| %s | %s | %.0f | %.0f | %s | %.3f | %.3f | %s |\n' "$name" "$c" "$dt" "$tt" "$ratio" "$dl" "$tl" "$added"
+  done
+done
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
