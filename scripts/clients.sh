@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Makes sure the client toolchains that tests/pg_clients.rs drives are installed:
+# Makes sure the client toolchains that tests/pg_clients.rs and tests/flight_clients.rs drive
+# are installed:
 #   - psql (PostgreSQL's client; scripts/services.sh installs it too);
-#   - a Python venv at .venv with psycopg 3 (tests/clients/python/requirements.txt, from PyPI);
+#   - a Python venv at .venv with psycopg 3, ADBC's Flight SQL driver, pyarrow, pandas and Polars
+#     (tests/clients/python/requirements.txt, from PyPI; reinstalled when that file changes);
 #   - node-postgres in tests/clients/node/node_modules (npm ci from the committed package-lock.json);
 #   - a JDK (javac, java) and pgjdbc at /usr/share/java/postgresql.jar (Debian's
 #     libpostgresql-jdbc-java), with apt-get when missing.
@@ -50,13 +52,15 @@ ensure_psql_client() {
   fi
 }
 
-# .venv with the pinned psycopg 3.
+# .venv with the pinned Python clients (psycopg 3, ADBC's Flight SQL driver, pyarrow, pandas,
+# Polars). .venv/.requirements.sha256 records the requirements.txt last installed: the venv is
+# (re)installed whenever that file changes, and left alone (no network) while it does not.
 ensure_python_client() {
-  local want have
-  want=$(sed -n 's/^psycopg\[binary\]==//p' "$CLIENTS_PY_REQ")
-  have=$("$CLIENTS_VENV/bin/python" -c 'import psycopg; print(psycopg.__version__)' 2>/dev/null || true)
-  if [[ -n $have && $have == "$want" ]]; then
-    clients_log "psycopg $have present in .venv"
+  local want have stamp=$CLIENTS_VENV/.requirements.sha256
+  want=$(sha256sum "$CLIENTS_PY_REQ" | cut -d' ' -f1)
+  have=$(cat "$stamp" 2>/dev/null || true)
+  if [[ $have == "$want" ]] && "$CLIENTS_VENV/bin/python" -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' >/dev/null 2>&1; then
+    clients_log "Python clients present in .venv (requirements.txt sha256 ${want:0:12})"
     return 0
   fi
   command -v python3 >/dev/null 2>&1 || clients_apt_install python3 python3-venv
@@ -72,8 +76,10 @@ ensure_python_client() {
       python3 -m venv "$CLIENTS_VENV"
     fi
   fi
-  clients_log "pip install -r tests/clients/python/requirements.txt (psycopg $want) into .venv"
+  clients_log "pip install -r tests/clients/python/requirements.txt into .venv"
+  rm -f "$stamp"
   "$CLIENTS_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$CLIENTS_PY_REQ"
+  printf '%s\n' "$want" >"$stamp"
 }
 
 # node_modules with the pg version locked in package-lock.json.

@@ -43,7 +43,13 @@ pub struct Session {
     pub in_transaction: bool,
     /// Open cursors.
     pub cursors: crate::cursors::Cursors,
+    /// Watermarks pinned by the client (Flight tickets carry the snapshot taken when the
+    /// FlightInfo was made); logical tables not listed use the current watermark.
+    pub pinned: Pins,
 }
+
+/// Pinned watermarks by lower-case logical table name.
+pub type Pins = HashMap<String, crate::watermark::Watermark>;
 
 impl Session {
     /// The session parameters forwarded to the warehouse with each query.
@@ -189,7 +195,7 @@ impl Engine {
         let wp = session.warehouse_params();
         let result = match self.classify(sql)? {
             Class::Local(local) => self.local(local, params, session).await,
-            other => self.query(sql, other, params, &wp).await,
+            other => self.query(sql, other, params, &wp, &session.pinned).await,
         }?;
         session.last_freshness = Some(result.freshness.clone());
         Ok(result)
@@ -202,10 +208,13 @@ impl Engine {
         class: Class,
         params: &[Param],
         wp: &SessionParams,
+        pins: &Pins,
     ) -> Result<QueryResult> {
         match class {
             Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, wp).await,
-            Class::Split { query, table } => self.split(sql, *query, &table, params, wp).await,
+            Class::Split { query, table } => {
+                self.split(sql, *query, &table, params, wp, pins).await
+            }
             Class::Local(_) => Err(Error::Syntax("expected a query".into())),
         }
     }
@@ -218,7 +227,7 @@ impl Engine {
         session: &Session,
     ) -> Result<QueryResult> {
         let class = self.classify(sql)?;
-        self.query(sql, class, params, &session.warehouse_params()).await
+        self.query(sql, class, params, &session.warehouse_params(), &session.pinned).await
     }
 
     /// Classifies one statement (errors: 42601 syntax, 25006 writes).
@@ -301,6 +310,7 @@ impl Engine {
         table: &str,
         now_micros: i64,
         wp: &SessionParams,
+        pins: &Pins,
     ) -> Result<(SplitPlan, Described)> {
         let cfg = self
             .config
@@ -312,7 +322,10 @@ impl Engine {
             return Err(Error::unsplittable("now() with arguments"));
         }
         let facts = self.catalog.facts().await?;
-        let watermark = self.watermarks.snapshot(&cfg.name).await?;
+        let watermark = match pins.get(&cfg.name.to_lowercase()) {
+            Some(w) => w.clone(),
+            None => self.watermarks.snapshot(&cfg.name).await?,
+        };
         let columns = self.table_columns(&cfg.batch_table).await?;
         let input = SplitInput {
             query: &query,
@@ -332,9 +345,10 @@ impl Engine {
         table: &str,
         params: &[Param],
         wp: &SessionParams,
+        pins: &Pins,
     ) -> Result<QueryResult> {
         let now = chrono::Utc::now().timestamp_micros();
-        let (plan, described) = match self.plan_split(sql, query, table, now, wp).await {
+        let (plan, described) = match self.plan_split(sql, query, table, now, wp, pins).await {
             Ok(p) => p,
             Err(Error::Unsplittable(reason)) => {
                 return self.passthrough(sql, params, reason, Some(table), wp).await
@@ -630,7 +644,7 @@ impl Engine {
             Class::Passthrough { reason } => Ok(passthrough(reason)),
             Class::Split { query, table } => {
                 let now = chrono::Utc::now().timestamp_micros();
-                match self.plan_split(sql, *query, &table, now, wp).await {
+                match self.plan_split(sql, *query, &table, now, wp, &Pins::new()).await {
                     Ok((p, _)) => Ok(explain_split(&p)),
                     Err(Error::Unsplittable(reason)) => {
                         let mut e = passthrough(reason);
@@ -641,6 +655,20 @@ impl Engine {
                     Err(e) => Err(e),
                 }
             }
+        }
+    }
+
+    /// The current watermark of the logical table a statement would split on, if any (Flight
+    /// pins it into the ticket so the data matches the FlightInfo).
+    pub async fn watermark_for(
+        &self,
+        sql: &str,
+    ) -> Result<Option<(String, crate::watermark::Watermark)>> {
+        match self.classify(sql)? {
+            Class::Split { table, .. } => {
+                Ok(Some((table.clone(), self.watermarks.snapshot(&table).await?)))
+            }
+            _ => Ok(None),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Server {
     pub http_addr: Option<SocketAddr>,
     /// Bound PostgreSQL wire protocol address, when `[listen] pg` is set.
     pub pg_addr: Option<SocketAddr>,
+    /// Bound Arrow Flight SQL address, when `[listen] flight` is set.
+    pub flight_addr: Option<SocketAddr>,
     /// The engine the listeners serve.
     pub engine: Arc<Engine>,
     shutdown: watch::Sender<bool>,
@@ -54,7 +56,15 @@ impl Server {
             pg_addr = Some(bound);
             tasks.push(task);
         }
-        Ok(Server { http_addr, pg_addr, engine, shutdown: tx, tasks })
+        let mut flight_addr = None;
+        if let Some(addr) = &config.listen.flight {
+            let (bound, task) =
+                crate::frontend::flight::serve(&config, addr, engine.clone(), rx.clone()).await?;
+            tracing::info!(addr = %bound, "Arrow Flight SQL listening");
+            flight_addr = Some(bound);
+            tasks.push(task);
+        }
+        Ok(Server { http_addr, pg_addr, flight_addr, engine, shutdown: tx, tasks })
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners.

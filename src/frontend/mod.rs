@@ -1,4 +1,5 @@
 //! Frontends: each decodes its protocol, calls the engine, and encodes Arrow batches.
 
+pub mod flight;
 pub mod http;
 pub mod pgwire;

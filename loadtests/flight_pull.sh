@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Pulling a large result into Python, in one run: 1,000,000 rows x 10 mixed columns of a logical
+# table (split over a batch and a speed table by the watermark)
+#   (a) through tidemark's Arrow Flight SQL frontend with ADBC into a pyarrow Table,
+#   (b) with psycopg 3 directly from PostgreSQL (the union view) into Python (fetchall),
+#   (c) with PostgreSQL's own COPY (SELECT * FROM view) TO STDOUT (FORMAT binary), read fully
+#       through psycopg, as the floor.
+# Prints a markdown table of the times and ratios and tidemark's peak memory (a benchmark, not a
+# test: nothing here fails on timing).
+#
+#   loadtests/flight_pull.sh               # 3 timed runs of each path, median reported
+#   REPEAT=5 ROWS=2000000 loadtests/flight_pull.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/services.sh
+ensure_services
+source scripts/clients.sh
+ensure_python_client
+
+ROWS=${ROWS:-1000000}
+REPEAT=${REPEAT:-3}
+DB=tidemark_flight_bench
+PGURL="postgres://postgres@127.0.0.1:5432/$DB"
+PORT=${PORT:-55451}
+WORK=$(mktemp -d)
+trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cargo build --release -q
+BIN=target/release/tidemark
+
+# The batch table holds ids 1..BATCH_END (all before W); the speed table holds ids from
+# SPEED_START on, of which those at or after W (id > BATCH_END) count: ROWS rows in all, about
+# 10% of them from the speed layer, and an overlap that the watermark must drop.
+BATCH_END=$((ROWS * 9 / 10))
+SPEED_START=$((BATCH_END - ROWS / 20 + 1))
+echo "==> preparing $DB ($ROWS rows: batch 1..$BATCH_END, speed $SPEED_START..$ROWS, W at row $((BATCH_END + 1)))"
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d "$DB" <<SQL
+CREATE TABLE events_batch (
+  id int8, event_time timestamp, user_id int4, score float8, amount numeric(12,2),
+  country text, device text, url text, day date, flag bool);
+CREATE TABLE events_speed (LIKE events_batch);
+CREATE FUNCTION bench_rows(lo int8, hi int8) RETURNS SETOF events_batch LANGUAGE sql AS \$\$
+  SELECT g,
+         timestamp '2026-01-01' + g * interval '1 second',
+         CASE WHEN g % 97 = 0 THEN NULL ELSE ((g * 7919) % 100000)::int4 END,
+         (g % 100003) / 7.0,
+         CASE WHEN g % 89 = 0 THEN NULL ELSE (((g * 37) % 10000000) - 500000) / 100.0 END,
+         (ARRAY['DE','FR','US','GB','JP','BR','IN','AU'])[1 + g % 8],
+         (ARRAY['ios','android','web','Smart TV'])[1 + g % 4],
+         '/product/' || (g % 5003) || '?ref=campaign-' || (g % 97) || '&session=' || md5(g::text),
+         date '2026-01-01' + (g / 86400)::int,
+         CASE WHEN g % 101 = 0 THEN NULL ELSE g % 3 = 0 END
+  FROM generate_series(lo, hi) g
+\$\$;
+INSERT INTO events_batch SELECT * FROM bench_rows(1, $BATCH_END);
+INSERT INTO events_speed SELECT * FROM bench_rows($SPEED_START, $ROWS);
+CREATE TABLE tidemark_watermarks (table_name text PRIMARY KEY, batch_watermark timestamp, updated_at timestamptz DEFAULT now());
+INSERT INTO tidemark_watermarks VALUES ('events', timestamp '2026-01-01' + $((BATCH_END + 1)) * interval '1 second');
+VACUUM ANALYZE;
+SQL
+
+cat > "$WORK/tidemark.toml" <<TOML
+[listen]
+flight = "127.0.0.1:$PORT"
+[warehouse]
+url = "$PGURL"
+[[tables]]
+name = "events"
+time_column = "event_time"
+batch_table = "events_batch"
+speed_table = "events_speed"
+TOML
+$BIN setup --config "$WORK/tidemark.toml" >/dev/null
+RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &
+TM_PID=$!
+for _ in $(seq 100); do
+  kill -0 "$TM_PID" 2>/dev/null || { echo "error: tidemark exited" >&2; exit 1; }
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.1
+done
+
+.venv/bin/python loadtests/flight_pull.py \
+  --flight "grpc://127.0.0.1:$PORT" --pg "host=127.0.0.1 port=5432 user=postgres dbname=$DB" \
+  --table events --rows "$ROWS" --repeat "$REPEAT" --pid "$TM_PID"
+
+kill "$TM_PID" 2>/dev/null || true
+wait "$TM_PID" 2>/dev/null || true
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

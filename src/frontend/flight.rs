@@ -1,0 +1,801 @@
+//! Arrow Flight SQL frontend (arrow-flight + tonic): statements and prepared statements
+//! stream the engine's record batches as they are produced; catalog commands describe the
+//! warehouse. Tickets carry the query, its parameters and the watermark snapshot taken when
+//! the FlightInfo was made, so the data matches the schema and freshness reported.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, Nullable,
+    ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use arrow_ipc::writer::IpcWriteOptions;
+use arrow_schema::{Schema, SchemaRef};
+use base64::Engine as _;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::Config;
+use crate::engine::{Engine, Freshness, Session};
+use crate::error::{Error, Result};
+use crate::exec::arrow::{field_for, schema_for};
+use crate::exec::value::Value;
+use crate::exec::warehouse::{Column, Param};
+use crate::watermark::Watermark;
+
+/// Messages from `proto/tidemark.proto`.
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/tidemark.v1.rs"));
+}
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+/// Maps the one error type to a gRPC status; the SQLSTATE leads the message.
+pub fn status(e: Error) -> Status {
+    let code = e.sqlstate().to_string();
+    let msg = format!("{code}: {e}");
+    match code.as_str() {
+        "25006" | "42501" => Status::permission_denied(msg),
+        "57014" if msg.contains("user request") => Status::cancelled(msg),
+        "57014" => Status::deadline_exceeded(msg),
+        "53300" | "54000" => Status::resource_exhausted(msg),
+        c if c.starts_with("28") => Status::unauthenticated(msg),
+        c if c.starts_with("08") || c.starts_with("57P") => Status::unavailable(msg),
+        c if ["42", "22", "0A", "21", "2F", "34", "26", "3D", "3F"]
+            .iter()
+            .any(|p| c.starts_with(p)) =>
+        {
+            Status::invalid_argument(msg)
+        }
+        _ => Status::internal(msg),
+    }
+}
+
+/// The Flight SQL service over the engine.
+pub struct FlightFrontend {
+    engine: Arc<Engine>,
+    users: HashMap<String, String>,
+    tokens: Mutex<HashSet<String>>,
+    bound: Mutex<HashMap<Vec<u8>, Vec<Param>>>,
+    catalog: String,
+    sql_info: SqlInfoData,
+    xdbc: XdbcTypeInfoData,
+}
+
+impl FlightFrontend {
+    /// A frontend for the engine, with the configured users (none: no authentication).
+    pub fn new(engine: Arc<Engine>, config: &Config) -> Result<FlightFrontend> {
+        let catalog = config
+            .warehouse
+            .url
+            .parse::<tokio_postgres::Config>()
+            .ok()
+            .and_then(|c| c.get_dbname().map(str::to_string))
+            .unwrap_or_else(|| "tidemark".into());
+        Ok(FlightFrontend {
+            engine,
+            users: config.users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect(),
+            tokens: Mutex::new(HashSet::new()),
+            bound: Mutex::new(HashMap::new()),
+            catalog,
+            sql_info: sql_info()?,
+            xdbc: xdbc_info()?,
+        })
+    }
+
+    fn check<T>(&self, req: &Request<T>) -> std::result::Result<(), Status> {
+        if self.users.is_empty() {
+            return Ok(());
+        }
+        let header =
+            req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let token = header.strip_prefix("Bearer ").unwrap_or("");
+        if self.tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(token) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "28000: missing or invalid bearer token; authenticate with Handshake",
+            ))
+        }
+    }
+
+    fn verify(&self, user: &str, password: &str) -> bool {
+        use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret};
+        let Some(ScramSecret::Verifier { salt, iterations, stored_key, server_key }) =
+            self.users.get(user).and_then(|v| super::pgwire::auth::parse_verifier(v))
+        else {
+            return false;
+        };
+        let salted = gen_salted_password(password, &salt, iterations);
+        match ScramSecret::verifier_from_salted_password(salt, salted, iterations) {
+            ScramSecret::Verifier { stored_key: s, server_key: k, .. } => {
+                s == stored_key && k == server_key
+            }
+            _ => false,
+        }
+    }
+
+    /// FlightInfo for a query: schema from the warehouse's description, a ticket with the
+    /// watermark pinned now, and the freshness so far in app_metadata.
+    async fn flight_info(
+        &self,
+        sql: &str,
+        params: Vec<Param>,
+        descriptor: FlightDescriptor,
+    ) -> std::result::Result<FlightInfo, Status> {
+        let described = self.engine.describe_statement(sql, &Vec::new()).await.map_err(status)?;
+        let pinned = self.engine.watermark_for(sql).await.map_err(status)?;
+        let mut fresh = proto::Freshness { plan: "pending".into(), ..Default::default() };
+        let watermarks = pinned
+            .into_iter()
+            .filter_map(|(table, w)| {
+                fresh.table = table.clone();
+                fresh.batch_watermark = w.text();
+                pin_of(&table, &w)
+            })
+            .collect();
+        let ticket = proto::QueryTicket {
+            sql: sql.to_string(),
+            params: params.iter().map(param_proto).collect(),
+            watermarks,
+        };
+        let handle = TicketStatementQuery { statement_handle: ticket.encode_to_vec().into() };
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(handle.as_any().encode_to_vec()));
+        let schema = schema_for(&described.columns);
+        Ok(FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor)
+            .with_app_metadata(fresh.encode_to_vec()))
+    }
+
+    /// Runs a ticket and streams its batches; the first message carries the freshness.
+    async fn run(
+        &self,
+        ticket: proto::QueryTicket,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        let mut session = Session::default();
+        for w in &ticket.watermarks {
+            if let Some(v) = pinned_value(w) {
+                session.pinned.insert(w.table.to_lowercase(), Watermark { value: v });
+            }
+        }
+        let params: Vec<Param> = ticket
+            .params
+            .iter()
+            .map(|p| if p.is_null { Param::Null } else { Param::Text(p.text.clone()) })
+            .collect();
+        let result =
+            self.engine.execute(&ticket.sql, &params, &mut session).await.map_err(status)?;
+        let meta = freshness_proto(&result.freshness).encode_to_vec();
+        let batches = result.stream.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(result.schema)
+            .with_metadata(meta.into())
+            .build(batches)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    fn ticket_of_handle(&self, handle: &[u8]) -> std::result::Result<proto::QueryTicket, Status> {
+        let mut t = proto::QueryTicket::decode(handle)
+            .map_err(|_| Status::invalid_argument("22023: bad prepared statement handle"))?;
+        if t.params.is_empty() {
+            if let Some(p) = self.bound.lock().unwrap_or_else(|e| e.into_inner()).get(handle) {
+                t.params = p.iter().map(param_proto).collect();
+            }
+        }
+        Ok(t)
+    }
+
+    async fn catalog_rows(&self, sql: &str) -> std::result::Result<Vec<Vec<Value>>, Status> {
+        let mut session = Session::default();
+        let r = self.engine.execute(sql, &[], &mut session).await.map_err(status)?;
+        let batches: Vec<RecordBatch> = r.stream.try_collect().await.map_err(status)?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            for i in 0..b.num_rows() {
+                rows.push(
+                    (0..b.num_columns())
+                        .map(|c| crate::exec::arrow::value_at(b.column(c), b.schema().field(c), i))
+                        .collect(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.to_pg_text().unwrap_or_default()
+}
+
+fn param_proto(p: &Param) -> proto::Param {
+    match p {
+        Param::Null => proto::Param { is_null: true, text: String::new() },
+        Param::Text(t) => proto::Param { is_null: false, text: t.clone() },
+    }
+}
+
+fn pin_of(table: &str, w: &Watermark) -> Option<proto::PinnedWatermark> {
+    let (kind, value) = match w.value {
+        Value::Timestamp(t) => ("timestamp", t),
+        Value::TimestampTz(t) => ("timestamptz", t),
+        Value::Date(d) => ("date", d as i64),
+        Value::Int(i) => ("int", i),
+        _ => return None,
+    };
+    Some(proto::PinnedWatermark { table: table.to_string(), kind: kind.into(), value })
+}
+
+fn pinned_value(p: &proto::PinnedWatermark) -> Option<Value> {
+    Some(match p.kind.as_str() {
+        "timestamp" => Value::Timestamp(p.value),
+        "timestamptz" => Value::TimestampTz(p.value),
+        "date" => Value::Date(p.value as i32),
+        "int" => Value::Int(p.value),
+        _ => return None,
+    })
+}
+
+/// The freshness message of `proto/tidemark.proto`.
+pub fn freshness_proto(f: &Freshness) -> proto::Freshness {
+    proto::Freshness {
+        plan: f.plan.clone(),
+        table: f.table.clone().unwrap_or_default(),
+        batch_watermark: f.batch_watermark.clone().unwrap_or_default(),
+        realtime_as_of: f.realtime_as_of.clone().unwrap_or_default(),
+        legs: f
+            .legs
+            .iter()
+            .map(|l| proto::Leg {
+                name: l.name.clone(),
+                rows: l.rows.map(|r| r as i64).unwrap_or(-1),
+                elapsed_ms: l.elapsed_ms,
+                cache: l.cache.clone(),
+            })
+            .collect(),
+        pruned: f.pruned.clone(),
+        degraded: f.degraded,
+        reason: f.reason.clone().unwrap_or_default(),
+    }
+}
+
+fn ipc_schema(schema: &Schema) -> std::result::Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow_schema::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn one_batch<E: Into<FlightError> + Send + 'static>(
+    schema: SchemaRef,
+    batch: std::result::Result<RecordBatch, E>,
+) -> Response<BoxedStream<arrow_flight::FlightData>> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::once(async move { batch.map_err(Into::into) }))
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+fn info_for(
+    any: Any,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> std::result::Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(any.encode_to_vec()));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn read_only() -> Status {
+    status(Error::ReadOnly("a Flight SQL update or ingest".into()))
+}
+
+fn sql_info() -> Result<SqlInfoData> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "tidemark");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.build().map_err(|e| Error::internal(e.to_string()))
+}
+
+fn xdbc_info() -> Result<XdbcTypeInfoData> {
+    use arrow_flight::sql::metadata::XdbcTypeInfo;
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    for (name, ty) in [
+        ("bool", XdbcDataType::XdbcBit),
+        ("int2", XdbcDataType::XdbcSmallint),
+        ("int4", XdbcDataType::XdbcInteger),
+        ("int8", XdbcDataType::XdbcBigint),
+        ("float4", XdbcDataType::XdbcReal),
+        ("float8", XdbcDataType::XdbcDouble),
+        ("numeric", XdbcDataType::XdbcDecimal),
+        ("text", XdbcDataType::XdbcVarchar),
+        ("date", XdbcDataType::XdbcDate),
+        ("timestamp", XdbcDataType::XdbcTimestamp),
+    ] {
+        b.append(XdbcTypeInfo {
+            type_name: name.into(),
+            data_type: ty,
+            column_size: None,
+            literal_prefix: None,
+            literal_suffix: None,
+            create_params: None,
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: name == "text",
+            searchable: Searchable::Full,
+            unsigned_attribute: None,
+            fixed_prec_scale: false,
+            auto_increment: None,
+            local_type_name: Some(name.into()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: ty,
+            datetime_subcode: None,
+            num_prec_radix: None,
+            interval_precision: None,
+        });
+    }
+    b.build().map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Decodes bound parameters: the first row of the record batches the client put.
+async fn params_of(stream: PeekableFlightDataStream) -> std::result::Result<Vec<Param>, Status> {
+    let batches: Vec<RecordBatch> =
+        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            stream.map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("22023: bad parameter batch: {e}")))?;
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(vec![]) };
+    (0..b.num_columns())
+        .map(|c| {
+            let col = b.column(c);
+            if col.is_null(0) {
+                return Ok(Param::Null);
+            }
+            arrow_cast::display::array_value_to_string(col, 0)
+                .map(Param::Text)
+                .map_err(|e| Status::invalid_argument(format!("22023: parameter {}: {e}", c + 1)))
+        })
+        .collect()
+}
+
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightFrontend {
+    type FlightService = FlightFrontend;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<Response<BoxedStream<HandshakeResponse>>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let token = if self.users.is_empty() {
+            String::new()
+        } else {
+            let decoded = header
+                .strip_prefix("Basic ")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    Status::unauthenticated("28000: Handshake needs basic authentication")
+                })?;
+            let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+            if !self.verify(user, password) {
+                return Err(Status::unauthenticated(format!(
+                    "28P01: password authentication failed for user \"{user}\""
+                )));
+            }
+            let token = random_token();
+            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if tokens.len() > 100_000 {
+                tokens.clear();
+            }
+            tokens.insert(token.clone());
+            token
+        };
+        let out = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
+        let mut resp: Response<BoxedStream<HandshakeResponse>> =
+            Response::new(Box::pin(futures::stream::iter(vec![Ok(out)])));
+        if !token.is_empty() {
+            if let Ok(v) = format!("Bearer {token}").parse() {
+                resp.metadata_mut().insert("authorization", v);
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        Ok(Response::new(self.flight_info(&query.query, vec![], request.into_inner()).await?))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let t = proto::QueryTicket::decode(ticket.statement_handle.as_ref())
+            .map_err(|_| Status::invalid_argument("22023: bad ticket"))?;
+        self.run(t).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
+        self.check(&request)?;
+        let described =
+            self.engine.describe_statement(&query.query, &Vec::new()).await.map_err(status)?;
+        let params: Vec<Column> = described
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Column { name: format!("${}", i + 1), ty: t.clone() })
+            .collect();
+        let param_schema =
+            Schema::new(params.iter().map(|c| field_for(&c.name, &c.ty)).collect::<Vec<_>>());
+        let handle = proto::QueryTicket { sql: query.query.clone(), ..Default::default() };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode_to_vec().into(),
+            dataset_schema: ipc_schema(&schema_for(&described.columns))?,
+            parameter_schema: ipc_schema(&param_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
+        self.check(&request)?;
+        let params = params_of(request.into_inner()).await?;
+        let mut ticket = self.ticket_of_handle(&query.prepared_statement_handle)?;
+        ticket.params = params.iter().map(param_proto).collect();
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if bound.len() > 100_000 {
+            bound.clear();
+        }
+        bound.insert(query.prepared_statement_handle.to_vec(), params);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(ticket.encode_to_vec().into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let t = self.ticket_of_handle(&cmd.prepared_statement_handle)?;
+        let params = t
+            .params
+            .iter()
+            .map(|p| if p.is_null { Param::Null } else { Param::Text(p.text.clone()) })
+            .collect();
+        Ok(Response::new(self.flight_info(&t.sql, params, request.into_inner()).await?))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let t = self.ticket_of_handle(&query.prepared_statement_handle)?;
+        self.run(t).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> std::result::Result<(), Status> {
+        self.check(&request)?;
+        self.bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(query.prepared_statement_handle.as_ref());
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(query.as_any(), &query.into_builder().schema(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        b.append(&self.catalog);
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(query.as_any(), &query.into_builder().schema(), request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let rows = self
+            .catalog_rows("SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1")
+            .await?;
+        let mut b = query.into_builder();
+        for r in rows {
+            b.append(&self.catalog, text(&r[0]));
+        }
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(query.as_any(), &query.clone().into_builder().schema(), request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let include = query.include_schema;
+        let tables = self
+            .catalog_rows(
+                "SELECT c.oid::int8, n.nspname::text, c.relname::text, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 2, 3",
+            )
+            .await?;
+        let columns = if include {
+            self.catalog_rows(
+                "SELECT a.attrelid::int8, a.attname::text, a.atttypid::int8 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE a.attnum > 0 AND NOT a.attisdropped \
+                 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 1, a.attnum",
+            )
+            .await?
+        } else {
+            vec![]
+        };
+        let mut by_table: HashMap<i64, Vec<arrow_schema::Field>> = HashMap::new();
+        for c in &columns {
+            if let (Value::Int(rel), Value::Text(name), Value::Int(oid)) = (&c[0], &c[1], &c[2]) {
+                let ty = tokio_postgres::types::Type::from_oid(*oid as u32)
+                    .unwrap_or(tokio_postgres::types::Type::TEXT);
+                by_table.entry(*rel).or_default().push(field_for(name, &ty));
+            }
+        }
+        let mut b = query.into_builder();
+        for t in tables {
+            let rel = if let Value::Int(r) = t[0] { r } else { 0 };
+            let schema = Schema::new(by_table.remove(&rel).unwrap_or_default());
+            b.append(&self.catalog, text(&t[1]), text(&t[2]), text(&t[3]), &schema)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(query.as_any(), &query.into_builder().schema(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        for t in ["TABLE", "VIEW", "MATERIALIZED VIEW"] {
+            b.append(t);
+        }
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(
+            query.as_any(),
+            query.into_builder(&self.sql_info).schema().as_ref(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let b = query.into_builder(&self.sql_info);
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        info_for(
+            query.as_any(),
+            query.into_builder(&self.xdbc).schema().as_ref(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
+        self.check(&request)?;
+        let b = query.into_builder(&self.xdbc);
+        let schema = b.schema();
+        Ok(one_batch(schema, b.build()))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _q: CommandStatementUpdate,
+        _r: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        Err(read_only())
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _q: CommandStatementIngest,
+        _r: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        Err(read_only())
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _q: CommandPreparedStatementUpdate,
+        _r: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        Err(read_only())
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Binds the Flight SQL listener and serves until `shutdown` flips.
+pub async fn serve(
+    config: &Config,
+    addr: &str,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+    let service = FlightServiceServer::new(FlightFrontend::new(engine, config)?)
+        .max_decoding_message_size(64 << 20);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let read = |p: &str| {
+            std::fs::read(p).map_err(|e| Error::Config(format!("TLS: cannot read {p}: {e}")))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
+    let router = builder.add_service(service);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, "Flight SQL listener failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Keeps the generic FlightService import used (the trait's associated type).
+#[allow(dead_code)]
+fn _assert_service<T: FlightService>() {}

@@ -1,0 +1,264 @@
+//! Arrow Flight SQL driven by arrow-flight's FlightSqlServiceClient: statements, prepared
+//! statements with parameters, catalog commands, freshness metadata, errors, auth, and
+//! cancellation when the client drops the stream.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int16Array, RecordBatch};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo};
+use arrow_flight::{FlightInfo, Ticket};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::transport::Channel;
+
+use common::*;
+use tidemark::exec::arrow::value_at;
+use tidemark::frontend::flight::proto;
+
+struct FlightStack {
+    db_name: String,
+    db: tokio_postgres::Client,
+    server: tidemark::server::Server,
+    addr: std::net::SocketAddr,
+}
+
+async fn flight_stack(prefix: &str, users: &str) -> FlightStack {
+    let (db_name, db) = fresh_db(prefix).await;
+    build_layout(&db, 2_000, 11).await;
+    set_watermark(&db, "events", Layout::standard().w0).await;
+    let toml = config_toml(&db_url(&db_name), "", true)
+        .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\nflight = \"127.0.0.1:0\"")
+        + users;
+    let config = parse_config(&toml);
+    tidemark::setup::run(&config).await.expect("setup");
+    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let addr = server.flight_addr.expect("flight listener bound");
+    FlightStack { db_name, db, server, addr }
+}
+
+impl FlightStack {
+    async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        FlightSqlServiceClient::new(channel)
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await;
+        drop(self.db);
+        drop_db(&self.db_name).await;
+    }
+}
+
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    client.do_get(ticket).await.expect("do_get").try_collect().await.expect("batches")
+}
+
+fn texts(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            out.push(
+                (0..b.num_columns())
+                    .map(|c| value_at(b.column(c), b.schema().field(c), r).to_pg_text())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+async fn oracle_texts(db: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    db.simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A split aggregate through Flight equals the oracle; FlightInfo and the first FlightData
+/// carry the freshness message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_matches_oracle_with_freshness() {
+    let s = flight_stack("fl_stmt", "").await;
+    let mut c = s.client().await;
+    let q = "SELECT country, count(*) AS n, sum(amount) AS total, max(big) AS top FROM {T} GROUP BY country ORDER BY country";
+    let info = c.execute(q.replace("{T}", "events"), None).await.expect("execute");
+    let fresh =
+        proto::Freshness::decode(info.app_metadata.as_ref()).expect("freshness in FlightInfo");
+    assert_eq!(fresh.table, "events");
+    assert!(!fresh.batch_watermark.is_empty());
+    let schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(schema.field(2).metadata().get("pg_type").map(String::as_str), Some("numeric"));
+    let got = texts(&fetch(&mut c, info.clone()).await);
+    assert_eq!(got, oracle_texts(&s.db, &q.replace("{T}", "events_oracle")).await);
+    // the first FlightData message carries the freshness of the run
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut raw = c.inner_mut().do_get(ticket).await.unwrap().into_inner();
+    let first = raw.next().await.unwrap().unwrap();
+    let run =
+        proto::Freshness::decode(first.app_metadata.as_ref()).expect("freshness in FlightData");
+    assert_eq!(run.plan, "split");
+    assert_eq!(run.legs.len(), 2);
+    s.stop().await;
+}
+
+/// Prepared statements with bound parameters (the path ADBC always takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statement_with_parameters() {
+    let s = flight_stack("fl_prep", "").await;
+    let mut c = s.client().await;
+    let q = "SELECT count(*) AS n, sum(amount) AS total FROM {T} WHERE qty > $1";
+    let mut p = c.prepare(q.replace("{T}", "events"), None).await.expect("prepare");
+    assert_eq!(p.parameter_schema().unwrap().fields().len(), 1);
+    let params =
+        RecordBatch::try_from_iter(vec![("$1", Arc::new(Int16Array::from(vec![2])) as ArrayRef)])
+            .unwrap();
+    p.set_parameters(params).unwrap();
+    let info = p.execute().await.expect("execute prepared");
+    let got = texts(&fetch(&mut c, info).await);
+    assert_eq!(
+        got,
+        oracle_texts(&s.db, &q.replace("{T}", "events_oracle").replace("$1", "2")).await
+    );
+    p.close().await.unwrap();
+    s.stop().await;
+}
+
+/// Catalog commands see the logical table with its real column types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_commands() {
+    let s = flight_stack("fl_catalog", "").await;
+    let mut c = s.client().await;
+    let info = c.get_catalogs().await.unwrap();
+    let catalogs = texts(&fetch(&mut c, info).await);
+    assert_eq!(catalogs, vec![vec![Some(s.db_name.clone())]]);
+    let info = c.get_db_schemas(CommandGetDbSchemas::default()).await.unwrap();
+    let schemas = texts(&fetch(&mut c, info).await);
+    assert!(schemas.iter().any(|r| r[1].as_deref() == Some("public")), "{schemas:?}");
+    let req = CommandGetTables {
+        table_name_filter_pattern: Some("events".into()),
+        include_schema: true,
+        ..Default::default()
+    };
+    let info = c.get_tables(req).await.unwrap();
+    let tables = fetch(&mut c, info).await;
+    let rows = texts(&tables);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][2].as_deref(), Some("events"));
+    assert_eq!(rows[0][3].as_deref(), Some("VIEW"));
+    let bytes = tables[0]
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let schema = arrow_ipc::convert::try_schema_from_ipc_buffer(&bytes).unwrap();
+    assert_eq!(schema.fields().len(), 11);
+    assert_eq!(
+        schema.field_with_name("amount").unwrap().metadata().get("pg_type").map(String::as_str),
+        Some("numeric")
+    );
+    let info = c.get_table_types().await.unwrap();
+    let types = texts(&fetch(&mut c, info).await);
+    assert!(types.contains(&vec![Some("VIEW".into())]));
+    let info = c
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName, SqlInfo::FlightSqlServerReadOnly])
+        .await
+        .unwrap();
+    assert_eq!(fetch(&mut c, info).await[0].num_rows(), 2);
+    let info = c.get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None }).await.unwrap();
+    assert!(fetch(&mut c, info).await[0].num_rows() >= 5);
+    s.stop().await;
+}
+
+/// Errors map to gRPC codes with the SQLSTATE in the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_map_to_grpc_codes() {
+    let s = flight_stack("fl_errors", "").await;
+    let mut c = s.client().await;
+    let err = |e: arrow_flight::error::FlightError| match e {
+        arrow_flight::error::FlightError::Tonic(st) => (st.code(), st.message().to_string()),
+        other => panic!("not a status: {other}"),
+    };
+    let (code, msg) = err(c.execute("SELEC 1".into(), None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::InvalidArgument);
+    assert!(msg.contains("42601"), "{msg}");
+    let (code, msg) = err(c.execute("SELECT * FROM nowhere".into(), None).await.unwrap_err());
+    assert_eq!((code, msg.contains("42P01")), (tonic::Code::InvalidArgument, true), "{msg}");
+    let (code, msg) = err(c.execute("DELETE FROM events_batch".into(), None).await.unwrap_err());
+    assert_eq!((code, msg.contains("25006")), (tonic::Code::PermissionDenied, true), "{msg}");
+    let (code, _) =
+        err(c.execute_update("DELETE FROM events_batch".into(), None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::PermissionDenied);
+    s.stop().await;
+}
+
+/// With users configured, Handshake returns a bearer token; without it calls are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_and_bearer_tokens() {
+    let verifier = tidemark::frontend::pgwire::auth::make_verifier("s3cret");
+    let s = flight_stack(
+        "fl_auth",
+        &format!("\n[[users]]\nname = \"alice\"\npassword_hash = \"{verifier}\"\n"),
+    )
+    .await;
+    let mut anon = s.client().await;
+    let e = anon.execute("SELECT 1".into(), None).await.unwrap_err().to_string();
+    assert!(e.contains("Unauthenticated") || e.contains("bearer"), "{e}");
+    let mut bad = s.client().await;
+    let e = bad.handshake("alice", "wrong").await.unwrap_err().to_string();
+    assert!(e.contains("28P01"), "{e}");
+    let mut good = s.client().await;
+    good.handshake("alice", "s3cret").await.expect("handshake");
+    let info = good.execute("SELECT count(*) FROM events".into(), None).await.expect("authorized");
+    assert_eq!(fetch(&mut good, info).await[0].num_rows(), 1);
+    s.stop().await;
+}
+
+/// Dropping the stream cancels the warehouse query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_stream_cancels_the_query() {
+    let s = flight_stack("fl_cancel", "").await;
+    let mut c = s.client().await;
+    let info = c.execute("SELECT pg_sleep(20) AS slept".into(), None).await.unwrap();
+    let ticket: Ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut c2 = c.clone();
+    let running = tokio::spawn(async move {
+        let mut stream = c2.do_get(ticket).await.unwrap();
+        stream.next().await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    running.abort();
+    drop(c);
+    let mut left = 1;
+    for _ in 0..60 {
+        left = s
+            .db
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%' AND state = 'active'", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the warehouse query is cancelled when the client goes away");
+    s.stop().await;
+}
