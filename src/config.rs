@@ -27,6 +27,9 @@ pub struct Config {
     /// PostgreSQL wire protocol settings.
     #[serde(default)]
     pub pg: PgConfig,
+    /// Arrow Flight SQL settings.
+    #[serde(default)]
+    pub flight: FlightConfig,
     /// TLS certificate and key for the listeners (optional).
     pub tls: Option<TlsConfig>,
     /// Users allowed to connect; empty means trust (any user, no password).
@@ -51,6 +54,35 @@ impl Default for PgConfig {
 
 fn default_max_connections() -> usize {
     256
+}
+
+/// Arrow Flight SQL settings: the size of the record batches sent to clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlightConfig {
+    /// Most rows per FlightData message.
+    #[serde(default = "default_flight_rows")]
+    pub max_batch_rows: usize,
+    /// Target size of one FlightData message in bytes (larger batches are split).
+    #[serde(default = "default_flight_bytes")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        FlightConfig {
+            max_batch_rows: default_flight_rows(),
+            max_message_bytes: default_flight_bytes(),
+        }
+    }
+}
+
+fn default_flight_rows() -> usize {
+    65_536
+}
+
+fn default_flight_bytes() -> usize {
+    2 * 1024 * 1024
 }
 
 /// PEM files for TLS.
@@ -221,6 +253,12 @@ impl Config {
                     u.name
                 )));
             }
+        }
+        if self.flight.max_batch_rows == 0 || self.flight.max_message_bytes < 1024 {
+            return Err(Error::Config(
+                "flight.max_batch_rows must be positive and flight.max_message_bytes at least 1024"
+                    .into(),
+            ));
         }
         if self.pg.max_connections == 0 {
             return Err(Error::Config("pg.max_connections must be at least 1".into()));

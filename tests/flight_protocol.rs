@@ -262,3 +262,55 @@ async fn dropped_stream_cancels_the_query() {
     assert_eq!(left, 0, "the warehouse query is cancelled when the client goes away");
     s.stop().await;
 }
+
+/// A sample of the differential suite's query shapes through Flight: every answer equals the
+/// oracle exactly (exact types only: counts, numerics, text, timestamps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_differential_sample() {
+    let s = flight_stack("fl_diff", "").await;
+    let mut c = s.client().await;
+    let l = Layout::standard();
+    let mut rng = Rng::new(0xF11647);
+    let keys = ["country", "device", "qty", "flag", "day", "date_trunc('hour', event_time)"];
+    let mut n = 0;
+    let mut mismatches = Vec::new();
+    for i in 0..120 {
+        let key = *rng.pick(&keys);
+        let at = l.wm_step(4 * rng.range(1, 6));
+        let p = match i % 4 {
+            0 => "true".to_string(),
+            1 => format!("event_time < {}", ts_lit(at)),
+            2 => format!("event_time >= {}", ts_lit(at)),
+            _ => format!(
+                "event_time BETWEEN {} AND {}",
+                ts_lit(l.w0 - chrono::TimeDelta::days(2)),
+                ts_lit(at)
+            ),
+        };
+        let limit = rng.range(1, 30);
+        let q = match i % 6 {
+            0 => format!("SELECT count(*), sum(amount), avg(qty), min(event_time), max(big) FROM {{T}} WHERE {p}"),
+            1 => format!("SELECT {key} AS k, count(*), sum(amount) FROM {{T}} WHERE {p} GROUP BY 1 ORDER BY 1 NULLS FIRST"),
+            2 => format!("SELECT {key} AS k, count(*) AS n FROM {{T}} WHERE {p} GROUP BY 1 ORDER BY n DESC, k NULLS FIRST LIMIT {limit}"),
+            3 => format!("SELECT id, event_time, amount FROM {{T}} WHERE {p} ORDER BY event_time DESC, id LIMIT {limit}"),
+            4 => format!("SELECT count(DISTINCT user_id), max(amount) FROM {{T}} WHERE {p}"),
+            _ => format!(
+                "SELECT c.region, count(*), sum(e.amount) FROM {{T}} e JOIN countries c ON c.code = e.country WHERE e.{p} GROUP BY 1 ORDER BY 1"
+            ),
+        }
+        .replace("e.true", "true");
+        n += 1;
+        let info = c
+            .execute(q.replace("{T}", "events"), None)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        let got = texts(&fetch(&mut c, info).await);
+        let want = oracle_texts(&s.db, &q.replace("{T}", "events_oracle")).await;
+        if got != want {
+            mismatches.push(format!("{q}\n  tidemark {got:?}\n  oracle   {want:?}"));
+        }
+    }
+    println!("flight differential: {n} queries, {} mismatches", mismatches.len());
+    assert!(mismatches.is_empty(), "{}", mismatches[0]);
+    s.stop().await;
+}

@@ -78,6 +78,8 @@ pub struct FlightFrontend {
     tokens: Mutex<HashSet<String>>,
     bound: Mutex<HashMap<Vec<u8>, Vec<Param>>>,
     catalog: String,
+    max_rows: usize,
+    max_bytes: usize,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -98,6 +100,8 @@ impl FlightFrontend {
             tokens: Mutex::new(HashSet::new()),
             bound: Mutex::new(HashMap::new()),
             catalog,
+            max_rows: config.flight.max_batch_rows,
+            max_bytes: config.flight.max_message_bytes,
             sql_info: sql_info()?,
             xdbc: xdbc_info()?,
         })
@@ -190,9 +194,15 @@ impl FlightFrontend {
         let result =
             self.engine.execute(&ticket.sql, &params, &mut session).await.map_err(status)?;
         let meta = freshness_proto(&result.freshness).encode_to_vec();
-        let batches = result.stream.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+        let max_rows = self.max_rows;
+        let batches = result
+            .stream
+            .map_ok(move |b| futures::stream::iter(split_rows(b, max_rows).into_iter().map(Ok)))
+            .try_flatten()
+            .map_err(|e| FlightError::Tonic(Box::new(status(e))));
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(result.schema)
+            .with_max_flight_data_size(self.max_bytes)
             .with_metadata(meta.into())
             .build(batches)
             .map_err(Status::from);
@@ -226,6 +236,14 @@ impl FlightFrontend {
         }
         Ok(rows)
     }
+}
+
+/// Splits a batch into slices of at most `max` rows (zero-copy).
+fn split_rows(b: RecordBatch, max: usize) -> Vec<RecordBatch> {
+    if b.num_rows() <= max {
+        return vec![b];
+    }
+    (0..b.num_rows()).step_by(max).map(|o| b.slice(o, max.min(b.num_rows() - o))).collect()
 }
 
 fn text(v: &Value) -> String {
