@@ -1,15 +1,18 @@
 """ADBC's Flight SQL driver (and pyarrow, pandas, Polars) against tidemark's Flight SQL frontend.
 
-Usage: test_flight.py FLIGHT_URI ORACLE_DSN [USERNAME PASSWORD]
+Usage: test_flight.py FLIGHT_URI ORACLE_DSN [USERNAMES PASSWORD]
 
 FLIGHT_URI reaches tidemark (`grpc://127.0.0.1:PORT`, logical table `events`); ORACLE_DSN
 reaches the warehouse database directly, where `events_oracle` holds every event exactly once.
 Every answer from tidemark is compared with the same query over `events_oracle`, run with
 psycopg 3 (numerics loaded as their exact text, which is what tidemark's Arrow numerics hold).
 
-With USERNAME and PASSWORD (tidemark configured with `[[users]]`), every connection
-authenticates (Flight Handshake with basic auth, then a bearer token), and the script also checks
-that a wrong password and a missing login are refused with UNAUTHENTICATED.
+With USERNAMES (comma-separated) and PASSWORD (tidemark configured with `[[users]]`, every one
+of them with that password), every connection authenticates as the first user (Flight Handshake
+with basic auth, then a bearer token); each other user logs in once too (give names of different
+lengths: ADBC's Go client sends the Basic credentials as base64 *without* padding, so a server
+must accept `user:password` of every length), and a wrong password, an unknown user and a
+missing login must be refused with UNAUTHENTICATED.
 
 ADBC's DBAPI prepares every statement (CreatePreparedStatement) and binds parameters by sending
 a one-row record batch to the prepared statement (DoPut), so the SQL text uses PostgreSQL's `$1`
@@ -183,7 +186,8 @@ def expect_error(name, fn, sqlstate, grpc_code, grpc_names):
 if len(sys.argv) not in (3, 5):
     sys.exit(__doc__)
 flight_uri, oracle_dsn = sys.argv[1], sys.argv[2]
-username, password = (sys.argv[3], sys.argv[4]) if len(sys.argv) == 5 else (None, None)
+usernames = sys.argv[3].split(",") if len(sys.argv) == 5 else []
+username, password = (usernames[0], sys.argv[4]) if usernames else (None, None)
 
 # A hang fails the query (tests/flight_clients.rs also kills the whole script after a while).
 TIMEOUTS = {
@@ -495,15 +499,21 @@ def _():
     expect_error("wrong password", wrong_password, None, GRPC_UNAUTHENTICATED, unauth)
     expect_error("no credentials", no_login, None, GRPC_UNAUTHENTICATED, unauth)
     expect_error("unknown user", unknown_user, None, GRPC_UNAUTHENTICATED, unauth)
-    # A second authenticated connection works next to the first.
-    second = connect(username, password)
-    try:
-        with second.cursor() as cur:
-            cur.execute(on_events("SELECT count(*) FROM {T}"))
-            same("a second authenticated connection", cur.fetchall(),
-                 oracle_rows("SELECT count(*) FROM {T}"))
-    finally:
-        second.close()
+    # More connections, next to the first: the same user again, then every other user.
+    for user in usernames:
+        try:
+            other = connect(user, password)
+        except adbc_driver_manager.Error as exc:
+            check(f"login as {user!r} ({len(user) + 1 + len(password)} bytes of credentials)",
+                  False, error_text(exc))
+            continue
+        try:
+            with other.cursor() as cur:
+                cur.execute(on_events("SELECT count(*) FROM {T}"))
+                same(f"a query as {user!r} on a second connection", cur.fetchall(),
+                     oracle_rows("SELECT count(*) FROM {T}"))
+        finally:
+            other.close()
 
 
 conn.close()
