@@ -171,13 +171,12 @@ def main():
         print(f"| {labels[p]} | {med[p]:.3f} | {rows / med[p]:,.0f} | {rows:,} | {size_text} | {floor} |")
     print()
     if "flight" in med and "psycopg" in med:
-        print(f"- Flight vs psycopg direct: Flight is {med['psycopg'] / med['flight']:.2f}× faster "
-              f"(target ≥ 2×)")
+        print(f"- Flight's speed-up over psycopg direct (psycopg time ÷ Flight time): "
+              f"{med['psycopg'] / med['flight']:.2f}× (target ≥ 2×)")
     if "flight" in med and "copy" in med:
-        print(f"- Flight vs the COPY floor: {med['flight'] / med['copy']:.2f}× the floor's time "
-              f"(target ≤ 1.5×)")
+        print(f"- Flight time ÷ COPY floor time: {med['flight'] / med['copy']:.2f}× (target ≤ 1.5×)")
     if "psycopg" in med and "copy" in med:
-        print(f"- psycopg vs the COPY floor: {med['psycopg'] / med['copy']:.2f}× the floor's time")
+        print(f"- psycopg time ÷ COPY floor time: {med['psycopg'] / med['copy']:.2f}×")
     if args.pid:
         hwm = proc_status_kib(args.pid, "VmHWM")
         sampled = sampler.peak if sampler is not None else None

@@ -74,11 +74,13 @@ TOML
 $BIN setup --config "$WORK/tidemark.toml" >/dev/null
 RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &
 TM_PID=$!
-for _ in $(seq 100); do
+listening=0
+for _ in $(seq 150); do
   kill -0 "$TM_PID" 2>/dev/null || { echo "error: tidemark exited" >&2; exit 1; }
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then listening=1; break; fi
   sleep 0.1
 done
+[[ $listening -eq 1 ]] || { echo "error: tidemark's Flight SQL listener did not open 127.0.0.1:$PORT" >&2; exit 1; }
 
 .venv/bin/python loadtests/flight_pull.py \
   --flight "grpc://127.0.0.1:$PORT" --pg "host=127.0.0.1 port=5432 user=postgres dbname=$DB" \

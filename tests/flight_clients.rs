@@ -30,7 +30,10 @@ const INSTALL_HINT: &str =
 /// The Python packages test_flight.py imports (tests/clients/python/requirements.txt).
 const PYTHON_MODULES: &str = "adbc_driver_manager, adbc_driver_flightsql.dbapi, pyarrow, pandas, \
      polars, psycopg";
-const USER: &str = "alice";
+/// The users of the authentication test, all with [`PASSWORD`]: `user:password` is 21, 19 and 20
+/// bytes long, so its base64 in the Basic credentials ends without padding, with `==` and with
+/// `=` (ADBC's Go client sends it unpadded).
+const USERS: [&str; 3] = ["alice", "bob", "dave"];
 const PASSWORD: &str = "tidemark-secret";
 /// The verifier PostgreSQL stores for `tidemark-secret` (the same as in tests/pg_clients.rs).
 const SCRAM_VERIFIER: &str = "SCRAM-SHA-256$4096:MUiA+iaLoIZ3UAW9lZLlag==$\
@@ -58,18 +61,21 @@ async fn adbc_python_client() {
 }
 
 /// The same script with `[[users]]` configured: it logs in with basic auth (Handshake, then a
-/// bearer token) and checks that a wrong password, an unknown user and no login at all are
-/// refused with UNAUTHENTICATED.
+/// bearer token) as each user and checks that a wrong password, an unknown user and no login at
+/// all are refused with UNAUTHENTICATED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_python_client_with_auth() {
     let python = require_python().await;
-    let users = format!("[[users]]\nname = \"{USER}\"\npassword_hash = \"{SCRAM_VERIFIER}\"\n");
+    let users: String = USERS
+        .iter()
+        .map(|u| format!("[[users]]\nname = \"{u}\"\npassword_hash = \"{SCRAM_VERIFIER}\"\n"))
+        .collect();
     let stack = FlightStack::start("flightauth", &users).await;
     let mut cmd = client_command(python);
     cmd.arg(repo().join("tests/clients/python/test_flight.py"))
         .arg(stack.uri())
         .arg(stack.oracle_conninfo())
-        .arg(USER)
+        .arg(USERS.join(","))
         .arg(PASSWORD);
     let run = run_client("tests/clients/python/test_flight.py (with users)", cmd).await;
     stack.stop().await;

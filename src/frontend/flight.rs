@@ -48,6 +48,13 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/tidemark.v1.rs"));
 }
 
+/// Base64 for basic auth; clients differ on padding (ADBC's Go client sends none).
+const BASIC_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
 /// Maps the one error type to a gRPC status; the SQLSTATE leads the message.
@@ -450,7 +457,7 @@ impl FlightSqlService for FlightFrontend {
         } else {
             let decoded = header
                 .strip_prefix("Basic ")
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| BASIC_B64.decode(b).ok())
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| {
                     Status::unauthenticated("28000: Handshake needs basic authentication")
