@@ -1,6 +1,7 @@
 //! Execution: the warehouse client, values and decimals, merge and evaluation, Arrow.
 
 pub mod arrow;
+pub mod columnar;
 pub mod decimal;
 pub mod eval;
 pub mod merge;

@@ -13,7 +13,7 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
-use super::arrow::{batch_from_rows, schema_for};
+use super::arrow::schema_for;
 use super::value::{supported_type, Cell, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -355,19 +355,11 @@ fn unfold_batches(
             if st.done {
                 return None;
             }
-            let mut buf = Vec::with_capacity(batch_rows);
-            if let Some(row) = st.first.take() {
-                match decode_row(&row, st.columns.len()) {
-                    Ok(v) => buf.push(v),
-                    Err(e) => return Some((Err(e), finish(st))),
-                }
-            }
+            let mut buf: Vec<tokio_postgres::Row> = Vec::with_capacity(batch_rows);
+            buf.extend(st.first.take());
             while buf.len() < batch_rows {
                 match st.rows.next().await {
-                    Some(Ok(row)) => match decode_row(&row, st.columns.len()) {
-                        Ok(v) => buf.push(v),
-                        Err(e) => return Some((Err(e), finish(st))),
-                    },
+                    Some(Ok(row)) => buf.push(row),
                     Some(Err(e)) => return Some((Err(e.into()), finish(st))),
                     None => {
                         st.done = true;
@@ -379,7 +371,7 @@ fn unfold_batches(
             if buf.is_empty() {
                 return None;
             }
-            Some((batch_from_rows(&schema, &st.columns, buf), st))
+            Some((super::columnar::batch_from_pg_rows(&schema, &st.columns, &buf), st))
         }
     });
     s.boxed()
