@@ -314,3 +314,141 @@ async fn flight_differential_sample() {
     assert!(mismatches.is_empty(), "{}", mismatches[0]);
     s.stop().await;
 }
+
+/// Statement timeout and an unreachable warehouse map to DEADLINE_EXCEEDED and UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_and_unavailable_codes() {
+    let (db_name, db) = fresh_db("fl_codes").await;
+    let toml = config_toml(&db_url(&db_name), "statement_timeout = \"200ms\"", false)
+        .replace("http = \"127.0.0.1:0\"", "flight = \"127.0.0.1:0\"");
+    let server =
+        tidemark::server::Server::start(Arc::new(parse_config(&toml))).await.expect("server");
+    let channel = Channel::from_shared(format!("http://{}", server.flight_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FlightSqlServiceClient::new(channel);
+    let info = c.execute("SELECT pg_sleep(2)".into(), None).await.expect("describe only");
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let e = match c.do_get(ticket).await {
+        Ok(s) => s.try_collect::<Vec<_>>().await.expect_err("timeout"),
+        Err(e) => e,
+    };
+    let text = e.to_string();
+    assert!(text.contains("DeadlineExceeded") || text.contains("Deadline"), "{text}");
+    assert!(text.contains("57014"), "{text}");
+    server.shutdown().await;
+    drop(db);
+    drop_db(&db_name).await;
+
+    let toml =
+        config_toml("postgres://postgres@127.0.0.1:1/none", "connect_timeout = \"1s\"", false)
+            .replace("http = \"127.0.0.1:0\"", "flight = \"127.0.0.1:0\"");
+    let server = tidemark::server::Server::start(Arc::new(parse_config(&toml)))
+        .await
+        .expect("server starts while the warehouse is down");
+    let channel = Channel::from_shared(format!("http://{}", server.flight_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FlightSqlServiceClient::new(channel);
+    match c.execute("SELECT 1".into(), None).await.unwrap_err() {
+        arrow_flight::error::FlightError::Tonic(st) => {
+            assert_eq!(st.code(), tonic::Code::Unavailable, "{st}");
+            assert!(st.message().contains("08006"), "{st}");
+        }
+        other => panic!("not a status: {other}"),
+    }
+    server.shutdown().await;
+}
+
+/// With `[tls]`, Flight serves gRPC over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_over_tls() {
+    let dir = std::env::temp_dir().join(format!("tidemark_flight_tls_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    make_certificates(&dir);
+    let extra = format!("\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
+    let s = flight_stack("fl_tls", &extra).await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca).unwrap()))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://localhost:{}", s.addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS connect");
+    let mut c = FlightSqlServiceClient::new(channel);
+    let info = c.execute("SELECT count(*) FROM events".into(), None).await.expect("query over TLS");
+    assert_eq!(fetch(&mut c, info).await[0].num_rows(), 1);
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A throwaway CA and a server certificate for `localhost` signed by it (openssl CLI).
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tidemark-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed for the TLS test (scripts/test.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
