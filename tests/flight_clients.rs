@@ -10,23 +10,16 @@
 
 mod common;
 
-use std::ffi::OsStr;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
+use common::clients::*;
 use tidemark::server::Server;
 
 const EVENTS: usize = 3_000;
 const SEED: u64 = 20_240_321;
 /// Longest a client program may run before it is killed and the test fails.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
-const INSTALL_HINT: &str =
-    "run scripts/test.sh, whose scripts/clients.sh installs the client toolchains";
 /// The Python packages test_flight.py imports (tests/clients/python/requirements.txt).
 const PYTHON_MODULES: &str = "adbc_driver_manager, adbc_driver_flightsql.dbapi, pyarrow, pandas, \
      polars, psycopg";
@@ -153,11 +146,6 @@ fn flight_config_toml(url: &str, users_toml: &str) -> String {
 // Client programs
 // ---------------------------------------------------------------------------------------------
 
-/// The repository root.
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The venv's Python with every package test_flight.py imports; fails (never skips), naming
 /// scripts/test.sh, when the venv or a package is missing.
 async fn require_python() -> PathBuf {
@@ -176,119 +164,4 @@ async fn require_python() -> PathBuf {
         run.report()
     );
     python
-}
-
-/// A command whose libpq environment cannot redirect it (no PGHOST, PGPASSWORD, ~/.pgpass ...).
-fn client_command(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    for var in [
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGSERVICE",
-        "PGSSLMODE",
-        "PGOPTIONS",
-        "PGTZ",
-        "PGDATESTYLE",
-        "PGCLIENTENCODING",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PGPASSFILE", "/dev/null")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("TZ", "UTC");
-    cmd
-}
-
-/// What a client process did.
-struct ClientRun {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    timed_out: bool,
-}
-
-impl ClientRun {
-    fn success(&self) -> bool {
-        !self.timed_out && self.code == Some(0)
-    }
-
-    /// How it ended, with its output.
-    fn report(&self) -> String {
-        let end = if self.timed_out {
-            format!("was killed after {CLIENT_TIMEOUT:?}")
-        } else {
-            format!("exited with {:?}", self.code)
-        };
-        format!(
-            "{} {end}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            common::truncate(&self.stdout, 20_000),
-            common::truncate(&self.stderr, 10_000)
-        )
-    }
-}
-
-/// Asserts that a client program exited 0 and printed `<prefix>N checks passed`.
-fn assert_client_passed(run: &ClientRun, prefix: &str) {
-    let line = run.stdout.lines().find(|l| l.starts_with(prefix) && l.ends_with(" checks passed"));
-    assert!(run.success() && line.is_some(), "{}", run.report());
-    println!("{}", line.unwrap_or_default());
-}
-
-/// Runs a command on a blocking thread (stdin closed, output captured), killing it after
-/// [`CLIENT_TIMEOUT`]. Panics, naming scripts/test.sh, when the program cannot be started.
-async fn run_client(what: &str, cmd: Command) -> ClientRun {
-    let what = what.to_string();
-    match tokio::task::spawn_blocking(move || run_blocking(what, cmd)).await {
-        Ok(run) => run,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("the client runner was cancelled: {e}"),
-    }
-}
-
-fn run_blocking(what: String, mut cmd: Command) -> ClientRun {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => panic!("cannot start {what} ({:?}): {e}: {INSTALL_HINT}", cmd.get_program()),
-    };
-    let stdout = child.stdout.take().map(drain);
-    let stderr = child.stderr.take().map(drain);
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    };
-    let collect = |h: Option<JoinHandle<String>>| h.map(|h| h.join().unwrap_or_default());
-    ClientRun {
-        what,
-        code: status.and_then(|s| s.code()),
-        stdout: collect(stdout).unwrap_or_default(),
-        stderr: collect(stderr).unwrap_or_default(),
-        timed_out,
-    }
-}
-
-/// Reads a pipe to its end on its own thread.
-fn drain<R: Read + Send + 'static>(mut pipe: R) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }

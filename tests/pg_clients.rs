@@ -10,16 +10,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDateTime;
+use common::clients::*;
 use common::{Answer, Layout, Rng, Rows};
 use tidemark::server::Server;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -27,11 +25,8 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 const EVENTS: usize = 3_000;
 const SEED: u64 = 20_240_320;
 /// Longest a client program may run before it is killed and the test fails.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest one query of the differential sample may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-const INSTALL_HINT: &str =
-    "run scripts/test.sh, whose scripts/clients.sh installs the client toolchains";
 /// pgjdbc from Debian's libpostgresql-jdbc-java.
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 const SCRAM_USER: &str = "alice";
@@ -411,11 +406,6 @@ fn on_oracle(sql: &str) -> String {
 // Client programs
 // ---------------------------------------------------------------------------------------------
 
-/// The repository root.
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Fails (never skips) when a file a client needs is missing.
 fn require_file(path: &Path, what: &str) {
     assert!(path.exists(), "{what} is missing ({}): {INSTALL_HINT}", path.display());
@@ -427,29 +417,6 @@ fn require_program(program: &str) {
         std::env::split_paths(&paths).any(|dir: PathBuf| dir.join(program).is_file())
     });
     assert!(found, "{program} is not on PATH: {INSTALL_HINT}");
-}
-
-/// A command whose libpq environment cannot redirect it (no PGHOST, PGPASSWORD, ~/.pgpass ...).
-fn client_command(program: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    for var in [
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGSERVICE",
-        "PGSSLMODE",
-        "PGOPTIONS",
-        "PGTZ",
-        "PGDATESTYLE",
-        "PGCLIENTENCODING",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("PGPASSFILE", "/dev/null").env("PGCONNECT_TIMEOUT", "10");
-    cmd
 }
 
 /// `psql -X -A -t -w [-v ON_ERROR_STOP=1] -c ... -d conninfo`: unaligned, tuples only, one `-c`
@@ -480,96 +447,6 @@ fn sections(stdout: &str) -> HashMap<String, Vec<String>> {
         }
     }
     out
-}
-
-/// What a client process did.
-struct ClientRun {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    timed_out: bool,
-}
-
-impl ClientRun {
-    fn success(&self) -> bool {
-        !self.timed_out && self.code == Some(0)
-    }
-
-    /// How it ended, with its output.
-    fn report(&self) -> String {
-        let end = if self.timed_out {
-            format!("was killed after {CLIENT_TIMEOUT:?}")
-        } else {
-            format!("exited with {:?}", self.code)
-        };
-        format!(
-            "{} {end}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            common::truncate(&self.stdout, 10_000),
-            common::truncate(&self.stderr, 10_000)
-        )
-    }
-}
-
-/// Asserts that a client program exited 0 and printed `<prefix>N checks passed`.
-fn assert_client_passed(run: &ClientRun, prefix: &str) {
-    let line = run.stdout.lines().find(|l| l.starts_with(prefix));
-    let ok = run.success() && line.is_some_and(|l| l.ends_with(" checks passed"));
-    assert!(ok, "{}", run.report());
-    println!("{}", line.unwrap_or_default());
-}
-
-/// Runs a command on a blocking thread (stdin closed, output captured), killing it after
-/// [`CLIENT_TIMEOUT`]. Panics, naming scripts/test.sh, when the program cannot be started.
-async fn run_client(what: &str, cmd: Command) -> ClientRun {
-    let what = what.to_string();
-    match tokio::task::spawn_blocking(move || run_blocking(what, cmd)).await {
-        Ok(run) => run,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("the client runner was cancelled: {e}"),
-    }
-}
-
-fn run_blocking(what: String, mut cmd: Command) -> ClientRun {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => panic!("cannot start {what} ({:?}): {e}: {INSTALL_HINT}", cmd.get_program()),
-    };
-    let stdout = child.stdout.take().map(drain);
-    let stderr = child.stderr.take().map(drain);
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {what}: {e}"),
-        }
-    };
-    let collect = |h: Option<JoinHandle<String>>| h.map(|h| h.join().unwrap_or_default());
-    ClientRun {
-        what,
-        code: status.and_then(|s| s.code()),
-        stdout: collect(stdout).unwrap_or_default(),
-        stderr: collect(stderr).unwrap_or_default(),
-        timed_out,
-    }
-}
-
-/// Reads a pipe to its end on its own thread.
-fn drain<R: Read + Send + 'static>(mut pipe: R) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

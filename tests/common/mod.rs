@@ -9,6 +9,8 @@
 //! - [`query`], [`oracle`] and [`compare_answers`] run a query on both sides and compare them.
 #![allow(dead_code)]
 
+pub mod clients;
+
 use std::cmp::Ordering;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
