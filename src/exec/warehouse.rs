@@ -203,11 +203,7 @@ impl Warehouse {
         session: &SessionParams,
     ) -> Result<Fetched> {
         if types.len() != params.len() {
-            return Err(Error::InvalidInput(format!(
-                "the statement takes {} parameter(s) but {} were given",
-                types.len(),
-                params.len()
-            )));
+            return Err(param_count(types.len(), params.len()));
         }
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
@@ -245,11 +241,7 @@ impl Warehouse {
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         if !types.is_empty() && types.len() != params.len() {
-            return Err(Error::InvalidInput(format!(
-                "the statement takes {} parameter(s) but {} were given",
-                types.len(),
-                params.len()
-            )));
+            return Err(param_count(types.len(), params.len()));
         }
         let unspecified = Type::new(
             "unspecified".into(),
@@ -325,11 +317,7 @@ impl Warehouse {
             }
         }
         if stmt.params().len() != params.len() {
-            return Err(Error::InvalidInput(format!(
-                "the statement takes {} parameter(s) but {} were given",
-                stmt.params().len(),
-                params.len()
-            )));
+            return Err(param_count(stmt.params().len(), params.len()));
         }
         let columns = described(&stmt).columns;
         check_types(&columns)?;
@@ -453,6 +441,13 @@ fn described(stmt: &Statement) -> Described {
             .collect(),
         params: stmt.params().to_vec(),
     }
+}
+
+/// The error for a wrong number of bound parameters.
+fn param_count(expected: usize, given: usize) -> Error {
+    Error::InvalidInput(format!(
+        "the statement takes {expected} parameter(s) but {given} were given"
+    ))
 }
 
 /// Columns of types the engine does not hold, reported as text (used for empty results).
