@@ -2,6 +2,8 @@
 //! query over the batch layer, the speed layer and (later) Redis windows, counting each
 //! event exactly once and saying how fresh each answer is.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod config;
 pub mod cursors;
