@@ -30,6 +30,9 @@ pub struct Config {
     /// Arrow Flight SQL settings.
     #[serde(default)]
     pub flight: FlightConfig,
+    /// Leg caches.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// TLS certificate and key for the listeners (optional).
     pub tls: Option<TlsConfig>,
     /// Users allowed to connect; empty means trust (any user, no password).
@@ -83,6 +86,48 @@ fn default_flight_rows() -> usize {
 
 fn default_flight_bytes() -> usize {
     2 * 1024 * 1024
+}
+
+/// Leg caches: batch legs kept until evicted, speed legs for a short TTL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Turns the caches on (default) or off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Byte budget of the batch leg cache.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: u64,
+    /// Byte budget of the speed leg cache.
+    #[serde(default = "default_speed_bytes")]
+    pub speed_bytes: u64,
+    /// How long a speed leg result is reused (e.g. "1s"; "0" disables caching).
+    #[serde(default = "default_speed_ttl")]
+    pub speed_ttl: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            batch_bytes: default_batch_bytes(),
+            speed_bytes: default_speed_bytes(),
+            speed_ttl: default_speed_ttl(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_batch_bytes() -> u64 {
+    256 << 20
+}
+fn default_speed_bytes() -> u64 {
+    64 << 20
+}
+fn default_speed_ttl() -> String {
+    "1s".into()
 }
 
 /// PEM files for TLS.
@@ -260,6 +305,7 @@ impl Config {
                     .into(),
             ));
         }
+        parse_duration("cache.speed_ttl", &self.cache.speed_ttl)?;
         if self.pg.max_connections == 0 {
             return Err(Error::Config("pg.max_connections must be at least 1".into()));
         }

@@ -14,6 +14,7 @@ use sqlparser::ast::{visit_relations, Statement};
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
 
+use crate::cache::{LegCache, LegKey};
 use crate::catalog::{Catalog, ColumnInfo};
 use crate::config::{Config, Dialect};
 use crate::error::{Error, Result};
@@ -46,6 +47,36 @@ pub struct Session {
     /// Watermarks pinned by the client (Flight tickets carry the snapshot taken when the
     /// FlightInfo was made); logical tables not listed use the current watermark.
     pub pinned: Pins,
+}
+
+/// What a split query runs with besides its SQL.
+#[derive(Clone, Copy)]
+struct SplitCtx<'a> {
+    params: &'a [Param],
+    wp: &'a SessionParams,
+    pins: &'a Pins,
+    bypass: bool,
+}
+
+/// `hit` when every leg hit, `miss` when none did, `partial` otherwise; `bypass` when skipped.
+fn cache_summary(legs: &[LegReport]) -> Option<String> {
+    if legs.iter().all(|l| l.cache == "none") {
+        return None;
+    }
+    let hits = legs.iter().filter(|l| l.cache == "hit").count();
+    let bypass = legs.iter().any(|l| l.cache == "bypass");
+    let status = match (bypass, hits) {
+        (true, _) => "bypass",
+        (_, 0) => "miss",
+        (_, h) if h == legs.len() => "hit",
+        _ => "partial",
+    };
+    Some(status.into())
+}
+
+/// True when the session asked to bypass caches (`SET tidemark.cache = off`).
+fn bypass_cache(session: &Session) -> bool {
+    session.settings.get("tidemark.cache").is_some_and(|v| v.eq_ignore_ascii_case("off"))
 }
 
 /// Pinned watermarks by lower-case logical table name.
@@ -94,6 +125,9 @@ pub struct Freshness {
     pub degraded: bool,
     /// Why a query was passed through instead of split.
     pub reason: Option<String>,
+    /// Cache status of the answer: `hit` (every leg), `partial` (some legs, e.g. the batch
+    /// leg hit and the realtime part fresh), `miss`, `bypass`; None when nothing is cached.
+    pub cache: Option<String>,
 }
 
 impl Freshness {
@@ -107,6 +141,7 @@ impl Freshness {
             pruned: vec![],
             degraded: false,
             reason: None,
+            cache: None,
         }
     }
 }
@@ -147,6 +182,7 @@ pub struct Engine {
     catalog: Catalog,
     watermarks: Arc<WatermarkTracker>,
     described: Mutex<HashMap<(SessionParams, String), Described>>,
+    legs: LegCache,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
 }
 
@@ -157,6 +193,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::new(&config)?);
+        let legs = LegCache::new(&config.cache)?;
         let catalog = Catalog::new(&config, warehouse.clone());
         let watermarks =
             Arc::new(WatermarkTracker::new(warehouse.clone(), &config.warehouse.watermark_table));
@@ -173,6 +210,7 @@ impl Engine {
             watermarks,
             described: Mutex::new(HashMap::new()),
             columns: Mutex::new(HashMap::new()),
+            legs,
         }))
     }
 
@@ -195,7 +233,9 @@ impl Engine {
         let wp = session.warehouse_params();
         let result = match self.classify(sql)? {
             Class::Local(local) => self.local(local, params, session).await,
-            other => self.query(sql, other, params, &wp, &session.pinned).await,
+            other => {
+                self.query(sql, other, params, &wp, &session.pinned, bypass_cache(session)).await
+            }
         }?;
         session.last_freshness = Some(result.freshness.clone());
         Ok(result)
@@ -209,11 +249,13 @@ impl Engine {
         params: &[Param],
         wp: &SessionParams,
         pins: &Pins,
+        bypass: bool,
     ) -> Result<QueryResult> {
         match class {
             Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, wp).await,
             Class::Split { query, table } => {
-                self.split(sql, *query, &table, params, wp, pins).await
+                let ctx = SplitCtx { params, wp, pins, bypass };
+                self.split(sql, *query, &table, &ctx).await
             }
             Class::Local(_) => Err(Error::Syntax("expected a query".into())),
         }
@@ -227,7 +269,15 @@ impl Engine {
         session: &Session,
     ) -> Result<QueryResult> {
         let class = self.classify(sql)?;
-        self.query(sql, class, params, &session.warehouse_params(), &session.pinned).await
+        self.query(
+            sql,
+            class,
+            params,
+            &session.warehouse_params(),
+            &session.pinned,
+            bypass_cache(session),
+        )
+        .await
     }
 
     /// Classifies one statement (errors: 42601 syntax, 25006 writes).
@@ -343,10 +393,9 @@ impl Engine {
         sql: &str,
         query: sqlparser::ast::Query,
         table: &str,
-        params: &[Param],
-        wp: &SessionParams,
-        pins: &Pins,
+        ctx: &SplitCtx<'_>,
     ) -> Result<QueryResult> {
+        let SplitCtx { params, wp, pins, bypass } = *ctx;
         let now = chrono::Utc::now().timestamp_micros();
         let (plan, described) = match self.plan_split(sql, query, table, now, wp, pins).await {
             Ok(p) => p,
@@ -355,7 +404,7 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        match self.run_split(&plan, &described, params, now, wp).await {
+        match self.run_split(&plan, &described, params, now, wp, bypass).await {
             Err(Error::Unsplittable(reason)) => {
                 tracing::debug!(%reason, "split merge gave up; passing through");
                 self.passthrough(sql, params, reason, Some(table), wp).await
@@ -376,6 +425,7 @@ impl Engine {
         params: &[Param],
         now: i64,
         wp: &SessionParams,
+        bypass: bool,
     ) -> Result<QueryResult> {
         if let Shape::Rows(spec) = &plan.shape {
             if spec.limit.is_none() {
@@ -384,20 +434,24 @@ impl Engine {
         }
         let legs = plan.legs.iter().map(|leg| async move {
             let started = Instant::now();
-            let fetched = self.warehouse.fetch(&leg.sql, &described.params, params, wp).await?;
-            Ok::<_, Error>((fetched.rows, started.elapsed()))
+            let key = LegKey { sql: leg.sql.clone(), params: params.to_vec(), session: wp.clone() };
+            let load = || async {
+                self.warehouse.fetch(&leg.sql, &described.params, params, wp).await.map(|f| f.rows)
+            };
+            let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
+            Ok::<_, Error>((rows, status, started.elapsed()))
         });
         let results = futures::future::try_join_all(legs).await?;
         let mut reports = Vec::new();
         let mut rows = Vec::new();
-        for (leg, (r, elapsed)) in plan.legs.iter().zip(results) {
+        for (leg, (r, status, elapsed)) in plan.legs.iter().zip(results) {
             reports.push(LegReport {
                 name: leg.layer.name().into(),
                 rows: Some(r.len()),
                 elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-                cache: "miss".into(),
+                cache: status.name().into(),
             });
-            rows.push(r);
+            rows.push(Arc::unwrap_or_clone(r));
         }
         let facts = self.catalog.facts().await?;
         let ctx = MergeCtx { dialect: self.dialect(), text_bytewise: facts.text_bytewise };
@@ -433,7 +487,7 @@ impl Engine {
                 name: l.layer.name().into(),
                 rows: None,
                 elapsed_ms: 0.0,
-                cache: "miss".into(),
+                cache: "none".into(),
             })
             .collect();
         let schema = schema_for(&described.columns);
@@ -465,6 +519,7 @@ impl Engine {
             table: Some(plan.table.clone()),
             batch_watermark: Some(plan.watermark.text()),
             realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
+            cache: cache_summary(&legs),
             legs,
             pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
             degraded: false,
@@ -493,8 +548,9 @@ impl Engine {
                 name: "warehouse".into(),
                 rows: None,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-                cache: "miss".into(),
+                cache: "none".into(),
             }],
+            cache: None,
             pruned: vec![],
             degraded: false,
             reason: Some(reason),

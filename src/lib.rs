@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod cursors;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 
 /// A query parameter, always sent in text format so the warehouse parses it with the
 /// parameter's own type (exactly as psql would), whatever that type is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Param {
     /// SQL NULL.
     Null,

@@ -106,6 +106,13 @@ async fn query(
     let req = decode(body)?;
     let params = req.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
     let mut session = Session::default();
+    let no_cache = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-cache"));
+    if no_cache {
+        session.settings.insert("tidemark.cache".into(), "off".into());
+    }
     let result = engine.execute(&req.sql, &params, &mut session).await?;
     let schema = result.schema.clone();
     let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
@@ -155,6 +162,9 @@ fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
     }
     put("tidemark-legs", &f.legs.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(","));
     put("tidemark-degraded", if f.degraded { "true" } else { "false" });
+    if let Some(c) = &f.cache {
+        put("tidemark-cache", c);
+    }
 }
 
 fn columns(schema: &SchemaRef) -> Json {
