@@ -186,8 +186,12 @@ impl FlightFrontend {
     async fn run(
         &self,
         ticket: proto::QueryTicket,
+        bypass: bool,
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
         let mut session = Session::default();
+        if bypass {
+            session.settings.insert("tidemark.cache".into(), "off".into());
+        }
         for w in &ticket.watermarks {
             if let Some(v) = pinned_value(w) {
                 session.pinned.insert(w.table.to_lowercase(), Watermark { value: v });
@@ -251,6 +255,14 @@ fn split_rows(b: RecordBatch, max: usize) -> Vec<RecordBatch> {
         return vec![b];
     }
     (0..b.num_rows()).step_by(max).map(|o| b.slice(o, max.min(b.num_rows() - o))).collect()
+}
+
+/// True when the client sent `x-tidemark-cache: off` (bypass the leg caches).
+fn no_cache<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get("x-tidemark-cache")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("off"))
 }
 
 fn text(v: &Value) -> String {
@@ -504,7 +516,7 @@ impl FlightSqlService for FlightFrontend {
         self.check(&request)?;
         let t = proto::QueryTicket::decode(ticket.statement_handle.as_ref())
             .map_err(|_| Status::invalid_argument("22023: bad ticket"))?;
-        self.run(t).await
+        self.run(t, no_cache(&request)).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -572,7 +584,7 @@ impl FlightSqlService for FlightFrontend {
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
         self.check(&request)?;
         let t = self.ticket_of_handle(&query.prepared_statement_handle)?;
-        self.run(t).await
+        self.run(t, no_cache(&request)).await
     }
 
     async fn do_action_close_prepared_statement(
