@@ -57,6 +57,12 @@ enum Command {
         /// REST listen address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: String,
+        /// PostgreSQL wire protocol listen address.
+        #[arg(long, default_value = "127.0.0.1:5439")]
+        pg: String,
+        /// Arrow Flight SQL listen address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        flight: String,
         /// Historic events to generate.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -143,10 +149,12 @@ async fn run(cmd: Command) -> Result<()> {
             println!("{}", tidemark::frontend::pgwire::auth::make_verifier(&password));
             Ok(())
         }
-        Command::Demo { admin_url, http, events, rate, advance_every, reset } => {
+        Command::Demo { admin_url, http, pg, flight, events, rate, advance_every, reset } => {
             let opts = tidemark::demo::DemoOptions {
                 warehouse_admin_url: admin_url,
                 http,
+                pg,
+                flight,
                 events,
                 rate_per_sec: rate,
                 advance_every: Duration::from_secs(advance_every.max(1)),

@@ -27,6 +27,10 @@ pub struct DemoOptions {
     pub database: String,
     /// REST listen address.
     pub http: String,
+    /// PostgreSQL wire protocol listen address (psql, BI tools).
+    pub pg: String,
+    /// Arrow Flight SQL listen address (ADBC, pandas, Polars).
+    pub flight: String,
     /// Historic events loaded into the batch table (spread over 30 days).
     pub events: u64,
     /// Live events per second the simulator inserts into the speed table.
@@ -45,6 +49,8 @@ impl Default for DemoOptions {
             warehouse_admin_url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
             database: "tidemark_demo".into(),
             http: "127.0.0.1:8080".into(),
+            pg: "127.0.0.1:5439".into(),
+            flight: "127.0.0.1:50051".into(),
             events: 1_000_000,
             rate_per_sec: 200,
             advance_every: Duration::from_secs(60),
@@ -128,11 +134,12 @@ const UPSERT_WATERMARK_SQL: &str = "INSERT INTO tidemark_watermarks
 pub async fn run(opts: DemoOptions) -> Result<()> {
     validate(&opts)?;
     let url = prepare_database(&opts).await?;
-    let config = Arc::new(demo_config(&url, &opts.http)?);
+    let config = Arc::new(demo_config(&url, &opts.http, &opts.pg, &opts.flight)?);
     crate::setup::run(&config).await?;
     let server = crate::server::Server::start(config.clone()).await?;
     let simulator = tokio::spawn(simulate(url.clone(), Simulator::new(&opts)));
     print_banner(server.http_addr, &url, &opts);
+    print_clients(server.pg_addr, server.flight_addr);
     let stopped = tokio::signal::ctrl_c().await;
     info!("demo: stopping");
     simulator.abort();
@@ -360,14 +367,16 @@ fn toml_string(value: &str) -> String {
 }
 
 /// The configuration tidemark serves the demo database with.
-fn demo_config(url: &str, http: &str) -> Result<Config> {
+fn demo_config(url: &str, http: &str, pg: &str, flight: &str) -> Result<Config> {
     let text = format!(
-        "[listen]\nhttp = {http}\n\n\
+        "[listen]\nhttp = {http}\npg = {pg}\nflight = {flight}\n\n\
          [warehouse]\nurl = {url}\ndialect = \"postgres\"\n\
          watermark_table = \"{WATERMARKS}\"\nwatermark_poll = \"1s\"\n\n\
          [[tables]]\nname = \"{TABLE}\"\ntime_column = \"event_time\"\n\
          batch_table = \"{BATCH}\"\nspeed_table = \"{SPEED}\"\n",
         http = toml_string(http),
+        pg = toml_string(pg),
+        flight = toml_string(flight),
         url = toml_string(url),
     );
     Config::from_toml_str(&text)
@@ -562,6 +571,28 @@ fn curl(base: &str, path: &str, sql: &str, accept: Option<&str>) -> String {
     )
 }
 
+/// Prints how psql / BI tools and Python connect.
+fn print_clients(pg: Option<SocketAddr>, flight: Option<SocketAddr>) {
+    if let Some(pg) = pg {
+        println!("# psql (or any BI tool's PostgreSQL driver) through tidemark");
+        println!(
+            "psql \"host={} port={} user=analyst dbname=tidemark sslmode=disable\" -c \"{}\" -c \"SHOW tidemark.freshness\"\n",
+            pg.ip(),
+            pg.port(),
+            EXAMPLES[0].1
+        );
+    }
+    if let Some(f) = flight {
+        println!(
+            "# Python (pip install adbc-driver-flightsql pyarrow pandas) through Arrow Flight SQL"
+        );
+        println!(
+            "python3 -c \"import adbc_driver_flightsql.dbapi as f; c = f.connect('grpc://{f}').cursor(); \
+             c.execute('SELECT country, count(*) FROM events GROUP BY 1'); print(c.fetch_arrow_table().to_pandas())\"\n"
+        );
+    }
+}
+
 /// Prints what is running and copy-paste examples.
 fn print_banner(http: Option<SocketAddr>, url: &str, opts: &DemoOptions) {
     let Some(addr) = http else {
@@ -617,7 +648,12 @@ mod tests {
 
     #[test]
     fn demo_config_parses() {
-        let cfg = demo_config("postgres://postgres@127.0.0.1:5432/tidemark_demo", "127.0.0.1:0");
+        let cfg = demo_config(
+            "postgres://postgres@127.0.0.1:5432/tidemark_demo",
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        );
         let cfg = cfg.expect("demo config is valid");
         assert_eq!(cfg.tables.len(), 1);
         assert_eq!(cfg.tables[0].speed_table, SPEED);
