@@ -33,6 +33,8 @@ pub struct Config {
     /// Leg caches.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Named queries (optional).
+    pub queries: Option<QueriesConfig>,
     /// TLS certificate and key for the listeners (optional).
     pub tls: Option<TlsConfig>,
     /// Users allowed to connect; empty means trust (any user, no password).
@@ -128,6 +130,14 @@ fn default_speed_bytes() -> u64 {
 }
 fn default_speed_ttl() -> String {
     "1s".into()
+}
+
+/// Where named queries live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueriesConfig {
+    /// Directory of `*.sql` files (relative to the working directory).
+    pub dir: String,
 }
 
 /// PEM files for TLS.

@@ -183,6 +183,7 @@ pub struct Engine {
     watermarks: Arc<WatermarkTracker>,
     described: Mutex<HashMap<(SessionParams, String), Described>>,
     legs: LegCache,
+    named: crate::queries::NamedQueries,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
 }
 
@@ -194,6 +195,10 @@ impl Engine {
     ) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::new(&config)?);
         let legs = LegCache::new(&config.cache)?;
+        let named = match &config.queries {
+            Some(q) => crate::queries::NamedQueries::load(std::path::Path::new(&q.dir))?,
+            None => Default::default(),
+        };
         let catalog = Catalog::new(&config, warehouse.clone());
         let watermarks =
             Arc::new(WatermarkTracker::new(warehouse.clone(), &config.warehouse.watermark_table));
@@ -211,7 +216,13 @@ impl Engine {
             described: Mutex::new(HashMap::new()),
             columns: Mutex::new(HashMap::new()),
             legs,
+            named,
         }))
+    }
+
+    /// The named queries loaded at start.
+    pub fn named_queries(&self) -> &crate::queries::NamedQueries {
+        &self.named
     }
 
     /// The configuration the engine runs with.

@@ -32,6 +32,9 @@ pub enum Error {
     /// Client input that is not SQL but is still wrong (22023 invalid parameter value).
     #[error("{0}")]
     InvalidInput(String),
+    /// A named object that does not exist, such as a named query (42704, HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
     /// A feature tidemark does not offer (0A000).
     #[error("not supported: {0}")]
     NotSupported(String),
@@ -66,6 +69,7 @@ impl Error {
             Error::Timeout(_) => "57014",
             Error::InvalidInput(_) => "22023",
             Error::NotSupported(_) => "0A000",
+            Error::NotFound(_) => "42704",
             Error::Unsplittable(_) => "0A000",
             Error::Data { sqlstate, .. } => sqlstate,
             Error::Config(_) => "F0000",
@@ -75,6 +79,9 @@ impl Error {
 
     /// HTTP status for the REST frontend.
     pub fn http_status(&self) -> u16 {
+        if let Error::NotFound(_) = self {
+            return 404;
+        }
         let code = self.sqlstate();
         match code {
             "25006" | "42501" => 403,

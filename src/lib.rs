@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod frontend;
 pub mod plan;
+pub mod queries;
 pub mod server;
 pub mod setup;
 pub mod watermark;

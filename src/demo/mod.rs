@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -379,6 +380,12 @@ fn demo_config(url: &str, http: &str, pg: &str, flight: &str) -> Result<Config> 
         flight = toml_string(flight),
         url = toml_string(url),
     );
+    // the repository's named queries for the demo table, when run from the checkout
+    let text = if Path::new("queries").is_dir() {
+        format!("{text}\n[queries]\ndir = \"queries\"\n")
+    } else {
+        text
+    };
     Config::from_toml_str(&text)
 }
 

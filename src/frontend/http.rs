@@ -33,6 +33,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/explain", post(explain))
         .route("/v1/tables", get(tables))
+        .route("/v1/queries", get(list_queries))
+        .route("/v1/queries/{name}", get(named_query))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(engine)
@@ -105,6 +107,32 @@ async fn query(
 ) -> Result<Response, Problem> {
     let req = decode(body)?;
     let params = req.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    respond(&engine, &req.sql, &params, &headers).await
+}
+
+async fn list_queries(State(engine): State<Arc<Engine>>) -> Response {
+    let list: Vec<_> = engine.named_queries().0.values().collect();
+    axum::Json(list).into_response()
+}
+
+async fn named_query(
+    State(engine): State<Arc<Engine>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(given): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (q, params) = engine.named_queries().bind(&name, &given)?;
+    let sql = q.sql.clone();
+    respond(&engine, &sql, &params, &headers).await
+}
+
+/// Runs one statement and encodes the answer as the client accepts (JSON, CSV, Arrow IPC).
+async fn respond(
+    engine: &Engine,
+    sql: &str,
+    params: &[Param],
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
     let mut session = Session::default();
     let no_cache = headers
         .get(header::CACHE_CONTROL)
@@ -113,7 +141,7 @@ async fn query(
     if no_cache {
         session.settings.insert("tidemark.cache".into(), "off".into());
     }
-    let result = engine.execute(&req.sql, &params, &mut session).await?;
+    let result = engine.execute(sql, params, &mut session).await?;
     let schema = result.schema.clone();
     let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
