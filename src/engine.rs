@@ -302,10 +302,12 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let stmt = match stmts.len() {
-            0 => return Err(Error::Syntax("empty query".into())),
-            1 => stmts.into_iter().next().expect("one statement"),
-            n => return Err(Error::Syntax(format!("expected one statement, got {n}"))),
+        let stmt = match <[Statement; 1]>::try_from(stmts) {
+            Ok([stmt]) => stmt,
+            Err(v) if v.is_empty() => return Err(Error::Syntax("empty query".into())),
+            Err(v) => {
+                return Err(Error::Syntax(format!("expected one statement, got {}", v.len())))
+            }
         };
         if let Some(kind) = plan::write_kind(&stmt) {
             return Err(Error::ReadOnly(kind));

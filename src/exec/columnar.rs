@@ -15,12 +15,9 @@ use arrow_schema::SchemaRef;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use super::value::{Cell, Value};
+use super::value::{from_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
 use super::warehouse::Column;
 use crate::error::{Error, Result};
-
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The raw binary bytes of one cell (None for NULL).
 struct Raw<'a>(Option<&'a [u8]>);
@@ -66,14 +63,6 @@ macro_rules! fixed {
     }};
 }
 
-fn shift(t: i64) -> i64 {
-    if t == i64::MAX || t == i64::MIN {
-        t
-    } else {
-        t + PG_EPOCH_MICROS
-    }
-}
-
 /// Builds one record batch from rows, column by column.
 pub fn batch_from_pg_rows(
     schema: &SchemaRef,
@@ -107,12 +96,14 @@ fn column(ty: &Type, rows: &[Row], col: usize) -> Result<ArrayRef> {
             fixed!(Date32Builder::new(), rows, col, ty, 4, |a| i32::from_be_bytes(a)
                 .saturating_add(PG_EPOCH_DAYS))
         }
-        Type::TIMESTAMP => fixed!(TimestampMicrosecondBuilder::new(), rows, col, ty, 8, |a| shift(
-            i64::from_be_bytes(a)
-        )),
+        Type::TIMESTAMP => {
+            fixed!(TimestampMicrosecondBuilder::new(), rows, col, ty, 8, |a| from_pg_epoch(
+                i64::from_be_bytes(a)
+            ))
+        }
         Type::TIMESTAMPTZ => {
             fixed!(TimestampMicrosecondBuilder::new().with_timezone("UTC"), rows, col, ty, 8, |a| {
-                shift(i64::from_be_bytes(a))
+                from_pg_epoch(i64::from_be_bytes(a))
             })
         }
         Type::TIME => fixed!(Time64MicrosecondBuilder::new(), rows, col, ty, 8, i64::from_be_bytes),

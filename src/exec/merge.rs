@@ -230,6 +230,10 @@ fn finish(call: &AggCall, g: &[Value], n_cols: usize, dialect: Dialect) -> Resul
     }
 }
 
+fn zero_count() -> Error {
+    Error::internal("avg over a zero count")
+}
+
 /// AVG from merged SUM and COUNT with the warehouse's result type: numeric division with
 /// PostgreSQL's scale for integers and numerics; integer (truncating) division for integer
 /// arguments on Redshift; float division for floats.
@@ -244,9 +248,9 @@ fn avg(sum: &Value, count: &Value, dialect: Dialect) -> Result<Value> {
         Value::Float(s) => Value::Float(s / n as f64),
         Value::Int(s) if dialect == Dialect::Redshift => Value::Int(s / n),
         Value::Int(s) => {
-            Value::Numeric(Decimal::from_i64(*s).div(&Decimal::from_i64(n)).expect("n > 0"))
+            Value::Numeric(Decimal::from_i64(*s).div(&Decimal::from_i64(n)).ok_or_else(zero_count)?)
         }
-        Value::Numeric(s) => Value::Numeric(s.div(&Decimal::from_i64(n)).expect("n > 0")),
+        Value::Numeric(s) => Value::Numeric(s.div(&Decimal::from_i64(n)).ok_or_else(zero_count)?),
         _ => return Err(Error::unsplittable("avg of a non-number")),
     })
 }

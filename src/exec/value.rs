@@ -10,9 +10,9 @@ use tokio_postgres::types::{FromSql, Type};
 use super::decimal::Decimal;
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_DAYS: i32 = 10_957;
+pub const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// One value of a result cell.
 #[derive(Debug, Clone)]
@@ -111,8 +111,8 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, Box<dyn StdError + Sync + Send
         Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or(&[])).into()),
         Type::CHAR => Value::Text(String::from_utf8_lossy(raw).into()),
         Type::DATE => Value::Date(i32::from_sql(ty, raw)?.saturating_add(PG_EPOCH_DAYS)),
-        Type::TIMESTAMP => Value::Timestamp(shift_epoch(be_i64(raw)?)),
-        Type::TIMESTAMPTZ => Value::TimestampTz(shift_epoch(be_i64(raw)?)),
+        Type::TIMESTAMP => Value::Timestamp(from_pg_epoch(be_i64(raw)?)),
+        Type::TIMESTAMPTZ => Value::TimestampTz(from_pg_epoch(be_i64(raw)?)),
         Type::TIME => Value::Time(be_i64(raw)?),
         Type::UUID => Value::Other(uuid_text(raw)),
         Type::BYTEA => Value::Bytes(raw.to_vec()),
@@ -123,11 +123,20 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, Box<dyn StdError + Sync + Send
 }
 
 /// Moves a PostgreSQL-epoch timestamp to the Unix epoch, keeping ±infinity at the extremes.
-fn shift_epoch(micros: i64) -> i64 {
+pub fn from_pg_epoch(micros: i64) -> i64 {
     if micros == i64::MAX || micros == i64::MIN {
         micros
     } else {
         micros + PG_EPOCH_MICROS
+    }
+}
+
+/// Moves a Unix-epoch timestamp to PostgreSQL's epoch, keeping ±infinity at the extremes.
+pub fn to_pg_epoch(micros: i64) -> i64 {
+    if micros == i64::MAX || micros == i64::MIN {
+        micros
+    } else {
+        micros - PG_EPOCH_MICROS
     }
 }
 
@@ -251,7 +260,7 @@ impl Value {
             Value::Null => return None,
             Value::Bool(b) => if *b { "t" } else { "f" }.into(),
             Value::Int(i) => i.to_string(),
-            Value::Float(f) => float_text(*f),
+            Value::Float(f) => float_text(*f, false),
             Value::Numeric(d) => d.to_string(),
             Value::Text(s) | Value::Other(s) => s.clone(),
             Value::Date(d) => date_text(*d),
@@ -333,19 +342,27 @@ pub fn float_cmp(a: f64, b: f64) -> Ordering {
     }
 }
 
-/// Float text close to PostgreSQL's (shortest exact representation).
-pub fn float_text(f: f64) -> String {
+/// Float text as PostgreSQL 12+ prints it with the default `extra_float_digits = 1`:
+/// the shortest exact digits, in exponent form below 1e-4 or from 1e15 (1e6 for float4).
+pub fn float_text(f: f64, float4: bool) -> String {
     if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let sci = if float4 { format!("{:e}", f as f32) } else { format!("{f:e}") };
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let limit = if float4 { 6 } else { 15 };
+    if exp < -4 || exp >= limit {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    if float4 {
+        format!("{}", f as f32)
     } else {
-        let s = format!("{f}");
-        if s.len() > 17 && !s.contains('.') {
-            format!("{f:e}").replace('e', "e+")
-        } else {
-            s
-        }
+        format!("{f}")
     }
 }
 
@@ -361,6 +378,20 @@ mod tests {
         assert_eq!(timestamp_text(t), "1999-12-31 00:00:00");
         assert_eq!(date_text(0), "1970-01-01");
         assert_eq!(timestamp_text(-1), "1969-12-31 23:59:59.999999");
+    }
+
+    #[test]
+    fn floats_print_like_postgres() {
+        assert_eq!(float_text(1e20, false), "1e+20");
+        assert_eq!(float_text(1e15, false), "1e+15");
+        assert_eq!(float_text(123456789012345.0, false), "123456789012345");
+        assert_eq!(float_text(0.0001, false), "0.0001");
+        assert_eq!(float_text(0.00001, false), "1e-05");
+        assert_eq!(float_text(1.5e-7, false), "1.5e-07");
+        assert_eq!(float_text(0.1, false), "0.1");
+        assert_eq!(float_text(1000000.0, true), "1e+06");
+        assert_eq!(float_text(100000.0, true), "100000");
+        assert_eq!(float_text(-2.5, false), "-2.5");
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Warehouse {
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
         let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
-        let rows = guard.conn().query_typed(sql, &typed).await;
+        let rows = guard.conn()?.query_typed(sql, &typed).await;
         guard.disarm();
         let rows = rows?;
         let mut out = Vec::with_capacity(rows.len());
@@ -262,7 +262,7 @@ impl Warehouse {
         // PostgreSQL flushes its first replies only when the statement produces output, so the
         // guard must exist before waiting: a dropped future then still cancels the query.
         let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
-        let started = guard.conn().query_typed_raw(sql, typed).await;
+        let started = guard.conn()?.query_typed_raw(sql, typed).await;
         let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
         let first = match rows.as_mut().next().await {
             Some(Ok(row)) => Some(row),
@@ -280,7 +280,7 @@ impl Warehouse {
                 .collect(),
             None => {
                 guard.disarm();
-                let stmt = guard.conn().prepare_typed(sql, types).await?;
+                let stmt = guard.conn()?.prepare_typed(sql, types).await?;
                 text_for_unsupported(described(&stmt).columns)
             }
         };
@@ -323,7 +323,7 @@ impl Warehouse {
         check_types(&columns)?;
         let schema = schema_for(&columns);
         let mut guard = CancelOnDrop::new(conn);
-        let rows = guard.conn().query_raw(&stmt, params.iter().cloned()).await;
+        let rows = guard.conn()?.query_raw(&stmt, params.iter().cloned()).await;
         let rows = rows.inspect_err(|_| guard.disarm())?;
         let state = StreamState { rows: Box::pin(rows), first: None, columns, guard, done: false };
         Ok((schema.clone(), unfold_batches(state, schema, batch_rows)))
@@ -392,8 +392,8 @@ impl CancelOnDrop {
         CancelOnDrop { conn: Some(conn), armed: true }
     }
 
-    fn conn(&self) -> &Object {
-        self.conn.as_ref().expect("connection present until drop")
+    fn conn(&self) -> Result<&Object> {
+        self.conn.as_ref().ok_or_else(|| Error::internal("query connection already released"))
     }
 
     fn disarm(&mut self) {

@@ -17,13 +17,8 @@ use tokio_postgres::types::FromSql;
 use crate::error::{Error, Result};
 use crate::exec::arrow::{value_at, PG_OID};
 use crate::exec::decimal::Decimal;
-use crate::exec::value::{Cell, Value};
+use crate::exec::value::{float_text, to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
 use crate::exec::warehouse::{Column, Param};
-
-/// Microseconds between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-/// Days between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The wire format of result column `idx` (clients may send fewer codes than columns).
 pub fn format_for(format: Option<&Format>, idx: usize) -> FieldFormat {
@@ -136,7 +131,9 @@ fn binary_of(v: &Value, ty: &Type) -> Result<Vec<u8>> {
         }
         (Value::Numeric(d), _) => numeric_binary(d),
         (Value::Date(d), _) => d.saturating_sub(PG_EPOCH_DAYS).to_be_bytes().to_vec(),
-        (Value::Timestamp(t), _) | (Value::TimestampTz(t), _) => shift(*t).to_be_bytes().to_vec(),
+        (Value::Timestamp(t), _) | (Value::TimestampTz(t), _) => {
+            to_pg_epoch(*t).to_be_bytes().to_vec()
+        }
         (Value::Time(t), _) => t.to_be_bytes().to_vec(),
         (Value::Bytes(b), _) => b.clone(),
         (Value::Text(s), &Type::JSONB) => {
@@ -148,14 +145,6 @@ fn binary_of(v: &Value, ty: &Type) -> Result<Vec<u8>> {
         (Value::Text(s), _) if !matches!(*ty, Type::INTERVAL | Type::UUID) => s.as_bytes().to_vec(),
         _ => return Err(unsupported()),
     })
-}
-
-fn shift(micros: i64) -> i64 {
-    if micros == i64::MAX || micros == i64::MIN {
-        micros
-    } else {
-        micros - PG_EPOCH_MICROS
-    }
 }
 
 fn uuid_binary(s: &str) -> Option<Vec<u8>> {
@@ -215,30 +204,6 @@ fn numeric_binary(d: &Decimal) -> Vec<u8> {
     out
 }
 
-/// Float text as PostgreSQL 12+ prints it with the default `extra_float_digits = 1`:
-/// the shortest exact digits, in exponent form below 1e-4 or from 1e15 (1e6 for float4).
-pub fn float_text(f: f64, float4: bool) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let sci = if float4 { format!("{:e}", f as f32) } else { format!("{f:e}") };
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let limit = if float4 { 6 } else { 15 };
-    if exp < -4 || exp >= limit {
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mant}e{sign}{:02}", exp.abs());
-    }
-    if float4 {
-        format!("{}", f as f32)
-    } else {
-        format!("{f}")
-    }
-}
-
 /// Decodes bound parameters (text or binary) into engine parameters (text form).
 pub fn decode_params(
     raw: &[Option<bytes::Bytes>],
@@ -274,20 +239,6 @@ pub fn decode_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn floats_print_like_postgres() {
-        assert_eq!(float_text(1e20, false), "1e+20");
-        assert_eq!(float_text(1e15, false), "1e+15");
-        assert_eq!(float_text(123456789012345.0, false), "123456789012345");
-        assert_eq!(float_text(0.0001, false), "0.0001");
-        assert_eq!(float_text(0.00001, false), "1e-05");
-        assert_eq!(float_text(1.5e-7, false), "1.5e-07");
-        assert_eq!(float_text(0.1, false), "0.1");
-        assert_eq!(float_text(1000000.0, true), "1e+06");
-        assert_eq!(float_text(100000.0, true), "100000");
-        assert_eq!(float_text(-2.5, false), "-2.5");
-    }
 
     #[test]
     fn numeric_binary_round_trips() {
