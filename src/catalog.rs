@@ -42,6 +42,9 @@ pub struct ColumnInfo {
     /// PostgreSQL type name (`int8`, `numeric`, `timestamp`, ...), as `/v1/query` reports types.
     #[serde(rename = "type")]
     pub ty: String,
+    /// Declared scale of a `numeric(p,s)` column (None for other types or no typmod).
+    #[serde(skip)]
+    pub scale: Option<u32>,
 }
 
 /// Logical tables plus lazily loaded warehouse facts.
@@ -169,7 +172,8 @@ impl Catalog {
         let rows = self
             .warehouse
             .fetch(
-                "SELECT a.attname::text, t.typname::text \
+                "SELECT a.attname::text, t.typname::text, \
+                 CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 \
                  AND NOT a.attisdropped ORDER BY a.attnum",
                 &[tokio_postgres::types::Type::TEXT],
@@ -183,6 +187,10 @@ impl Catalog {
             .map(|r| ColumnInfo {
                 name: r[0].to_pg_text().unwrap_or_default(),
                 ty: r[1].to_pg_text().unwrap_or_default(),
+                scale: match r[2] {
+                    Value::Int(s) => u32::try_from(s).ok(),
+                    _ => None,
+                },
             })
             .collect())
     }

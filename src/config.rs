@@ -213,8 +213,141 @@ pub struct Warehouse {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// `redis://host:port`.
+    /// `redis://host:port` of a single node (or the first cluster seed).
     pub url: String,
+    /// ElastiCache cluster mode: `url` and `nodes` are seeds of a Redis Cluster.
+    #[serde(default)]
+    pub cluster: bool,
+    /// More cluster seed URLs (cluster mode only).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Bound on each Redis round trip; slower answers count as Redis being down (degraded).
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: String,
+}
+
+impl Redis {
+    /// A single-node Redis at `url` with default settings.
+    pub fn at(url: &str) -> Redis {
+        Redis { url: url.into(), cluster: false, nodes: vec![], timeout: default_redis_timeout() }
+    }
+
+    /// The per-operation timeout.
+    pub fn timeout(&self) -> Result<Duration> {
+        let d = parse_duration("redis.timeout", &self.timeout)?;
+        if d.is_zero() {
+            return Err(Error::Config("redis.timeout must be positive".into()));
+        }
+        Ok(d)
+    }
+}
+
+fn default_redis_timeout() -> String {
+    "250ms".into()
+}
+
+/// Speed-layer windows of one logical table kept in Redis (see docs/windows.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsConfig {
+    /// Tumbling bucket width, whole seconds (e.g. "10s").
+    pub bucket: String,
+    /// Dimension columns kept per bucket, in field order.
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    /// Measures: `count`, `sum:<col>`, `min:<col>`, `max:<col>`.
+    pub measures: Vec<String>,
+    /// How long a bucket lives (its TTL), e.g. "30m".
+    pub retention: String,
+}
+
+/// One configured measure of the windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Measure {
+    /// Number of events.
+    Count,
+    /// Sum of a column (also keeps the column's non-null count).
+    Sum(String),
+    /// Minimum of a column.
+    Min(String),
+    /// Maximum of a column.
+    Max(String),
+}
+
+impl Measure {
+    /// Parses `count`, `sum:<col>`, `min:<col>` or `max:<col>`.
+    pub fn parse(text: &str) -> Result<Measure> {
+        let bad = || {
+            Error::Config(format!(
+                "windows measure {text:?}: expected count, sum:<col>, min:<col> or max:<col>"
+            ))
+        };
+        if text == "count" {
+            return Ok(Measure::Count);
+        }
+        let (kind, col) = text.split_once(':').ok_or_else(bad)?;
+        check_ident("windows measure column", col)?;
+        if col.contains('.') {
+            return Err(bad());
+        }
+        match kind {
+            "sum" => Ok(Measure::Sum(col.into())),
+            "min" => Ok(Measure::Min(col.into())),
+            "max" => Ok(Measure::Max(col.into())),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The column a measure reads, if any.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Measure::Count => None,
+            Measure::Sum(c) | Measure::Min(c) | Measure::Max(c) => Some(c),
+        }
+    }
+}
+
+impl WindowsConfig {
+    /// Bucket width in whole seconds (at least 1).
+    pub fn bucket_secs(&self) -> Result<i64> {
+        let d = parse_duration("windows.bucket", &self.bucket)?;
+        if d.as_secs() == 0 || d.subsec_nanos() != 0 {
+            return Err(Error::Config(format!(
+                "windows.bucket = {:?} must be a whole number of seconds, at least 1s",
+                self.bucket
+            )));
+        }
+        Ok(d.as_secs() as i64)
+    }
+
+    /// Retention (bucket TTL) in whole seconds.
+    pub fn retention_secs(&self) -> Result<i64> {
+        let d = parse_duration("windows.retention", &self.retention)?;
+        Ok(d.as_secs() as i64)
+    }
+
+    /// The parsed measures, in order.
+    pub fn parsed_measures(&self) -> Result<Vec<Measure>> {
+        self.measures.iter().map(|m| Measure::parse(m)).collect()
+    }
+
+    /// Checks everything that can be checked without the warehouse.
+    pub fn validate(&self, table: &str) -> Result<()> {
+        let bucket = self.bucket_secs()?;
+        if self.retention_secs()? < 2 * bucket {
+            return Err(Error::Config(format!(
+                "table {table:?}: windows.retention must be at least two buckets"
+            )));
+        }
+        if self.measures.is_empty() {
+            return Err(Error::Config(format!("table {table:?}: windows.measures is empty")));
+        }
+        self.parsed_measures()?;
+        for d in &self.dimensions {
+            check_ident("windows dimension", d)?;
+        }
+        Ok(())
+    }
 }
 
 /// One logical table and its layer tables.
@@ -229,6 +362,9 @@ pub struct TableConfig {
     pub batch_table: String,
     /// Speed layer table (recent rows loaded by the stream processor).
     pub speed_table: String,
+    /// Optional per-bucket aggregates in Redis written by the stream processor.
+    #[serde(default)]
+    pub windows: Option<WindowsConfig>,
 }
 
 fn default_dialect() -> Dialect {
@@ -283,7 +419,10 @@ impl Config {
             self.listen.flight = Some(v);
         }
         if let Ok(v) = std::env::var("TIDEMARK_REDIS_URL") {
-            self.redis = Some(Redis { url: v });
+            match &mut self.redis {
+                Some(r) => r.url = v,
+                None => self.redis = Some(Redis::at(&v)),
+            }
         }
     }
 
@@ -316,6 +455,9 @@ impl Config {
             ));
         }
         parse_duration("cache.speed_ttl", &self.cache.speed_ttl)?;
+        if let Some(r) = &self.redis {
+            r.timeout()?;
+        }
         if self.pg.max_connections == 0 {
             return Err(Error::Config("pg.max_connections must be at least 1".into()));
         }
@@ -331,6 +473,15 @@ impl Config {
             check_ident("tables.speed_table", &t.speed_table)?;
             if !seen.insert(t.name.to_lowercase()) {
                 return Err(Error::Config(format!("table {:?} is configured twice", t.name)));
+            }
+            if let Some(w) = &t.windows {
+                w.validate(&t.name)?;
+                if self.redis.is_none() {
+                    return Err(Error::Config(format!(
+                        "table {:?} has windows but no [redis] is configured",
+                        t.name
+                    )));
+                }
             }
             if t.batch_table.eq_ignore_ascii_case(&t.speed_table) {
                 return Err(Error::Config(format!(

@@ -27,6 +27,9 @@ use crate::exec::warehouse::{
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
 use crate::plan::{self, Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
+use crate::windows::reader::WindowsReader;
+
+mod windows_leg;
 
 /// Rows per Arrow batch when streaming passthrough results.
 pub const BATCH_ROWS: usize = 4096;
@@ -106,6 +109,21 @@ pub struct LegReport {
     pub cache: String,
 }
 
+/// What the Redis windows contributed to an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowsReport {
+    /// True when the window leg answered the part from `from` on.
+    pub used: bool,
+    /// The speed-table loader's high-water mark H, when read.
+    pub high_water_mark: Option<String>,
+    /// S: the speed leg read `time < S` and the windows every bucket from S on.
+    pub from: Option<String>,
+    /// Buckets read.
+    pub buckets: usize,
+    /// Why the windows were not used.
+    pub reason: Option<String>,
+}
+
 /// How fresh an answer is, and how it was produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Freshness {
@@ -128,6 +146,11 @@ pub struct Freshness {
     /// Cache status of the answer: `hit` (every leg), `partial` (some legs, e.g. the batch
     /// leg hit and the realtime part fresh), `miss`, `bypass`; None when nothing is cached.
     pub cache: Option<String>,
+    /// How far the realtime part reaches: through the windows, the end of the newest bucket
+    /// holding data; otherwise the high-water mark H when known.
+    pub realtime_reaches: Option<String>,
+    /// The windows' part (None when the table has no windows).
+    pub windows: Option<WindowsReport>,
 }
 
 impl Freshness {
@@ -142,6 +165,8 @@ impl Freshness {
             degraded: false,
             reason: None,
             cache: None,
+            realtime_reaches: None,
+            windows: None,
         }
     }
 }
@@ -183,6 +208,7 @@ pub struct Engine {
     watermarks: Arc<WatermarkTracker>,
     described: Mutex<HashMap<(SessionParams, String), Described>>,
     legs: LegCache,
+    windows: Option<WindowsReader>,
     named: crate::queries::NamedQueries,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
 }
@@ -195,6 +221,7 @@ impl Engine {
     ) -> Result<Arc<Engine>> {
         let warehouse = Arc::new(Warehouse::new(&config)?);
         let legs = LegCache::new(&config.cache)?;
+        let windows = config.redis.as_ref().map(WindowsReader::new).transpose()?;
         let named = match &config.queries {
             Some(q) => crate::queries::NamedQueries::load(std::path::Path::new(&q.dir))?,
             None => Default::default(),
@@ -216,6 +243,7 @@ impl Engine {
             described: Mutex::new(HashMap::new()),
             columns: Mutex::new(HashMap::new()),
             legs,
+            windows,
             named,
         }))
     }
@@ -445,11 +473,20 @@ impl Engine {
                 return self.stream_legs(plan, described, params, now, wp);
             }
         }
-        let legs = plan.legs.iter().map(|leg| async move {
+        let mut win = match &plan.shape {
+            Shape::Aggregate(_) => self.window_leg(plan, params, now).await,
+            Shape::Rows(_) => Default::default(),
+        };
+        let speed_sql = win.speed_sql.take();
+        let legs = plan.legs.iter().map(|leg| async {
             let started = Instant::now();
-            let key = LegKey { sql: leg.sql.clone(), params: params.to_vec(), session: wp.clone() };
+            let sql = match (&speed_sql, leg.layer) {
+                (Some(bounded), split::Layer::Speed) => bounded.clone(),
+                _ => leg.sql.clone(),
+            };
+            let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
             let load = || async {
-                self.warehouse.fetch(&leg.sql, &described.params, params, wp).await.map(|f| f.rows)
+                self.warehouse.fetch(&sql, &described.params, params, wp).await.map(|f| f.rows)
             };
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
             Ok::<_, Error>((rows, status, started.elapsed()))
@@ -466,6 +503,10 @@ impl Engine {
             });
             rows.push(Arc::unwrap_or_clone(r));
         }
+        if let (Some(r), Some(report)) = (win.rows.take(), win.leg.take()) {
+            rows.push(r);
+            reports.push(report);
+        }
         let facts = self.catalog.facts().await?;
         let ctx = MergeCtx { dialect: self.dialect(), text_bytewise: facts.text_bytewise };
         let merged = match &plan.shape {
@@ -474,7 +515,10 @@ impl Engine {
         };
         let schema = schema_for(&described.columns);
         let batch = batch_from_rows(&schema, &described.columns, merged)?;
-        let freshness = self.split_freshness(plan, reports, now);
+        let mut freshness = self.split_freshness(plan, reports, now);
+        freshness.degraded = win.degraded;
+        freshness.realtime_reaches = win.reaches;
+        freshness.windows = win.report;
         Ok(QueryResult {
             schema,
             stream: stream::once(async { Ok(batch) }).boxed(),
@@ -537,6 +581,8 @@ impl Engine {
             pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
             degraded: false,
             reason: None,
+            realtime_reaches: None,
+            windows: None,
         }
     }
 
@@ -567,6 +613,8 @@ impl Engine {
             pruned: vec![],
             degraded: false,
             reason: Some(reason),
+            realtime_reaches: None,
+            windows: None,
         };
         let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
         Ok(QueryResult { schema, stream, freshness, tag })
@@ -700,6 +748,7 @@ impl Engine {
             legs: vec![ExplainLeg { name: "warehouse".into(), sql: sql.to_string() }],
             pruned: vec![],
             reason: Some(reason),
+            windows: None,
         };
         match self.classify(sql)? {
             Class::Local(_) => Ok(Explain {
@@ -709,12 +758,17 @@ impl Engine {
                 legs: vec![],
                 pruned: vec![],
                 reason: Some("answered by tidemark without the warehouse".into()),
+                windows: None,
             }),
             Class::Passthrough { reason } => Ok(passthrough(reason)),
             Class::Split { query, table } => {
                 let now = chrono::Utc::now().timestamp_micros();
                 match self.plan_split(sql, *query, &table, now, wp, &Pins::new()).await {
-                    Ok((p, _)) => Ok(explain_split(&p)),
+                    Ok((p, _)) => {
+                        let mut e = explain_split(&p);
+                        self.explain_windows(&p, now, &mut e).await;
+                        Ok(e)
+                    }
                     Err(Error::Unsplittable(reason)) => {
                         let mut e = passthrough(reason);
                         e.table = Some(table.clone());
@@ -789,6 +843,7 @@ fn explain_split(p: &SplitPlan) -> Explain {
             .collect(),
         pruned: p.pruned.iter().map(|l| l.name().to_string()).collect(),
         reason: Some(merge),
+        windows: None,
     }
 }
 
@@ -808,6 +863,9 @@ fn explain_lines(e: &Explain) -> Vec<String> {
     }
     if let Some(r) = &e.reason {
         lines.push(format!("  note: {r}"));
+    }
+    if let Some(w) = &e.windows {
+        lines.push(format!("  windows: {w}"));
     }
     lines
 }

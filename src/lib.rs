@@ -18,3 +18,4 @@ pub mod queries;
 pub mod server;
 pub mod setup;
 pub mod watermark;
+pub mod windows;

@@ -182,6 +182,9 @@ async fn check(path: &str) -> Result<()> {
             t.time_column,
             t.batch_watermark.unwrap_or_else(|| "(none: run tidemark setup)".into())
         );
+        if let Some(line) = engine.check_windows(&t.name).await? {
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! `tidemark demo`: a live Lambda Architecture on one PostgreSQL.
 //!
 //! Creates the `tidemark_demo` database with a month of history in the batch table and the
-//! last hour or two in the speed table, runs setup, serves REST, and simulates both pipelines
-//! until Ctrl-C: the stream processor (new speed rows every 100 ms) and the batch pipeline
-//! (the watermark advances every minute, moving rows from speed to batch in one transaction).
+//! last hour or two in the speed table, runs setup, serves REST, pgwire and Flight SQL, and
+//! simulates both pipelines until Ctrl-C:
+//! - the stream processor: every 100 ms new events land in `events_stream` (the demo's
+//!   Kinesis) and, at once, in the Redis windows (1 s buckets, the Lua script of
+//!   docs/windows.md); every 5 s its speed-table loader moves the events older than H (now
+//!   minus one second) into the speed table in one transaction and then publishes H;
+//! - the batch pipeline: the watermark W advances every minute (never past H), copying rows
+//!   from speed to batch in one transaction.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,12 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
+use redis::aio::MultiplexedConnection;
 use tokio::time::MissedTickBehavior;
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, WindowsConfig};
 use crate::error::{Error, Result};
+use crate::windows::{WindowEvent, WindowsWriter};
 
 /// Options of `tidemark demo`.
 #[derive(Debug, Clone)]
@@ -32,9 +39,11 @@ pub struct DemoOptions {
     pub pg: String,
     /// Arrow Flight SQL listen address (ADBC, pandas, Polars).
     pub flight: String,
+    /// Redis that holds the windows (`redis://host:port`); the demo runs on without it.
+    pub redis_url: String,
     /// Historic events loaded into the batch table (spread over 30 days).
     pub events: u64,
-    /// Live events per second the simulator inserts into the speed table.
+    /// Live events per second the simulator streams (into `events_stream` and the windows).
     pub rate_per_sec: u64,
     /// How often the simulated batch pipeline advances the watermark.
     pub advance_every: Duration,
@@ -52,6 +61,7 @@ impl Default for DemoOptions {
             http: "127.0.0.1:8080".into(),
             pg: "127.0.0.1:5439".into(),
             flight: "127.0.0.1:50051".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
             events: 1_000_000,
             rate_per_sec: 200,
             advance_every: Duration::from_secs(60),
@@ -67,6 +77,14 @@ const TABLE: &str = "events";
 const BATCH: &str = "events_batch";
 /// Its speed layer table.
 const SPEED: &str = "events_speed";
+/// The stream the simulated stream processor reads (the demo's Kinesis): a staging table.
+const STREAM: &str = "events_stream";
+/// Creates the stream in a demo database made by a version of the demo without it.
+const STREAM_SQL: &str = "CREATE TABLE IF NOT EXISTS events_stream (LIKE events_speed)";
+/// Dimensions of the demo table's windows, in field order.
+const WINDOW_DIMENSIONS: [&str; 2] = ["country", "device"];
+/// Measures of the demo table's windows, in order.
+const WINDOW_MEASURES: [&str; 4] = ["count", "sum:amount", "min:amount", "max:amount"];
 /// The watermark table (tidemark's default name).
 const WATERMARKS: &str = "tidemark_watermarks";
 /// Columns of both layer tables, in order.
@@ -76,6 +94,12 @@ const COLUMNS: &str = "event_id, event_time, user_id, country, device, page, amo
 const HISTORY_SPAN_MS: i64 = (30 * 24 - 1) * 3600 * 1000;
 /// Simulator tick.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the speed-table loader moves stream rows below H into the speed table.
+const SPEED_LOAD_EVERY: Duration = Duration::from_secs(5);
+/// How long the simulator waits before connecting to Redis again after a failure.
+const REDIS_RETRY: Duration = Duration::from_secs(2);
+/// At most one warning about Redis per this interval.
+const REDIS_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How far behind now (in seconds) the simulated batch pipeline puts the new watermark.
 const WATERMARK_LAG_SECS: i64 = 10;
 /// How often the simulator logs how many live events it inserted.
@@ -88,6 +112,8 @@ const SCHEMA_SQL: &str = "
 CREATE TABLE events_batch (event_id bigint, event_time timestamp, user_id int, country text,
     device text, page text, amount numeric(12,2), duration_ms int);
 CREATE TABLE events_speed (event_id bigint, event_time timestamp, user_id int, country text,
+    device text, page text, amount numeric(12,2), duration_ms int);
+CREATE TABLE events_stream (event_id bigint, event_time timestamp, user_id int, country text,
     device text, page text, amount numeric(12,2), duration_ms int);
 CREATE TABLE countries (code text PRIMARY KEY, name text, region text);
 INSERT INTO countries VALUES
@@ -120,6 +146,9 @@ const BACKFILL_SRC: &str = "SELECT id, $1::timestamp + ((k - 1) * $3::bigint
           FROM generate_series(1::bigint, $2::bigint) k) s";
 
 /// Event ids and times of live events: $1 count, times within the last 100 ms (UTC).
+///
+/// Live events are never stamped more than 100 ms in the past, so once the loader has moved
+/// the stream below H = now - 1 s into the speed table, no event below H can still arrive.
 const LIVE_SRC: &str = "SELECT id, (now() AT TIME ZONE 'UTC')
     - ((hashint8(id + 1000003) & 2147483647) % 100) * interval '1 millisecond' AS t
     FROM (SELECT nextval('demo_event_id_seq') AS id
@@ -132,13 +161,17 @@ const UPSERT_WATERMARK_SQL: &str = "INSERT INTO tidemark_watermarks
     SET batch_watermark = EXCLUDED.batch_watermark, updated_at = EXCLUDED.updated_at";
 
 /// Runs the demo until Ctrl-C: prepares the database, runs setup, serves and simulates.
-pub async fn run(opts: DemoOptions) -> Result<()> {
+pub async fn run(mut opts: DemoOptions) -> Result<()> {
     validate(&opts)?;
     let url = prepare_database(&opts).await?;
-    let config = Arc::new(demo_config(&url, &opts.http, &opts.pg, &opts.flight)?);
+    let config = Arc::new(demo_config(&url, &opts.http, &opts.pg, &opts.flight, &opts.redis_url)?);
+    if let Some(redis) = &config.redis {
+        opts.redis_url = redis.url.clone(); // after TIDEMARK_REDIS_URL
+    }
+    let windows = WindowsSink::new(&opts.redis_url, demo_windows(&config)?)?;
     crate::setup::run(&config).await?;
     let server = crate::server::Server::start(config.clone()).await?;
-    let simulator = tokio::spawn(simulate(url.clone(), Simulator::new(&opts)));
+    let simulator = tokio::spawn(simulate(url.clone(), Simulator::new(&opts), windows));
     print_banner(server.http_addr, &url, &opts);
     print_clients(server.pg_addr, server.flight_addr);
     let stopped = tokio::signal::ctrl_c().await;
@@ -367,18 +400,30 @@ fn toml_string(value: &str) -> String {
     out
 }
 
+/// A TOML array of basic strings.
+fn toml_array(values: &[&str]) -> String {
+    let items: Vec<String> = values.iter().copied().map(toml_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// The configuration tidemark serves the demo database with.
-fn demo_config(url: &str, http: &str, pg: &str, flight: &str) -> Result<Config> {
+fn demo_config(url: &str, http: &str, pg: &str, flight: &str, redis: &str) -> Result<Config> {
     let text = format!(
         "[listen]\nhttp = {http}\npg = {pg}\nflight = {flight}\n\n\
          [warehouse]\nurl = {url}\ndialect = \"postgres\"\n\
          watermark_table = \"{WATERMARKS}\"\nwatermark_poll = \"1s\"\n\n\
+         [redis]\nurl = {redis}\n\n\
          [[tables]]\nname = \"{TABLE}\"\ntime_column = \"event_time\"\n\
-         batch_table = \"{BATCH}\"\nspeed_table = \"{SPEED}\"\n",
+         batch_table = \"{BATCH}\"\nspeed_table = \"{SPEED}\"\n\n\
+         [tables.windows]\nbucket = \"1s\"\ndimensions = {dimensions}\n\
+         measures = {measures}\nretention = \"15m\"\n",
         http = toml_string(http),
         pg = toml_string(pg),
         flight = toml_string(flight),
         url = toml_string(url),
+        redis = toml_string(redis),
+        dimensions = toml_array(&WINDOW_DIMENSIONS),
+        measures = toml_array(&WINDOW_MEASURES),
     );
     // the repository's named queries for the demo table, when run from the checkout
     let text = if Path::new("queries").is_dir() {
@@ -400,10 +445,18 @@ struct Simulator {
     grace: Duration,
     /// Ticks so far (spreads a rate that is not a multiple of 10 evenly).
     ticks: u64,
-    /// Live events inserted since the last summary.
+    /// Live events inserted into the stream since the last summary.
     inserted: u64,
+    /// Live events applied to the Redis windows since the last summary.
+    windowed: u64,
+    /// Rows the loader moved from the stream into the speed table since the last summary.
+    loaded: u64,
     /// When the last summary was logged.
     last_summary: Instant,
+    /// When the speed-table loader runs next (the first tick: H is fresh from the start).
+    next_load: Instant,
+    /// H of the loader's last committed load: every event below it is in the speed table.
+    loaded_h: Option<NaiveDateTime>,
     /// When the watermark advances next.
     next_advance: Instant,
     /// Watermarks this simulator published (or found), with when, oldest first.
@@ -420,7 +473,11 @@ impl Simulator {
             grace: opts.grace,
             ticks: 0,
             inserted: 0,
+            windowed: 0,
+            loaded: 0,
             last_summary: now,
+            next_load: now,
+            loaded_h: None,
             next_advance: now + opts.advance_every,
             published: VecDeque::new(),
         }
@@ -442,12 +499,170 @@ impl Simulator {
         }
         self.published.front().filter(|(at, _)| old_enough(at)).map(|(_, w)| *w)
     }
+
+    /// The W the batch pipeline may publish next: `target`, but never past the loader's H,
+    /// so the batch never claims events that are still in the stream (`old` before any load).
+    fn next_watermark(&self, old: NaiveDateTime, target: NaiveDateTime) -> NaiveDateTime {
+        self.loaded_h.map_or(old, |h| target.min(h))
+    }
+}
+
+/// The stream processor's Redis side: writes the windows and publishes H.
+///
+/// Redis failures never stop the simulator: it warns (at most every `REDIS_WARN_EVERY`),
+/// keeps feeding the stream, the speed table and the batch, and reconnects on a later tick.
+/// Window writes made while Redis is down are lost (a real stream processor would replay
+/// them): tidemark marks its answers degraded while Redis is down and reads the speed table
+/// instead; once Redis is back, the lost events are missing from answers only until the
+/// next speed load's H (at most `SPEED_LOAD_EVERY` later) passes them.
+struct WindowsSink {
+    /// Applies events with the Lua script and publishes H.
+    writer: WindowsWriter,
+    /// Where Redis is.
+    client: redis::Client,
+    /// The live connection, if any.
+    con: Option<MultiplexedConnection>,
+    /// No connection attempt before this instant.
+    retry_at: Instant,
+    /// When the last warning was logged.
+    warned_at: Option<Instant>,
+    /// H (epoch µs) the loader committed but Redis has not taken yet.
+    pending_h: Option<i64>,
+}
+
+impl WindowsSink {
+    /// A sink for the demo table's windows in the Redis at `url` (connects lazily).
+    fn new(url: &str, cfg: &WindowsConfig) -> Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("demo redis url {url:?}: {e}")))?;
+        Ok(WindowsSink {
+            writer: WindowsWriter::new(TABLE, cfg)?,
+            client,
+            con: None,
+            retry_at: Instant::now(),
+            warned_at: None,
+            pending_h: None,
+        })
+    }
+
+    /// Applies `events` to the windows; returns how many were applied (0 when Redis is down).
+    async fn write(&mut self, events: &[WindowEvent]) -> usize {
+        if events.is_empty() || !self.connect().await {
+            return 0;
+        }
+        let Some(con) = self.con.as_mut() else {
+            return 0;
+        };
+        match self.writer.write(con, events).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                self.failed(&e, "window writes are lost");
+                0
+            }
+        }
+    }
+
+    /// Publishes H (epoch µs) now, or on reconnecting when Redis is down.
+    async fn publish_hwm(&mut self, h_micros: i64) {
+        self.pending_h = Some(h_micros);
+        if self.connect().await {
+            self.flush_hwm().await;
+        }
+    }
+
+    /// Publishes the pending H, if any, on the live connection, if any.
+    async fn flush_hwm(&mut self) {
+        let (Some(h), Some(con)) = (self.pending_h, self.con.as_mut()) else {
+            return;
+        };
+        match self.writer.publish_hwm(con, h).await {
+            Ok(()) => self.pending_h = None,
+            Err(e) => self.failed(&e, "H is published once Redis is back"),
+        }
+    }
+
+    /// True when connected; otherwise connects, at most once every `REDIS_RETRY`.
+    async fn connect(&mut self) -> bool {
+        if self.con.is_some() {
+            return true;
+        }
+        if Instant::now() < self.retry_at {
+            return false;
+        }
+        match self.client.get_multiplexed_async_connection().await {
+            Ok(con) => {
+                info!("simulator: writing the windows of {TABLE} to Redis");
+                self.con = Some(con);
+                self.flush_hwm().await;
+                self.con.is_some()
+            }
+            Err(e) => {
+                self.failed(&e, "window writes are lost");
+                false
+            }
+        }
+    }
+
+    /// Drops the connection, retries later and warns at most once every `REDIS_WARN_EVERY`.
+    fn failed(&mut self, e: &redis::RedisError, consequence: &str) {
+        self.con = None;
+        self.retry_at = Instant::now() + REDIS_RETRY;
+        if self.warned_at.is_none_or(|at| at.elapsed() >= REDIS_WARN_EVERY) {
+            warn!(
+                error = %e,
+                "simulator: Redis is unavailable, {consequence} (answers are marked degraded); \
+                 the warehouse keeps loading and Redis is retried every {} s",
+                REDIS_RETRY.as_secs()
+            );
+            self.warned_at = Some(Instant::now());
+        }
+    }
+}
+
+/// The windows configured for the demo table.
+fn demo_windows(config: &Config) -> Result<&WindowsConfig> {
+    let table = config.tables.iter().find(|t| t.name == TABLE);
+    let missing = || Error::internal(format!("the demo table {TABLE} has no windows"));
+    table.and_then(|t| t.windows.as_ref()).ok_or_else(missing)
+}
+
+/// Inserts $1 live events into the stream and returns what the windows keep of each:
+/// event_time, country, device and amount in cents.
+fn stream_insert_sql() -> String {
+    let insert = insert_events_sql(STREAM, LIVE_SRC);
+    format!("{insert}\n        RETURNING event_time, country, device, (amount * 100)::bigint")
+}
+
+/// Moves the stream rows with event_time < $1 into the speed table, in one statement.
+fn move_stream_sql() -> String {
+    format!(
+        "WITH moved AS (DELETE FROM {STREAM} WHERE event_time < $1 RETURNING {COLUMNS})
+         INSERT INTO {SPEED} ({COLUMNS}) SELECT {COLUMNS} FROM moved"
+    )
+}
+
+/// The values of one event for [`WINDOW_MEASURES`]: its amount in cents (count ignores it).
+fn window_values(cents: Option<i64>) -> Vec<Option<i64>> {
+    WINDOW_MEASURES.iter().map(|m| if *m == "count" { None } else { cents }).collect()
+}
+
+/// One row returned by [`stream_insert_sql`] as a window event (timestamps taken as UTC).
+fn window_event(row: &Row) -> Result<WindowEvent> {
+    let time: NaiveDateTime = row.try_get(0)?;
+    let country: Option<String> = row.try_get(1)?;
+    let device: Option<String> = row.try_get(2)?;
+    let cents: Option<i64> = row.try_get(3)?;
+    Ok(WindowEvent {
+        time_micros: time.and_utc().timestamp_micros(),
+        dims: vec![country, device],
+        values: window_values(cents),
+    })
 }
 
 /// Runs the simulator forever on its own connection; errors are logged and retried.
-async fn simulate(url: String, mut sim: Simulator) {
+async fn simulate(url: String, mut sim: Simulator, mut windows: WindowsSink) {
     loop {
-        if let Err(e) = simulate_session(&url, &mut sim).await {
+        if let Err(e) = simulate_session(&url, &mut sim, &mut windows).await {
             warn!(error = %e, "simulator: step failed; reconnecting in 1 s");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -455,18 +670,17 @@ async fn simulate(url: String, mut sim: Simulator) {
 }
 
 /// One connection's worth of simulation: returns only on an error.
-async fn simulate_session(url: &str, sim: &mut Simulator) -> Result<()> {
+async fn simulate_session(url: &str, sim: &mut Simulator, windows: &mut WindowsSink) -> Result<()> {
     let mut client = connect(url).await?;
-    let insert = client.prepare(&insert_events_sql(SPEED, LIVE_SRC)).await?;
+    client.batch_execute(STREAM_SQL).await?;
+    let insert = client.prepare(&stream_insert_sql()).await?;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let due = sim.due_this_tick();
-        if due > 0 {
-            let n = client.execute(&insert, &[&due]).await?;
-            debug!(events = n, "simulator: inserted live events into {SPEED}");
-            sim.inserted += n;
+        stream_events(&client, &insert, sim, windows).await?;
+        if Instant::now() >= sim.next_load {
+            load_speed_table(&mut client, sim, windows).await?;
         }
         if Instant::now() >= sim.next_advance {
             advance_watermark(&mut client, sim).await?;
@@ -477,28 +691,79 @@ async fn simulate_session(url: &str, sim: &mut Simulator) -> Result<()> {
     }
 }
 
-/// Logs how many live events went in since the last summary, every `SUMMARY_EVERY`.
+/// The stream processor's tick: the due events go into the stream and at once into the
+/// windows, before any speed load can move them (that order counts each event once: the
+/// windows cover buckets from H on, the speed table everything below H).
+async fn stream_events(
+    client: &Client,
+    insert: &Statement,
+    sim: &mut Simulator,
+    windows: &mut WindowsSink,
+) -> Result<()> {
+    let due = sim.due_this_tick();
+    if due <= 0 {
+        return Ok(());
+    }
+    let rows = client.query(insert, &[&due]).await?;
+    let events = rows.iter().map(window_event).collect::<Result<Vec<_>>>()?;
+    let applied = windows.write(&events).await;
+    debug!(events = events.len(), applied, "simulator: live events into {STREAM} and windows");
+    sim.inserted += events.len() as u64;
+    sim.windowed += applied as u64;
+    Ok(())
+}
+
+/// The speed-table loader: in one transaction, H = now (UTC) minus one second, truncated to
+/// the second (so no 1 s bucket straddles H), and every stream row below H moved into the
+/// speed table; only after the commit is H published to Redis.
+async fn load_speed_table(
+    client: &mut Client,
+    sim: &mut Simulator,
+    windows: &mut WindowsSink,
+) -> Result<()> {
+    let tx = client.transaction().await?;
+    let h_sql = "SELECT date_trunc('second', now() AT TIME ZONE 'UTC') - interval '1 second'";
+    let h: NaiveDateTime = tx.query_one(h_sql, &[]).await?.try_get(0)?;
+    let moved = tx.execute(&move_stream_sql(), &[&h]).await?;
+    tx.commit().await?;
+    sim.loaded_h = Some(h);
+    sim.loaded += moved;
+    sim.next_load = Instant::now() + SPEED_LOAD_EVERY;
+    windows.publish_hwm(h.and_utc().timestamp_micros()).await;
+    debug!(moved, h = %h, "simulator: loaded {moved} rows from {STREAM} into {SPEED}");
+    Ok(())
+}
+
+/// Logs what the stream processor did since the last summary, every `SUMMARY_EVERY`.
 fn log_summary(sim: &mut Simulator) {
     let elapsed = sim.last_summary.elapsed();
     if elapsed >= SUMMARY_EVERY {
         let secs = elapsed.as_secs();
         info!(
             events = sim.inserted,
-            "simulator: inserted {} events into {SPEED} in the last {secs} s", sim.inserted
+            windows = sim.windowed,
+            loaded = sim.loaded,
+            "simulator: in the last {secs} s, {} events into {STREAM} ({} into the Redis \
+             windows), {} rows loaded into {SPEED}",
+            sim.inserted,
+            sim.windowed,
+            sim.loaded
         );
-        sim.inserted = 0;
+        (sim.inserted, sim.windowed, sim.loaded) = (0, 0, 0);
         sim.last_summary = Instant::now();
     }
 }
 
 /// The batch pipeline: in one transaction, copies speed rows in [old W, new W) into the
-/// batch table and publishes new W (now, to the second, minus `WATERMARK_LAG_SECS`).
+/// batch table and publishes new W (now, to the second, minus `WATERMARK_LAG_SECS`, but
+/// never past the loader's H).
 async fn advance_watermark(client: &mut Client, sim: &mut Simulator) -> Result<()> {
     let tx = client.transaction().await?;
-    let (old, new) = lock_watermark(&tx).await?;
+    let (old, target) = lock_watermark(&tx).await?;
     if sim.published.is_empty() {
         sim.published.push_back((Instant::now(), old));
     }
+    let new = sim.next_watermark(old, target);
     if new <= old {
         return Ok(());
     }
@@ -542,10 +807,11 @@ async fn clean_speed_table(client: &Client, sim: &mut Simulator) -> Result<()> {
 /// Copy-paste examples: (what it shows, SQL).
 const EXAMPLES: [(&str, &str); 4] = [
     (
-        "events of the last minute per country (run it twice: the numbers move)",
-        "SELECT country, count(*) AS event_count FROM events \
-         WHERE event_time >= now() AT TIME ZONE 'UTC' - interval '1 minute' \
-         GROUP BY country ORDER BY event_count DESC",
+        "live: events and revenue per country over the last 5 minutes (run it every second: \
+         the numbers move; the newest seconds come from the Redis windows)",
+        "SELECT country, count(*) AS events, sum(amount) AS revenue FROM events \
+         WHERE event_time >= (now() AT TIME ZONE 'UTC') - interval '5 minutes' \
+         GROUP BY country ORDER BY events DESC",
     ),
     (
         "revenue per day over the last 7 days",
@@ -567,6 +833,10 @@ const EXAMPLES: [(&str, &str); 4] = [
          WHERE e.page = '/checkout' GROUP BY c.region ORDER BY revenue DESC",
     ),
 ];
+
+/// What to look for in the answer of the live example (`EXAMPLES[0]`).
+const LIVE_NOTE: &str =
+    "# freshness.windows.used is true; stop Redis and the answer is marked degraded\n";
 
 /// A curl command posting `{"sql": sql}` to `path`, with a quoted here-document body.
 fn curl(base: &str, path: &str, sql: &str, accept: Option<&str>) -> String {
@@ -609,20 +879,30 @@ fn print_banner(http: Option<SocketAddr>, url: &str, opts: &DemoOptions) {
     let base = format!("http://{addr}");
     println!("\n=== tidemark demo: REST on {base}, warehouse {url}");
     println!(
-        "logical table `{TABLE}` = {BATCH} (event_time < W) + {SPEED} (event_time >= W);\n\
-         {} live events/s go into {SPEED}; W advances every {} s. Stop with Ctrl-C.\n",
+        "logical table `{TABLE}` = {BATCH} (event_time < W) + {SPEED} (W <= event_time < H)\n\
+         + the Redis windows at {} (1 s buckets from H on);\n\
+         {} live events/s go into {STREAM} (the stream) and the windows; every {} s the \
+         loader moves them into {SPEED} and publishes H;\nW advances every {} s. \
+         Stop with Ctrl-C.\n",
+        opts.redis_url,
         opts.rate_per_sec,
+        SPEED_LOAD_EVERY.as_secs(),
         opts.advance_every.as_secs()
     );
     for (i, (what, sql)) in EXAMPLES.iter().enumerate() {
         let accept = (i == 2).then_some("text/csv");
-        println!("# {what}\n{}", curl(&base, "/v1/query", sql, accept));
+        let note = if i == 0 { LIVE_NOTE } else { "" };
+        println!("# {what}\n{note}{}", curl(&base, "/v1/query", sql, accept));
     }
     println!("# the lambda plan: class, W, each leg's SQL, pruning");
     println!("{}", curl(&base, "/v1/explain", EXAMPLES[0].1, None));
     println!("# logical tables, their layers, columns and current watermark");
     println!("curl -s {base}/v1/tables\n");
-    println!("# the same question straight to the warehouse (the `{TABLE}` view), to compare");
+    println!(
+        "# the same question straight to the warehouse (the `{TABLE}` view: no windows, so \
+         up to {} s behind), to compare",
+        SPEED_LOAD_EVERY.as_secs() + 2
+    );
     println!("psql \"{url}\" -c \"{}\"\n", EXAMPLES[0].1);
 }
 
@@ -660,11 +940,45 @@ mod tests {
             "127.0.0.1:0",
             "127.0.0.1:0",
             "127.0.0.1:0",
+            "redis://127.0.0.1:6379",
         );
         let cfg = cfg.expect("demo config is valid");
         assert_eq!(cfg.tables.len(), 1);
         assert_eq!(cfg.tables[0].speed_table, SPEED);
+        assert!(cfg.redis.is_some());
+        let windows = demo_windows(&cfg).expect("the demo table has windows");
+        assert_eq!(windows.bucket_secs().expect("bucket"), 1);
+        assert_eq!(windows.dimensions, WINDOW_DIMENSIONS);
+        assert_eq!(windows.measures, WINDOW_MEASURES);
+        assert_eq!(windows.retention_secs().expect("retention"), 15 * 60);
+        assert!(WindowsSink::new(&DemoOptions::default().redis_url, windows).is_ok());
         assert_eq!(toml_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(toml_array(&["a", "b"]), "[\"a\", \"b\"]");
+    }
+
+    #[test]
+    fn stream_sql_returns_what_the_windows_keep() {
+        let insert = stream_insert_sql();
+        assert!(insert.starts_with("INSERT INTO events_stream ("));
+        assert!(insert.ends_with("RETURNING event_time, country, device, (amount * 100)::bigint"));
+        assert_eq!(WINDOW_DIMENSIONS, ["country", "device"]);
+        let load = move_stream_sql();
+        assert!(load.starts_with("WITH moved AS (DELETE FROM events_stream WHERE event_time < $1"));
+        assert!(load.contains("INSERT INTO events_speed ("));
+        assert_eq!(window_values(Some(1999)), [None, Some(1999), Some(1999), Some(1999)]);
+        assert_eq!(window_values(None), [None, None, None, None]);
+    }
+
+    #[test]
+    fn watermark_never_passes_h() {
+        let mut sim = Simulator::new(&DemoOptions::default());
+        let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time");
+        let (old, target) = (t("2024-01-01 00:00:00"), t("2024-01-01 00:01:00"));
+        assert_eq!(sim.next_watermark(old, target), old, "no load yet: W stays");
+        sim.loaded_h = Some(t("2024-01-01 00:00:30"));
+        assert_eq!(sim.next_watermark(old, target), t("2024-01-01 00:00:30"));
+        sim.loaded_h = Some(t("2024-01-01 00:05:00"));
+        assert_eq!(sim.next_watermark(old, target), target);
     }
 
     #[test]

@@ -317,6 +317,15 @@ pub fn freshness_proto(f: &Freshness) -> proto::Freshness {
         pruned: f.pruned.clone(),
         degraded: f.degraded,
         reason: f.reason.clone().unwrap_or_default(),
+        cache: f.cache.clone().unwrap_or_default(),
+        realtime_reaches: f.realtime_reaches.clone().unwrap_or_default(),
+        windows_used: f.windows.as_ref().is_some_and(|w| w.used),
+        windows_reason: f.windows.as_ref().and_then(|w| w.reason.clone()).unwrap_or_default(),
+        high_water_mark: f
+            .windows
+            .as_ref()
+            .and_then(|w| w.high_water_mark.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -193,6 +193,12 @@ fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
     if let Some(c) = &f.cache {
         put("tidemark-cache", c);
     }
+    if let Some(r) = &f.realtime_reaches {
+        put("tidemark-realtime-reaches", r);
+    }
+    if let Some(w) = &f.windows {
+        put("tidemark-windows", if w.used { "used" } else { "not-used" });
+    }
 }
 
 fn columns(schema: &SchemaRef) -> Json {

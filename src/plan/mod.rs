@@ -4,6 +4,7 @@
 pub mod expr;
 pub mod prune;
 pub mod split;
+pub mod window;
 
 use serde::Serialize;
 use sqlparser::ast::{Expr, Statement};
@@ -118,6 +119,8 @@ pub struct Explain {
     pub pruned: Vec<String>,
     /// Why the query is not split (passthrough), or what the merge does (split).
     pub reason: Option<String>,
+    /// What the Redis windows do for this query (None when the table has none).
+    pub windows: Option<String>,
 }
 
 /// One leg in an EXPLAIN.

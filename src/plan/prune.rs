@@ -141,6 +141,12 @@ fn string_of(e: &Expr) -> Option<(&str, Option<&DataType>)> {
     }
 }
 
+/// A time literal as microseconds since 1970, read as a timestamp without time zone
+/// (`naive`) or with one; None when its meaning would depend on the session time zone.
+pub fn time_literal_micros(e: &Expr, naive: bool) -> Option<i64> {
+    time_literal(e, if naive { &Kind::Naive } else { &Kind::Tz })
+}
+
 fn time_literal(e: &Expr, kind: &Kind) -> Option<i64> {
     let (s, ty) = string_of(e)?;
     let ty = ty.map(|t| t.to_string().to_lowercase());

@@ -13,6 +13,7 @@ use sqlparser::ast::{
 
 use super::expr::{literal, BinOp, CastTo, EExpr, Func};
 use super::prune::{self, Pruning};
+use super::window::AggShape;
 use crate::catalog::{quote_ident, ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
 use crate::error::{Error, Result};
@@ -149,6 +150,32 @@ pub enum Shape {
     Rows(RowsSpec),
 }
 
+/// Renders the speed leg bounded above by a time literal (`time < S`), for the window leg.
+#[derive(Clone)]
+pub struct SpeedUpTo(Render);
+
+impl SpeedUpTo {
+    /// The speed leg SQL reading `W <= time < upper`.
+    pub fn sql(&self, upper_literal: &str) -> String {
+        (self.0)(upper_literal)
+    }
+}
+
+impl std::fmt::Debug for SpeedUpTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpeedUpTo")
+    }
+}
+
+/// What the window leg needs of an aggregate over the logical table alone.
+#[derive(Debug, Clone)]
+pub struct WindowInput {
+    /// Keys, partials and filters of the query.
+    pub shape: AggShape,
+    /// The speed leg bounded above.
+    pub speed_up_to: SpeedUpTo,
+}
+
 /// A planned split.
 #[derive(Debug, Clone)]
 pub struct SplitPlan {
@@ -162,6 +189,9 @@ pub struct SplitPlan {
     pub pruned: Vec<Layer>,
     /// Merge spec.
     pub shape: Shape,
+    /// Present when the windows might answer the realtime part (a single-table aggregate
+    /// whose speed leg runs).
+    pub window: Option<WindowInput>,
 }
 
 /// Everything the split planner needs.
@@ -203,6 +233,15 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         &inp.watermark.value,
     );
     let mut frames = Vec::new();
+    let speed_from = render_from(select, pos, &inp.table.speed_table, &qualifier);
+    let speed_filter = |upper: &str| {
+        let pred = format!("{time_ref} >= {w} AND {time_ref} < {upper}");
+        match &select.selection {
+            Some(e) => format!("FROM {speed_from} WHERE ({e}) AND {pred}"),
+            None => format!("FROM {speed_from} WHERE {pred}"),
+        }
+    };
+    let speed_template = speed_filter("\u{0}");
     for (layer, table, pred) in [
         (Layer::Batch, &inp.table.batch_table, format!("{time_ref} < {w}")),
         (Layer::Speed, &inp.table.speed_table, format!("{time_ref} >= {w}")),
@@ -220,19 +259,38 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
             frames.push((layer, format!("FROM {from} WHERE {filter}")));
         }
     }
-    let (shape, render) = if is_aggregate(q, select, inp.facts) {
+    let (shape, render, agg) = if is_aggregate(q, select, inp.facts) {
         plan_aggregate(q, select, inp)?
     } else {
-        plan_rows(q, select, inp)?
+        let (shape, render) = plan_rows(q, select, inp)?;
+        (shape, render, None)
     };
     let legs =
         frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
+    let alone = select.from.len() == 1 && select.from[0].joins.is_empty();
+    let window = match agg {
+        Some((cols, n_keys, partials)) if alone && !pruning.speed => Some(WindowInput {
+            shape: AggShape {
+                cols,
+                n_keys,
+                partials,
+                selection: select.selection.clone(),
+                qualifier: qualifier.clone(),
+                time_column: inp.table.time_column.clone(),
+            },
+            speed_up_to: SpeedUpTo(std::sync::Arc::new(move |upper: &str| {
+                render(&speed_template.replace('\u{0}', upper))
+            })),
+        }),
+        _ => None,
+    };
     Ok(SplitPlan {
         table: inp.table.name.clone(),
         watermark: inp.watermark.clone(),
         legs,
         pruned: pruned_layers(pruning),
         shape,
+        window,
     })
 }
 
@@ -247,7 +305,10 @@ fn pruned_layers(p: Pruning) -> Vec<Layer> {
     v
 }
 
-type Render = Box<dyn Fn(&str) -> String>;
+type Render = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Group columns, number of keys and partial sources of an aggregate, for the window leg.
+type AggParts = (Vec<Expr>, usize, Vec<(String, Option<Expr>)>);
 
 fn check_query(q: &Query) -> Result<()> {
     if q.with.is_some() {
@@ -625,7 +686,7 @@ fn plan_rows(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)>
         None => String::new(),
     };
     let spec = RowsSpec { n_visible, order, distinct, limit, offset };
-    Ok((Shape::Rows(spec), Box::new(move |frame: &str| format!("{head} {frame}{tail}"))))
+    Ok((Shape::Rows(spec), std::sync::Arc::new(move |frame: &str| format!("{head} {frame}{tail}"))))
 }
 
 // ---------------------------------------------------------------- aggregates
@@ -634,6 +695,8 @@ fn plan_rows(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)>
 struct AggBuilder<'a> {
     facts: &'a Facts,
     cols: Vec<String>,
+    col_exprs: Vec<Expr>,
+    partial_src: Vec<(String, Option<Expr>)>,
     partial_sql: Vec<String>,
     partials: Vec<Combine>,
     aggs: Vec<(String, AggCall)>,
@@ -649,6 +712,7 @@ impl AggBuilder<'_> {
             return Ok(i);
         }
         self.cols.push(text);
+        self.col_exprs.push(e.clone());
         Ok(self.cols.len() - 1)
     }
 
@@ -657,6 +721,15 @@ impl AggBuilder<'_> {
         g.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]);
         self.partial_sql.push(g.to_string());
         self.partials.push(combine);
+        let arg = match &f.args {
+            FunctionArguments::List(l) => match l.args.first() {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => Some(e.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let kind = if f.filter.is_some() { "filtered" } else { name };
+        self.partial_src.push((kind.to_string(), arg));
         self.partials.len() - 1
     }
 
@@ -835,12 +908,18 @@ fn group_exprs(s: &Select, inp: &SplitInput) -> Result<Vec<Expr>> {
     Ok(out)
 }
 
-fn plan_aggregate(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)> {
+fn plan_aggregate(
+    q: &Query,
+    s: &Select,
+    inp: &SplitInput,
+) -> Result<(Shape, Render, Option<AggParts>)> {
     let (limit, offset) = limit_offset(q)?;
     let keys = group_exprs(s, inp)?;
     let mut b = AggBuilder {
         facts: inp.facts,
         cols: Vec::new(),
+        col_exprs: Vec::new(),
+        partial_src: Vec::new(),
         partial_sql: Vec::new(),
         partials: Vec::new(),
         aggs: Vec::new(),
@@ -875,6 +954,7 @@ fn plan_aggregate(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Ren
     } else {
         format!(" GROUP BY {}", b.cols[..n_keys].join(", "))
     };
+    let parts = (b.col_exprs, n_keys, b.partial_src);
     let spec = AggSpec {
         n_keys,
         n_cols: b.cols.len(),
@@ -891,7 +971,8 @@ fn plan_aggregate(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Ren
         // `SELECT 1 FROM t HAVING ...` style: keep one placeholder column
         return Err(no("aggregate query without columns"));
     }
-    Ok((Shape::Aggregate(spec), Box::new(move |frame: &str| format!("{head} {frame}{group}"))))
+    let render: Render = std::sync::Arc::new(move |frame: &str| format!("{head} {frame}{group}"));
+    Ok((Shape::Aggregate(spec), render, Some(parts)))
 }
 
 /// Replaces `now()`, `current_timestamp`, `current_date` and friends by typed literals of

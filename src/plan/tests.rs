@@ -18,6 +18,7 @@ fn table() -> TableConfig {
         time_column: "event_time".into(),
         batch_table: "events_batch".into(),
         speed_table: "events_speed".into(),
+        windows: None,
     }
 }
 
@@ -44,7 +45,7 @@ fn facts() -> Facts {
 fn cols() -> Vec<ColumnInfo> {
     ["id", "event_time", "country", "amount"]
         .iter()
-        .map(|n| ColumnInfo { name: n.to_string(), ty: "text".into() })
+        .map(|n| ColumnInfo { name: n.to_string(), ty: "text".into(), scale: None })
         .collect()
 }
 

@@ -1,0 +1,169 @@
+//! Reads the windows: the high-water mark H and bucket hashes, from one Redis node or a
+//! Redis Cluster. Every round trip is bounded by `[redis] timeout`; a failure opens a short
+//! circuit (queries go straight to the degraded path) and the next query after it retries,
+//! so windows come back by themselves when Redis does.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::AsyncCommands;
+
+use super::{bucket_key, hwm_key};
+use crate::config::Redis as RedisConfig;
+use crate::error::{Error, Result};
+
+/// How long after a failure queries skip Redis before one tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One bucket as read: field → integer text.
+pub type Bucket = HashMap<String, String>;
+
+/// A live connection of either kind (both multiplex and are cheap to clone).
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+/// Connection state: connected, or down until an instant.
+enum State {
+    Idle,
+    Up(Conn),
+    Down(Instant),
+}
+
+/// The windows reader shared by all queries.
+pub struct WindowsReader {
+    config: RedisConfig,
+    timeout: Duration,
+    state: Mutex<State>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("redis: {e}"))
+}
+
+impl WindowsReader {
+    /// A reader for `[redis]`; connects lazily.
+    pub fn new(config: &RedisConfig) -> Result<WindowsReader> {
+        Ok(WindowsReader {
+            timeout: config.timeout()?,
+            config: config.clone(),
+            state: Mutex::new(State::Idle),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn current(&self) -> std::result::Result<Option<Conn>, Error> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Up(c) => Ok(Some(c.clone())),
+            State::Down(until) if Instant::now() < *until => {
+                Err(unavailable("down; retrying shortly"))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn set(&self, s: State) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Marks Redis down after a failed round trip (the connection is rebuilt later).
+    fn failed(&self, e: Error) -> Error {
+        tracing::warn!(error = %e, "windows unavailable; answering from the speed table");
+        self.set(State::Down(Instant::now() + RETRY_AFTER));
+        e
+    }
+
+    async fn connect(&self) -> Result<Conn> {
+        let seeds: Vec<String> =
+            std::iter::once(self.config.url.clone()).chain(self.config.nodes.clone()).collect();
+        let conn = if self.config.cluster {
+            let client = redis::cluster::ClusterClient::builder(seeds)
+                .connection_timeout(self.timeout)
+                .response_timeout(self.timeout)
+                .build()
+                .map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(self.config.url.as_str()).map_err(unavailable)?;
+            Conn::Single(client.get_multiplexed_async_connection().await.map_err(unavailable)?)
+        };
+        Ok(conn)
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        if let Some(c) = self.current()? {
+            return Ok(c);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(c) = self.current()? {
+            return Ok(c);
+        }
+        match tokio::time::timeout(self.timeout, self.connect()).await {
+            Ok(Ok(c)) => {
+                self.set(State::Up(c.clone()));
+                Ok(c)
+            }
+            Ok(Err(e)) => Err(self.failed(e)),
+            Err(_) => Err(self.failed(unavailable("connect timed out"))),
+        }
+    }
+
+    /// Runs one bounded operation; a failure or timeout marks Redis down.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(self.timeout, op(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.failed(unavailable(e))),
+            Err(_) => Err(self.failed(unavailable("timed out"))),
+        }
+    }
+
+    /// The high-water mark H of a table in epoch microseconds, if published.
+    pub async fn high_water_mark(&self, table: &str) -> Result<Option<i64>> {
+        let key = hwm_key(table);
+        let raw: Option<String> = self
+            .run(|c| async move {
+                match c {
+                    Conn::Single(mut c) => c.get(&key).await,
+                    Conn::Cluster(mut c) => c.get(&key).await,
+                }
+            })
+            .await?;
+        match raw {
+            None => Ok(None),
+            Some(t) => t.trim().parse::<i64>().map(Some).map_err(|_| {
+                Error::Unavailable(format!("redis: high-water mark of {table} is not an integer"))
+            }),
+        }
+    }
+
+    /// The buckets starting at `starts` (epoch seconds), read concurrently (pipelined on
+    /// the multiplexed connections); a missing bucket is empty.
+    pub async fn buckets(&self, table: &str, starts: &[i64]) -> Result<Vec<Bucket>> {
+        let keys: Vec<String> = starts.iter().map(|s| bucket_key(table, *s)).collect();
+        self.run(|c| async move {
+            try_join_all(keys.iter().map(|k| {
+                let c = c.clone();
+                async move {
+                    match c {
+                        Conn::Single(mut c) => c.hgetall::<_, Bucket>(k).await,
+                        Conn::Cluster(mut c) => c.hgetall::<_, Bucket>(k).await,
+                    }
+                }
+            }))
+            .await
+        })
+        .await
+    }
+}
