@@ -2,6 +2,8 @@
 # Makes sure PostgreSQL (127.0.0.1:5432, user postgres, trust auth) and Redis (127.0.0.1:6379)
 # are installed and running. Sourced by scripts/test.sh and scripts/demo.sh; can also be run
 # on its own: `bash scripts/services.sh`. Idempotent and quick when both already answer.
+# `ensure_redis_cluster` (called by scripts/test.sh) also runs a three-master Redis Cluster on
+# 127.0.0.1:7101-7103 and exports TIDEMARK_TEST_REDIS_CLUSTER for tests/windows.rs.
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -121,6 +123,86 @@ ensure_redis() {
     --save "" --appendonly no --dir /tmp
   svc_wait_for "Redis on $REDIS_HOST:$REDIS_PORT" redis_answers
   svc_log "Redis is running on $REDIS_HOST:$REDIS_PORT"
+}
+
+# A three-master Redis Cluster on 127.0.0.1:7101-7103 for the windows cluster test
+# (tests/windows.rs); its state lives under $REDIS_CLUSTER_DIR.
+REDIS_CLUSTER_PORTS=(7101 7102 7103)
+REDIS_CLUSTER_DIR=${REDIS_CLUSTER_DIR:-${TMPDIR:-/tmp}/tidemark-redis-cluster}
+
+redis_node_answers() { [[ $(redis-cli -h "$REDIS_HOST" -p "$1" ping 2>/dev/null) == PONG ]]; }
+
+# `redis-cli cluster info` field $2 of the node on port $1 (empty when it does not answer).
+redis_cluster_field() {
+  redis-cli -h "$REDIS_HOST" -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+redis_cluster_ok() {
+  local p
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do
+    [[ $(redis_cluster_field "$p" cluster_state) == ok ]] || return 1
+  done
+}
+
+redis_cluster_nodes_answer() {
+  local p
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do redis_node_answers "$p" || return 1; done
+}
+
+# True when every node knows all three and all slots are assigned (a cluster that only
+# needs a moment to agree again, e.g. after its nodes were restarted from nodes-*.conf).
+redis_cluster_formed() {
+  local p
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do
+    [[ $(redis_cluster_field "$p" cluster_known_nodes) == "${#REDIS_CLUSTER_PORTS[@]}" ]] || return 1
+    [[ $(redis_cluster_field "$p" cluster_slots_assigned) == 16384 ]] || return 1
+  done
+}
+
+# Waits up to $1 seconds for cluster_state:ok on every node.
+redis_cluster_wait_ok() {
+  local i
+  for ((i = 0; i < $1 * 2; i++)); do
+    redis_cluster_ok && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# Ensures the cluster answers with cluster_state:ok (starting and creating it when needed) and
+# exports TIDEMARK_TEST_REDIS_CLUSTER with its seed URLs. Idempotent.
+ensure_redis_cluster() {
+  local p hostports=()
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do hostports+=("$REDIS_HOST:$p"); done
+  export TIDEMARK_TEST_REDIS_CLUSTER="redis://$REDIS_HOST:7101,redis://$REDIS_HOST:7102,redis://$REDIS_HOST:7103"
+  if redis_cluster_ok; then
+    svc_log "Redis Cluster is running on ${hostports[*]}"
+    return 0
+  fi
+  mkdir -p "$REDIS_CLUSTER_DIR"
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do
+    redis_node_answers "$p" && continue
+    svc_log "starting Redis Cluster node on $REDIS_HOST:$p (state in $REDIS_CLUSTER_DIR)"
+    redis-server --daemonize yes --bind "$REDIS_HOST" --port "$p" \
+      --cluster-enabled yes --cluster-config-file "$REDIS_CLUSTER_DIR/nodes-$p.conf" \
+      --cluster-node-timeout 5000 --dir "$REDIS_CLUSTER_DIR" --save "" --appendonly no \
+      --logfile "$REDIS_CLUSTER_DIR/redis-$p.log" --pidfile "$REDIS_CLUSTER_DIR/redis-$p.pid"
+  done
+  svc_wait_for "Redis Cluster nodes on ${hostports[*]}" redis_cluster_nodes_answer
+  if redis_cluster_formed && redis_cluster_wait_ok 10; then
+    svc_log "Redis Cluster is running on ${hostports[*]}"
+    return 0
+  fi
+  svc_log "creating the Redis Cluster on ${hostports[*]}"
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do
+    redis-cli -h "$REDIS_HOST" -p "$p" flushall >/dev/null 2>&1 || true
+    redis-cli -h "$REDIS_HOST" -p "$p" cluster reset hard >/dev/null 2>&1 || true
+  done
+  redis-cli --cluster create "${hostports[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
+    svc_die "redis-cli --cluster create ${hostports[*]} failed"
+  redis_cluster_wait_ok "$SERVICE_WAIT_SECS" ||
+    svc_die "the Redis Cluster on ${hostports[*]} did not reach cluster_state:ok within ${SERVICE_WAIT_SECS}s"
+  svc_log "Redis Cluster is running on ${hostports[*]}"
 }
 
 # Installs what is missing, then makes sure both services run.

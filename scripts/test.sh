@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: makes sure PostgreSQL and Redis run, then fmt, clippy and tests.
+# The project's test command: makes sure PostgreSQL, Redis and a Redis Cluster (7101-7103) run,
+# then fmt, clippy and tests.
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh differential -- --nocapture`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -7,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 ensure_services
+ensure_redis_cluster
 source scripts/clients.sh && ensure_clients
 
 svc_log "cargo fmt --check"

@@ -582,8 +582,20 @@ impl Engine {
             degraded: false,
             reason: None,
             realtime_reaches: None,
-            windows: None,
+            windows: self.windows_not_used(&plan.table, "not an aggregate"),
         }
+    }
+
+    /// A windows report saying why they were not used, for tables that have windows.
+    fn windows_not_used(&self, table: &str, why: &str) -> Option<WindowsReport> {
+        let has = self.config.table(table).is_some_and(|t| t.windows.is_some());
+        has.then(|| WindowsReport {
+            used: false,
+            high_water_mark: None,
+            from: None,
+            buckets: 0,
+            reason: Some(why.to_string()),
+        })
     }
 
     async fn passthrough(
@@ -612,9 +624,11 @@ impl Engine {
             cache: None,
             pruned: vec![],
             degraded: false,
+            windows: table.and_then(|t| {
+                self.windows_not_used(t, "the query is passed through to the warehouse")
+            }),
             reason: Some(reason),
             realtime_reaches: None,
-            windows: None,
         };
         let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
         Ok(QueryResult { schema, stream, freshness, tag })

@@ -177,6 +177,18 @@ pub fn literal(e: &Expr) -> Option<Value> {
             SqlValue::Null => Some(Value::Null),
             _ => None,
         },
+        // `-5` is the negation of the constant 5, with the same type
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => match &**expr {
+            Expr::Value(v) => match &v.value {
+                SqlValue::Number(n, _) => match number_literal(n)? {
+                    Value::Int(i) => Some(Value::Int(i.checked_neg()?)),
+                    Value::Numeric(d) => Some(Value::Numeric(d.neg())),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod redis;
 
 use std::cmp::Ordering;
 use std::net::SocketAddr;
