@@ -8,9 +8,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use moka::future::Cache;
 
 use crate::config::CacheConfig;
+use crate::engine::Freshness;
 use crate::error::{Error, Result};
 use crate::exec::value::Value;
 use crate::exec::warehouse::{Param, SessionParams};
@@ -52,11 +55,46 @@ impl CacheStatus {
     }
 }
 
-/// The leg caches.
+/// What identifies a whole answer: the query, its parameters and session settings, the
+/// watermark W it used and the realtime epoch (the speed TTL slot it was computed in).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnswerKey {
+    /// Statement text.
+    pub sql: String,
+    /// Bound parameters.
+    pub params: Vec<Param>,
+    /// Session parameters that change what the warehouse computes.
+    pub session: SessionParams,
+    /// W as text.
+    pub watermark: String,
+    /// Realtime epoch (see [`LegCache::epoch`]).
+    pub epoch: i64,
+}
+
+/// A whole split answer, as cached.
+#[derive(Clone)]
+pub struct Answer {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// All its batches.
+    pub batches: Vec<RecordBatch>,
+    /// Its freshness when computed.
+    pub freshness: Freshness,
+}
+
+/// The leg caches and the whole-answer cache.
 pub struct LegCache {
     batch: Cache<LegKey, LegRows>,
     speed: Cache<LegKey, LegRows>,
+    answers: Cache<AnswerKey, Arc<Answer>>,
+    ttl: Duration,
     enabled: bool,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+fn weigh_answer(k: &AnswerKey, v: &Arc<Answer>) -> u32 {
+    let bytes: usize = v.batches.iter().map(|b| b.get_array_memory_size()).sum();
+    (k.sql.len() + bytes + 512).min(u32::MAX as usize) as u32
 }
 
 /// Rough bytes held by a cached leg (for the byte budgets).
@@ -75,7 +113,7 @@ fn weigh(k: &LegKey, v: &LegRows) -> u32 {
 
 impl LegCache {
     /// Caches sized from config.
-    pub fn new(cfg: &CacheConfig) -> Result<LegCache> {
+    pub fn new(cfg: &CacheConfig, metrics: Arc<crate::metrics::Metrics>) -> Result<LegCache> {
         let ttl = crate::config::parse_duration("cache.speed_ttl", &cfg.speed_ttl)?;
         Ok(LegCache {
             batch: Cache::builder().max_capacity(cfg.batch_bytes).weigher(weigh).build(),
@@ -84,8 +122,62 @@ impl LegCache {
                 .weigher(weigh)
                 .time_to_live(ttl.max(Duration::from_millis(1)))
                 .build(),
+            answers: Cache::builder()
+                .max_capacity(cfg.result_bytes)
+                .weigher(weigh_answer)
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+            ttl,
             enabled: cfg.enabled && !ttl.is_zero(),
+            metrics,
         })
+    }
+
+    /// Bytes held per cache, as metrics gauges.
+    pub fn byte_gauges(&self) -> Vec<crate::metrics::Gauge> {
+        let g = |name: &str, bytes: u64| {
+            ("tidemark_cache_bytes", vec![("cache", name.to_string())], bytes as f64)
+        };
+        vec![
+            g("batch", self.batch.weighted_size()),
+            g("speed", self.speed.weighted_size()),
+            g("answer", self.answers.weighted_size()),
+        ]
+    }
+
+    /// The realtime epoch of an instant: which speed-TTL slot it falls in (None when caching
+    /// is off). Answers and ETags are stable within one epoch.
+    pub fn epoch(&self, now_micros: i64) -> Option<i64> {
+        let slot = self.ttl.as_micros() as i64;
+        (self.enabled && slot > 0).then(|| now_micros.div_euclid(slot))
+    }
+
+    /// The speed TTL in whole seconds, at least 1 (REST's `max-age`).
+    pub fn max_age_secs(&self) -> u64 {
+        self.ttl.as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    /// A whole answer from the cache (true) or computed once by `load` (false).
+    pub async fn answer_or_load<F, Fut>(
+        &self,
+        key: AnswerKey,
+        load: F,
+    ) -> Result<(Arc<Answer>, bool)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Answer>>,
+    {
+        let mut loaded = false;
+        let a = self
+            .answers
+            .try_get_with(key, async {
+                loaded = true;
+                load().await.map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<Error>| (*e).clone())?;
+        self.metrics.cache("answer", if loaded { "miss" } else { "hit" });
+        Ok((a, !loaded))
     }
 
     /// The leg's rows from the cache, or loaded once by `load` however many callers ask.
@@ -115,6 +207,8 @@ impl LegCache {
             })
             .await
             .map_err(|e: Arc<Error>| (*e).clone())?;
-        Ok((rows, if loaded { CacheStatus::Miss } else { CacheStatus::Hit }))
+        let status = if loaded { CacheStatus::Miss } else { CacheStatus::Hit };
+        self.metrics.cache(layer.name(), status.name());
+        Ok((rows, status))
     }
 }

@@ -103,9 +103,13 @@ pub struct CacheConfig {
     /// Byte budget of the speed leg cache.
     #[serde(default = "default_speed_bytes")]
     pub speed_bytes: u64,
-    /// How long a speed leg result is reused (e.g. "1s"; "0" disables caching).
+    /// How long a speed leg result is reused (e.g. "1s"; "0" disables caching). Whole
+    /// answers are cached per realtime epoch of this length, and REST sends it as max-age.
     #[serde(default = "default_speed_ttl")]
     pub speed_ttl: String,
+    /// Byte budget of the whole-answer cache.
+    #[serde(default = "default_speed_bytes")]
+    pub result_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -115,6 +119,7 @@ impl Default for CacheConfig {
             batch_bytes: default_batch_bytes(),
             speed_bytes: default_speed_bytes(),
             speed_ttl: default_speed_ttl(),
+            result_bytes: default_speed_bytes(),
         }
     }
 }

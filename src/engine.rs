@@ -14,7 +14,7 @@ use sqlparser::ast::{visit_relations, Statement};
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
 
-use crate::cache::{LegCache, LegKey};
+use crate::cache::{Answer, AnswerKey, LegCache, LegKey};
 use crate::catalog::{Catalog, ColumnInfo};
 use crate::config::{Config, Dialect};
 use crate::error::{Error, Result};
@@ -50,6 +50,8 @@ pub struct Session {
     /// Watermarks pinned by the client (Flight tickets carry the snapshot taken when the
     /// FlightInfo was made); logical tables not listed use the current watermark.
     pub pinned: Pins,
+    /// Which frontend the session belongs to (`rest`, `pgwire`, `flight`), for metrics.
+    pub frontend: &'static str,
 }
 
 /// What a split query runs with besides its SQL.
@@ -86,6 +88,11 @@ fn bypass_cache(session: &Session) -> bool {
 pub type Pins = HashMap<String, crate::watermark::Watermark>;
 
 impl Session {
+    /// An empty session of a frontend.
+    pub fn new(frontend: &'static str) -> Session {
+        Session { frontend, ..Default::default() }
+    }
+
     /// The session parameters forwarded to the warehouse with each query.
     pub fn warehouse_params(&self) -> SessionParams {
         self.settings
@@ -204,6 +211,7 @@ pub struct TableInfo {
 pub struct Engine {
     config: Arc<Config>,
     warehouse: Arc<Warehouse>,
+    metrics: Arc<crate::metrics::Metrics>,
     catalog: Catalog,
     watermarks: Arc<WatermarkTracker>,
     described: Mutex<HashMap<(SessionParams, String), Described>>,
@@ -219,8 +227,9 @@ impl Engine {
         config: Arc<Config>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>> {
-        let warehouse = Arc::new(Warehouse::new(&config)?);
-        let legs = LegCache::new(&config.cache)?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let warehouse = Arc::new(Warehouse::new(&config, metrics.clone())?);
+        let legs = LegCache::new(&config.cache, metrics.clone())?;
         let windows = config.redis.as_ref().map(WindowsReader::new).transpose()?;
         let named = match &config.queries {
             Some(q) => crate::queries::NamedQueries::load(std::path::Path::new(&q.dir))?,
@@ -238,6 +247,7 @@ impl Engine {
         Ok(Arc::new(Engine {
             config,
             warehouse,
+            metrics,
             catalog,
             watermarks,
             described: Mutex::new(HashMap::new()),
@@ -269,15 +279,54 @@ impl Engine {
         params: &[Param],
         session: &mut Session,
     ) -> Result<QueryResult> {
+        let started = Instant::now();
+        let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
+        let result = self.execute_inner(sql, params, session).await;
+        match &result {
+            Ok(r) => self.metrics.query(frontend, &r.freshness.plan, started.elapsed()),
+            Err(e) => self.metrics.error(frontend, e.sqlstate()),
+        }
+        let result = result?;
+        session.last_freshness = Some(result.freshness.clone());
+        Ok(result)
+    }
+
+    async fn execute_inner(
+        &self,
+        sql: &str,
+        params: &[Param],
+        session: &mut Session,
+    ) -> Result<QueryResult> {
         let wp = session.warehouse_params();
-        let result = match self.classify(sql)? {
+        match self.classify(sql)? {
             Class::Local(local) => self.local(local, params, session).await,
             other => {
                 self.query(sql, other, params, &wp, &session.pinned, bypass_cache(session)).await
             }
-        }?;
-        session.last_freshness = Some(result.freshness.clone());
-        Ok(result)
+        }
+    }
+
+    /// The metrics in Prometheus text format, with gauges read now.
+    pub fn metrics_text(&self) -> String {
+        let mut gauges = self.legs.byte_gauges();
+        let now = chrono::Utc::now().timestamp_micros();
+        for t in self.catalog.tables() {
+            let w = self.watermarks.cached(&t.name).map(|w| w.value);
+            let at = match w {
+                Some(Value::Timestamp(v) | Value::TimestampTz(v)) => v,
+                Some(Value::Date(d)) => d as i64 * 86_400_000_000,
+                _ => continue,
+            };
+            let age = (now - at) as f64 / 1e6;
+            gauges.push(("tidemark_watermark_age_seconds", vec![("table", t.name.clone())], age));
+        }
+        gauges.extend(self.warehouse.pool_gauges());
+        self.metrics.render(&gauges)
+    }
+
+    /// Split legs run on the warehouse since start, per layer (`batch`, `speed`).
+    pub fn legs_run(&self) -> std::collections::BTreeMap<String, u64> {
+        self.metrics.legs_run()
     }
 
     /// Runs a split or passthrough statement.
@@ -445,7 +494,25 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        match self.run_split(&plan, &described, params, now, wp, bypass).await {
+        let cacheable = match &plan.shape {
+            Shape::Aggregate(_) => true,
+            Shape::Rows(r) => r.limit.is_some(),
+        };
+        let epoch = self.legs.epoch(now).filter(|_| cacheable && !bypass);
+        let outcome = match epoch {
+            Some(epoch) => {
+                let key = AnswerKey {
+                    sql: sql.to_string(),
+                    params: params.to_vec(),
+                    session: wp.clone(),
+                    watermark: plan.watermark.text(),
+                    epoch,
+                };
+                self.cached_split(key, &plan, &described, params, now, wp).await
+            }
+            None => self.run_split(&plan, &described, params, now, wp, bypass).await,
+        };
+        match outcome {
             Err(Error::Unsplittable(reason)) => {
                 tracing::debug!(%reason, "split merge gave up; passing through");
                 self.passthrough(sql, params, reason, Some(table), wp).await
@@ -457,6 +524,38 @@ impl Engine {
             }
             other => other,
         }
+    }
+
+    /// A split answer from the whole-answer cache, or computed once for everyone asking.
+    async fn cached_split(
+        &self,
+        key: AnswerKey,
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+        wp: &SessionParams,
+    ) -> Result<QueryResult> {
+        let load = || async {
+            let r = self.run_split(plan, described, params, now, wp, false).await?;
+            let batches: Vec<RecordBatch> = r.stream.try_collect().await?;
+            Ok(Answer { schema: r.schema, batches, freshness: r.freshness })
+        };
+        let (answer, hit) = self.legs.answer_or_load(key, load).await?;
+        let mut freshness = answer.freshness.clone();
+        if hit {
+            freshness.cache = Some("hit".into());
+            for l in freshness.legs.iter_mut().filter(|l| l.cache != "none") {
+                l.cache = "hit".into();
+            }
+        }
+        let batches = answer.batches.clone();
+        Ok(QueryResult {
+            schema: answer.schema.clone(),
+            stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
+            freshness,
+            tag: "SELECT".into(),
+        })
     }
 
     async fn run_split(
@@ -486,6 +585,7 @@ impl Engine {
             };
             let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
             let load = || async {
+                self.metrics.leg(leg.layer.name());
                 self.warehouse.fetch(&sql, &described.params, params, wp).await.map(|f| f.rows)
             };
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
@@ -807,6 +907,26 @@ impl Engine {
             }
             _ => Ok(None),
         }
+    }
+
+    /// A weak ETag for the answer to `sql` with `params` over watermark `w` in the current
+    /// realtime epoch, per representation `variant`; None when answers are not cached.
+    pub fn etag(&self, sql: &str, params: &[Param], w: &str, variant: &str) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        let epoch = self.legs.epoch(chrono::Utc::now().timestamp_micros())?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (sql, params, w, epoch, variant).hash(&mut h);
+        Some(format!("W/\"{:016x}\"", h.finish()))
+    }
+
+    /// The current W (as text) of the logical table a split query reads, if any.
+    pub async fn current_watermark(&self, sql: &str) -> Option<String> {
+        self.watermark_for(sql).await.ok().flatten().map(|(_, w)| w.text())
+    }
+
+    /// How long clients may reuse an answer (the speed TTL, whole seconds).
+    pub fn max_age_secs(&self) -> u64 {
+        self.legs.max_age_secs()
     }
 
     /// The logical tables with their columns and current watermark.

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod frontend;
+pub mod metrics;
 pub mod plan;
 pub mod queries;
 pub mod server;

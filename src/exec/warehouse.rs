@@ -80,6 +80,7 @@ pub struct Fetched {
 #[derive(Clone)]
 pub struct Warehouse {
     pool: Pool,
+    metrics: Arc<crate::metrics::Metrics>,
     wait: Duration,
     applied: Arc<Mutex<HashMap<ConnKey, SessionParams>>>,
 }
@@ -104,7 +105,7 @@ pub const FORWARDED_PARAMS: &[&str] = &[
 impl Warehouse {
     /// Builds the pool; connections are opened lazily, so this succeeds while the
     /// warehouse is down.
-    pub fn new(config: &Config) -> Result<Warehouse> {
+    pub fn new(config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Result<Warehouse> {
         let mut pg: tokio_postgres::Config = config
             .warehouse
             .url
@@ -138,7 +139,21 @@ impl Warehouse {
             })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, wait: connect, applied: Arc::default() })
+        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default() })
+    }
+
+    /// Pool connections by state, as metrics gauges.
+    pub fn pool_gauges(&self) -> Vec<crate::metrics::Gauge> {
+        let s = self.pool.status();
+        let g = |state: &str, n: usize| {
+            ("tidemark_warehouse_pool_connections", vec![("state", state.to_string())], n as f64)
+        };
+        vec![
+            g("open", s.size),
+            g("idle", s.available),
+            g("max", s.max_size),
+            g("waiting", s.waiting),
+        ]
     }
 
     /// A pooled connection, or 08006 within the connect timeout.
@@ -209,6 +224,7 @@ impl Warehouse {
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
         let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        self.metrics.warehouse_statement();
         let rows = guard.conn()?.query_typed(sql, &typed).await;
         guard.disarm();
         let rows = rows?;
@@ -262,6 +278,7 @@ impl Warehouse {
         // PostgreSQL flushes its first replies only when the statement produces output, so the
         // guard must exist before waiting: a dropped future then still cancels the query.
         let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        self.metrics.warehouse_statement();
         let started = guard.conn()?.query_typed_raw(sql, typed).await;
         let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
         let first = match rows.as_mut().next().await {

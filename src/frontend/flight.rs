@@ -188,7 +188,7 @@ impl FlightFrontend {
         ticket: proto::QueryTicket,
         bypass: bool,
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
-        let mut session = Session::default();
+        let mut session = Session::new("flight");
         if bypass {
             session.settings.insert("tidemark.cache".into(), "off".into());
         }
@@ -232,7 +232,7 @@ impl FlightFrontend {
     }
 
     async fn catalog_rows(&self, sql: &str) -> std::result::Result<Vec<Vec<Value>>, Status> {
-        let mut session = Session::default();
+        let mut session = Session::new("flight");
         let r = self.engine.execute(sql, &[], &mut session).await.map_err(status)?;
         let batches: Vec<RecordBatch> = r.stream.try_collect().await.map_err(status)?;
         let mut rows = Vec::new();

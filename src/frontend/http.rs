@@ -35,6 +35,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/tables", get(tables))
         .route("/v1/queries", get(list_queries))
         .route("/v1/queries/{name}", get(named_query))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(engine)
@@ -133,7 +134,7 @@ async fn respond(
     params: &[Param],
     headers: &HeaderMap,
 ) -> Result<Response, Problem> {
-    let mut session = Session::default();
+    let mut session = Session::new("rest");
     let no_cache = headers
         .get(header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
@@ -141,10 +142,15 @@ async fn respond(
     if no_cache {
         session.settings.insert("tidemark.cache".into(), "off".into());
     }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !no_cache {
+        if let Some(resp) = not_modified(engine, sql, params, headers, accept).await {
+            return Ok(resp);
+        }
+    }
     let result = engine.execute(sql, params, &mut session).await?;
     let schema = result.schema.clone();
     let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut resp = if accept.contains(ARROW_STREAM) {
         ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow_ipc(&schema, &batches)?).into_response()
     } else if accept.contains("text/csv") {
@@ -155,7 +161,54 @@ async fn respond(
         ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     };
     freshness_headers(resp.headers_mut(), &result.freshness);
+    let f = &result.freshness;
+    if let (false, "split", Some(w)) = (no_cache, f.plan.as_str(), &f.batch_watermark) {
+        if let Some(tag) = engine.etag(sql, params, w, variant(accept)) {
+            validators(resp.headers_mut(), &tag, engine.max_age_secs());
+        }
+    }
     Ok(resp)
+}
+
+/// The representation an Accept header selects (part of the ETag).
+fn variant(accept: &str) -> &'static str {
+    if accept.contains(ARROW_STREAM) {
+        "arrow"
+    } else if accept.contains("text/csv") {
+        "csv"
+    } else {
+        "json"
+    }
+}
+
+fn validators(h: &mut HeaderMap, etag: &str, max_age: u64) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+/// 304 when `If-None-Match` names the ETag the answer would have now (same query,
+/// parameters, W and realtime epoch).
+async fn not_modified(
+    engine: &Engine,
+    sql: &str,
+    params: &[Param],
+    headers: &HeaderMap,
+    accept: &str,
+) -> Option<Response> {
+    let given = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let w = engine.current_watermark(sql).await?;
+    let tag = engine.etag(sql, params, &w, variant(accept))?;
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    if !given.split(',').any(|t| bare(t) == bare(&tag) || t.trim() == "*") {
+        return None;
+    }
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    validators(resp.headers_mut(), &tag, engine.max_age_secs());
+    Some(resp)
 }
 
 async fn explain(
@@ -169,6 +222,11 @@ async fn explain(
 
 async fn tables(State(engine): State<Arc<Engine>>) -> Result<Response, Problem> {
     Ok(axum::Json(engine.tables().await?).into_response())
+}
+
+async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+    let ct = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, ct)], engine.metrics_text()).into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -25,8 +25,13 @@ use crate::error::Error;
 use crate::exec::warehouse::{Column, Param};
 
 /// A client's engine session, kept in the connection's extensions.
-#[derive(Default)]
 pub struct SessionCell(pub tokio::sync::Mutex<Session>);
+
+impl Default for SessionCell {
+    fn default() -> Self {
+        SessionCell(tokio::sync::Mutex::new(Session::new("pgwire")))
+    }
+}
 
 fn session_of<C: ClientInfo>(client: &C) -> Arc<SessionCell> {
     client.session_extensions().get_or_insert_with(SessionCell::default)

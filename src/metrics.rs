@@ -1,0 +1,203 @@
+//! Prometheus metrics: query counts and latency histograms per plan class and frontend,
+//! errors per SQLSTATE, warehouse statements, cache hits and misses per cache. Gauges (bytes
+//! held, watermark age, pool usage) are read when `/metrics` is scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BOUNDS: [f64; 12] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// One latency histogram.
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BOUNDS.len()],
+    total: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (c, b) in self.counts.iter_mut().zip(BOUNDS) {
+            if secs <= b {
+                *c += 1;
+            }
+        }
+        self.total += 1;
+        self.sum += secs;
+    }
+}
+
+/// The process's counters.
+#[derive(Default)]
+pub struct Metrics {
+    queries: Mutex<BTreeMap<(String, String), Histogram>>,
+    errors: Mutex<BTreeMap<(String, String), u64>>,
+    cache: Mutex<BTreeMap<(String, String), u64>>,
+    warehouse_statements: AtomicU64,
+    legs: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A gauge sample: name, labels and value.
+pub type Gauge = (&'static str, Vec<(&'static str, String)>, f64);
+
+impl Metrics {
+    /// Records one answered statement.
+    pub fn query(&self, frontend: &str, plan: &str, took: Duration) {
+        let mut q = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        q.entry((frontend.into(), plan.into())).or_default().observe(took.as_secs_f64());
+    }
+
+    /// Records one failed statement.
+    pub fn error(&self, frontend: &str, sqlstate: &str) {
+        let mut e = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        *e.entry((frontend.into(), sqlstate.into())).or_default() += 1;
+    }
+
+    /// Records a cache lookup: `cache` is batch, speed or answer; `status` hit or miss.
+    pub fn cache(&self, cache: &str, status: &str) {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        *c.entry((cache.into(), status.into())).or_default() += 1;
+    }
+
+    /// Counts one statement sent to the warehouse.
+    pub fn warehouse_statement(&self) {
+        self.warehouse_statements.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one split leg run on the warehouse (`batch` or `speed`).
+    pub fn leg(&self, layer: &str) {
+        *self.legs.lock().unwrap_or_else(|e| e.into_inner()).entry(layer.into()).or_default() += 1;
+    }
+
+    /// Split legs run on the warehouse so far, per layer.
+    pub fn legs_run(&self) -> BTreeMap<String, u64> {
+        self.legs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Statements sent to the warehouse so far.
+    pub fn warehouse_statements(&self) -> u64 {
+        self.warehouse_statements.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of everything, with `gauges` appended.
+    pub fn render(&self, gauges: &[Gauge]) -> String {
+        let mut out = String::new();
+        self.render_queries(&mut out);
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        header(
+            &mut out,
+            "tidemark_query_errors_total",
+            "counter",
+            "Failed statements by SQLSTATE.",
+        );
+        for ((f, s), n) in errors {
+            let _ = writeln!(
+                out,
+                "tidemark_query_errors_total{{frontend=\"{f}\",sqlstate=\"{s}\"}} {n}"
+            );
+        }
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        header(
+            &mut out,
+            "tidemark_cache_requests_total",
+            "counter",
+            "Cache lookups by cache and result.",
+        );
+        for ((c, s), n) in cache {
+            let _ =
+                writeln!(out, "tidemark_cache_requests_total{{cache=\"{c}\",result=\"{s}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "tidemark_warehouse_statements_total",
+            "counter",
+            "Statements run on the warehouse (legs, passthroughs, watermark polls; not describes).",
+        );
+        let _ =
+            writeln!(out, "tidemark_warehouse_statements_total {}", self.warehouse_statements());
+        header(
+            &mut out,
+            "tidemark_warehouse_legs_total",
+            "counter",
+            "Split legs run on the warehouse (cache misses and bypasses), by layer.",
+        );
+        for (layer, n) in self.legs_run() {
+            let _ = writeln!(out, "tidemark_warehouse_legs_total{{layer=\"{layer}\"}} {n}");
+        }
+        render_gauges(&mut out, gauges);
+        out
+    }
+
+    fn render_queries(&self, out: &mut String) {
+        let q = self.queries.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let name = "tidemark_query_duration_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Time to answer a statement (until its first batch), by frontend and plan class.",
+        );
+        for ((f, p), h) in q {
+            let labels = format!("frontend=\"{f}\",plan=\"{p}\"");
+            for (c, b) in h.counts.iter().zip(BOUNDS) {
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.total);
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.total);
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn render_gauges(out: &mut String, gauges: &[Gauge]) {
+    let mut last = "";
+    for (name, labels, v) in gauges {
+        if *name != last {
+            header(out, name, "gauge", gauge_help(name));
+            last = name;
+        }
+        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let braces = if l.is_empty() { String::new() } else { format!("{{{}}}", l.join(",")) };
+        let _ = writeln!(out, "{name}{braces} {v}");
+    }
+}
+
+fn gauge_help(name: &str) -> &'static str {
+    match name {
+        "tidemark_cache_bytes" => "Bytes held per cache (weighted size).",
+        "tidemark_watermark_age_seconds" => "Now minus the batch watermark W, per logical table.",
+        "tidemark_warehouse_pool_connections" => "Warehouse pool connections by state.",
+        _ => "tidemark gauge.",
+    }
+}
+
+/// Escapes a label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_histograms_and_gauges() {
+        let m = Metrics::default();
+        m.query("rest", "split", Duration::from_millis(3));
+        m.cache("batch", "hit");
+        let text = m.render(&[("tidemark_cache_bytes", vec![("cache", "batch".into())], 42.0)]);
+        assert!(text.contains("tidemark_query_duration_seconds_bucket{frontend=\"rest\",plan=\"split\",le=\"0.005\"} 1"));
+        assert!(text.contains("tidemark_query_duration_seconds_bucket{frontend=\"rest\",plan=\"split\",le=\"0.0025\"} 0"));
+        assert!(text.contains("tidemark_cache_requests_total{cache=\"batch\",result=\"hit\"} 1"));
+        assert!(text.contains("tidemark_cache_bytes{cache=\"batch\"} 42"));
+    }
+}
