@@ -42,6 +42,8 @@ pub enum CacheStatus {
     Miss,
     /// The client asked to bypass caches.
     Bypass,
+    /// Some pieces of the leg were served from the cache, others computed.
+    Partial,
 }
 
 impl CacheStatus {
@@ -51,6 +53,7 @@ impl CacheStatus {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
+            CacheStatus::Partial => "partial",
         }
     }
 }
@@ -150,6 +153,11 @@ impl LegCache {
     pub fn epoch(&self, now_micros: i64) -> Option<i64> {
         let slot = self.ttl.as_micros() as i64;
         (self.enabled && slot > 0).then(|| now_micros.div_euclid(slot))
+    }
+
+    /// Whether caching is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// The speed TTL in whole seconds, at least 1 (REST's `max-age`).

@@ -29,6 +29,7 @@ use crate::plan::{self, Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
 
+mod chunks;
 mod windows_leg;
 
 /// Rows per Arrow batch when streaming passthrough results.
@@ -508,9 +509,9 @@ impl Engine {
                     watermark: plan.watermark.text(),
                     epoch,
                 };
-                self.cached_split(key, &plan, &described, params, now, wp).await
+                Box::pin(self.cached_split(key, &plan, &described, params, now, wp)).await
             }
-            None => self.run_split(&plan, &described, params, now, wp, bypass).await,
+            None => Box::pin(self.run_split(&plan, &described, params, now, wp, bypass)).await,
         };
         match outcome {
             Err(Error::Unsplittable(reason)) => {
@@ -537,7 +538,7 @@ impl Engine {
         wp: &SessionParams,
     ) -> Result<QueryResult> {
         let load = || async {
-            let r = self.run_split(plan, described, params, now, wp, false).await?;
+            let r = Box::pin(self.run_split(plan, described, params, now, wp, false)).await?;
             let batches: Vec<RecordBatch> = r.stream.try_collect().await?;
             Ok(Answer { schema: r.schema, batches, freshness: r.freshness })
         };
@@ -577,8 +578,13 @@ impl Engine {
             Shape::Rows(_) => Default::default(),
         };
         let speed_sql = win.speed_sql.take();
+        let cut = self.batch_cut(plan, params, bypass);
         let legs = plan.legs.iter().map(|leg| async {
             let started = Instant::now();
+            if let (split::Layer::Batch, Some(pieces)) = (leg.layer, &cut) {
+                let (rows, status) = self.run_pieces(pieces, described, params, wp).await?;
+                return Ok((rows, status, started.elapsed()));
+            }
             let sql = match (&speed_sql, leg.layer) {
                 (Some(bounded), split::Layer::Speed) => bounded.clone(),
                 _ => leg.sql.clone(),
@@ -880,6 +886,14 @@ impl Engine {
                 match self.plan_split(sql, *query, &table, now, wp, &Pins::new()).await {
                     Ok((p, _)) => {
                         let mut e = explain_split(&p);
+                        if let Some(pieces) = self.batch_cut(&p, &[], false) {
+                            let n = pieces.len();
+                            e.legs.retain(|l| l.name != "batch");
+                            for (i, sql) in pieces.into_iter().enumerate() {
+                                let name = format!("batch piece {}/{n}", i + 1);
+                                e.legs.insert(i, ExplainLeg { name, sql });
+                            }
+                        }
                         self.explain_windows(&p, now, &mut e).await;
                         Ok(e)
                     }

@@ -1,6 +1,7 @@
 //! Planning: parse with the warehouse dialect, classify each statement as Local,
 //! Passthrough or Split, and for Split render one SQL per leg plus the merge spec.
 
+pub mod chunks;
 pub mod expr;
 pub mod prune;
 pub mod split;

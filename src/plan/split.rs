@@ -167,6 +167,41 @@ impl std::fmt::Debug for SpeedUpTo {
     }
 }
 
+/// The batch leg of an aggregate with one more time predicate (per-chunk caching of
+/// sliding ranges), and what is needed to find the query's lower time bound.
+#[derive(Clone)]
+pub struct BatchPieces {
+    render: Render,
+    from: String,
+    below_w: String,
+    /// The qualified time column as the leg SQL writes it.
+    pub time_ref: String,
+    /// WHERE clause of the query.
+    pub selection: Option<Expr>,
+    /// Name the logical table is referenced by.
+    pub qualifier: Ident,
+    /// The time column.
+    pub time_column: String,
+}
+
+impl BatchPieces {
+    /// The batch leg SQL with WHERE `selection` (the query's, or a part of it that the
+    /// piece implies) AND time < W AND `extra`.
+    pub fn sql(&self, selection: Option<&Expr>, extra: &str) -> String {
+        let frame = match selection {
+            Some(e) => format!("FROM {} WHERE ({e}) AND {} AND {extra}", self.from, self.below_w),
+            None => format!("FROM {} WHERE {} AND {extra}", self.from, self.below_w),
+        };
+        (self.render)(&frame)
+    }
+}
+
+impl std::fmt::Debug for BatchPieces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchPieces")
+    }
+}
+
 /// What the window leg needs of an aggregate over the logical table alone.
 #[derive(Debug, Clone)]
 pub struct WindowInput {
@@ -192,6 +227,8 @@ pub struct SplitPlan {
     /// Present when the windows might answer the realtime part (a single-table aggregate
     /// whose speed leg runs).
     pub window: Option<WindowInput>,
+    /// Present for aggregates whose batch leg runs: the batch leg cut by time.
+    pub batch_pieces: Option<BatchPieces>,
 }
 
 /// Everything the split planner needs.
@@ -242,6 +279,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         }
     };
     let speed_template = speed_filter("\u{0}");
+
     for (layer, table, pred) in [
         (Layer::Batch, &inp.table.batch_table, format!("{time_ref} < {w}")),
         (Layer::Speed, &inp.table.speed_table, format!("{time_ref} >= {w}")),
@@ -268,6 +306,18 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
     let legs =
         frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
     let alone = select.from.len() == 1 && select.from[0].joins.is_empty();
+    let batch_pieces = match (&agg, pruning.batch) {
+        (Some(_), false) => Some(BatchPieces {
+            render: render.clone(),
+            from: render_from(select, pos, &inp.table.batch_table, &qualifier),
+            below_w: format!("{time_ref} < {w}"),
+            time_ref: time_ref.clone(),
+            selection: select.selection.clone(),
+            qualifier: qualifier.clone(),
+            time_column: inp.table.time_column.clone(),
+        }),
+        _ => None,
+    };
     let window = match agg {
         Some((cols, n_keys, partials)) if alone && !pruning.speed => Some(WindowInput {
             shape: AggShape {
@@ -291,6 +341,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         pruned: pruned_layers(pruning),
         shape,
         window,
+        batch_pieces,
     })
 }
 

@@ -257,6 +257,69 @@ pub fn analyze(
     Ok(wq)
 }
 
+/// The largest constant lower bound (`>=`, `>`, BETWEEN) the WHERE clause puts on the time
+/// column, in microseconds; None when there is none that evaluates without the session
+/// time zone.
+pub fn lower_bound(
+    selection: Option<&Expr>,
+    q: &Ident,
+    time_column: &str,
+    naive: bool,
+    params: &[Param],
+) -> Option<i64> {
+    let mut conj = Vec::new();
+    if let Some(e) = selection {
+        conjuncts(e, &mut conj);
+    }
+    let is_t = |x: &Expr| is_time(x, q, time_column);
+    conj.into_iter()
+        .filter_map(|c| match c {
+            Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
+                let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
+                matches!(op, BinaryOperator::Gt | BinaryOperator::GtEq)
+                    .then(|| time_value(other, naive, params))
+                    .flatten()
+            }
+            Expr::Between { expr, negated: false, low, .. } if is_t(expr) => {
+                time_value(low, naive, params)
+            }
+            _ => None,
+        })
+        .max()
+}
+
+/// The WHERE clause without the constant lower bounds on the time column that are at or
+/// below `upto` (a piece starting at `upto` implies them), so pieces of different sliding
+/// ranges have the same SQL. None when nothing is left.
+pub fn without_lower_bounds(
+    selection: Option<&Expr>,
+    q: &Ident,
+    time_column: &str,
+    naive: bool,
+    params: &[Param],
+    upto: i64,
+) -> Option<Expr> {
+    let mut conj = Vec::new();
+    conjuncts(selection?, &mut conj);
+    let is_t = |x: &Expr| is_time(x, q, time_column);
+    // `time >= v` with v <= upto, or `time > v` with v < upto; nothing else (BETWEEN also
+    // bounds from above)
+    let implied = |c: &Expr| match c {
+        Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
+            let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
+            match (op, time_value(other, naive, params)) {
+                (BinaryOperator::GtEq, Some(v)) => v <= upto,
+                (BinaryOperator::Gt, Some(v)) => v < upto,
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    conj.into_iter().filter(|c| !implied(c)).map(|c| Expr::Nested(Box::new(c.clone()))).reduce(
+        |a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) },
+    )
+}
+
 fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
         Expr::BinaryOp { left, op: BinaryOperator::And, right } => {

@@ -1,0 +1,94 @@
+//! Per-chunk caching of sliding ranges in the engine: the batch leg of an aggregate with a
+//! lower time bound runs as time pieces (see `plan::chunks`), each cached on its own.
+
+use std::sync::Arc;
+
+use super::Engine;
+use crate::cache::{CacheStatus, LegKey, LegRows};
+use crate::error::Result;
+use crate::exec::value::Value;
+use crate::exec::warehouse::{Described, Param, SessionParams};
+use crate::plan::chunks::{self, Piece};
+use crate::plan::split::{BatchPieces, Layer, SplitPlan};
+use crate::plan::window;
+use crate::watermark::literal_for;
+
+/// The predicate a piece adds to the batch leg.
+fn piece_predicate(p: &Piece, bp: &BatchPieces, naive: bool) -> Option<String> {
+    let lit =
+        |t: i64| literal_for(&if naive { Value::Timestamp(t) } else { Value::TimestampTz(t) }).ok();
+    let t = &bp.time_ref;
+    Some(match (p.lo, p.hi) {
+        (None, Some(h)) => format!("{t} < {}", lit(h)?),
+        (Some(l), Some(h)) => format!("{t} >= {} AND {t} < {}", lit(l)?, lit(h)?),
+        (Some(l), None) => format!("{t} >= {}", lit(l)?),
+        (None, None) => "TRUE".into(),
+    })
+}
+
+impl Engine {
+    /// The batch leg's pieces (their SQL), when caching is on and the query has a lower
+    /// time bound far enough below W to be worth cutting.
+    pub(super) fn batch_cut(
+        &self,
+        plan: &SplitPlan,
+        params: &[Param],
+        bypass: bool,
+    ) -> Option<Vec<String>> {
+        if bypass || !self.legs.enabled() {
+            return None;
+        }
+        let bp = plan.batch_pieces.as_ref()?;
+        let (w, naive) = match plan.watermark.value {
+            Value::Timestamp(t) => (t, true),
+            Value::TimestampTz(t) => (t, false),
+            _ => return None,
+        };
+        let sel = bp.selection.as_ref();
+        let lower = window::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, params)?;
+        let pieces = chunks::cut(lower, w)?;
+        let piece_sql = |p: &Piece| {
+            let extra = piece_predicate(p, bp, naive)?;
+            Some(match p.lo {
+                // whole chunks and the tail lie above every lower bound: drop those bounds so
+                // the piece's SQL (its cache key) stays the same while the range slides
+                Some(lo) => {
+                    let q = &bp.qualifier;
+                    let rest =
+                        window::without_lower_bounds(sel, q, &bp.time_column, naive, params, lo);
+                    bp.sql(rest.as_ref(), &extra)
+                }
+                None => bp.sql(sel, &extra),
+            })
+        };
+        pieces.iter().map(piece_sql).collect()
+    }
+
+    /// Runs the pieces of a cut batch leg through the batch cache and concatenates their
+    /// partial rows (the merge combines them like any other leg's).
+    pub(super) async fn run_pieces(
+        &self,
+        pieces: &[String],
+        described: &Described,
+        params: &[Param],
+        wp: &SessionParams,
+    ) -> Result<(LegRows, CacheStatus)> {
+        let loads = pieces.iter().map(|sql| async move {
+            let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
+            let load = || async {
+                self.metrics.leg("batch");
+                self.warehouse.fetch(sql, &described.params, params, wp).await.map(|f| f.rows)
+            };
+            self.legs.get_or_load(Layer::Batch, key, false, load).await
+        });
+        let results = futures::future::try_join_all(loads).await?;
+        let hits = results.iter().filter(|(_, s)| *s == CacheStatus::Hit).count();
+        let status = match hits {
+            0 => CacheStatus::Miss,
+            h if h == results.len() => CacheStatus::Hit,
+            _ => CacheStatus::Partial,
+        };
+        let rows = results.into_iter().flat_map(|(r, _)| Arc::unwrap_or_clone(r)).collect();
+        Ok((Arc::new(rows), status))
+    }
+}
