@@ -30,6 +30,7 @@ use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
 
 mod chunks;
+mod rewarm;
 mod windows_leg;
 
 /// Rows per Arrow batch when streaming passthrough results.
@@ -219,6 +220,7 @@ pub struct Engine {
     legs: LegCache,
     windows: Option<WindowsReader>,
     named: crate::queries::NamedQueries,
+    recent: rewarm::Recent,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
 }
 
@@ -243,9 +245,12 @@ impl Engine {
             if let Err(e) = watermarks.refresh().await {
                 tracing::warn!(error = %e, "initial watermark read failed; will keep polling");
             }
-            watermarks.clone().spawn_poller(config.warehouse.watermark_poll()?, shutdown);
+            watermarks.clone().spawn_poller(config.warehouse.watermark_poll()?, shutdown.clone());
+            if let Some(r) = &config.redis {
+                crate::watermark_push::spawn(watermarks.clone(), r.url.clone(), shutdown.clone());
+            }
         }
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             config,
             warehouse,
             metrics,
@@ -256,7 +261,10 @@ impl Engine {
             legs,
             windows,
             named,
-        }))
+            recent: Default::default(),
+        });
+        engine.spawn_rewarmer(shutdown);
+        Ok(engine)
     }
 
     /// The named queries loaded at start.
@@ -343,6 +351,7 @@ impl Engine {
         match class {
             Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, wp).await,
             Class::Split { query, table } => {
+                self.recent.note(&table, sql, params);
                 let ctx = SplitCtx { params, wp, pins, bypass };
                 self.split(sql, *query, &table, &ctx).await
             }

@@ -19,4 +19,5 @@ pub mod queries;
 pub mod server;
 pub mod setup;
 pub mod watermark;
+pub mod watermark_push;
 pub mod windows;

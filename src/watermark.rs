@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, Result};
 use crate::exec::value::{date_text, timestamp_text, Value};
@@ -51,7 +51,12 @@ pub struct WatermarkTracker {
     warehouse: Arc<Warehouse>,
     sql: String,
     marks: RwLock<HashMap<String, Watermark>>,
+    changes: broadcast::Sender<String>,
 }
+
+/// Redis channel on which gateways (and batch pipelines) announce a new watermark, so
+/// every replica re-reads the watermark table at once instead of at its next poll.
+pub const CHANNEL: &str = "tidemark:watermarks";
 
 impl WatermarkTracker {
     /// A tracker reading `watermark_table`.
@@ -60,7 +65,13 @@ impl WatermarkTracker {
             "SELECT table_name, batch_watermark FROM {} WHERE batch_watermark IS NOT NULL",
             crate::catalog::quote_name(watermark_table)
         );
-        WatermarkTracker { warehouse, sql, marks: RwLock::new(HashMap::new()) }
+        let (changes, _) = broadcast::channel(64);
+        WatermarkTracker { warehouse, sql, marks: RwLock::new(HashMap::new()), changes }
+    }
+
+    /// Names (lower case) of logical tables whose W moved, as refreshes find them.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 
     /// Reads the watermark table once.
@@ -72,7 +83,20 @@ impl WatermarkTracker {
                 fresh.insert(name.to_lowercase(), Watermark { value });
             }
         }
-        *self.marks.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let moved: Vec<String> = {
+            let mut marks = self.marks.write().unwrap_or_else(|e| e.into_inner());
+            let moved = fresh
+                .iter()
+                .filter(|(t, w)| marks.get(*t).is_some_and(|old| old.text() != w.text()))
+                .map(|(t, _)| t.clone())
+                .collect();
+            *marks = fresh;
+            moved
+        };
+        for t in moved {
+            tracing::info!(table = %t, "batch watermark moved");
+            let _ = self.changes.send(t);
+        }
         Ok(())
     }
 
