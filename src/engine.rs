@@ -380,6 +380,12 @@ impl Engine {
 
     /// Classifies one statement (errors: 42601 syntax, 25006 writes).
     pub fn classify(&self, sql: &str) -> Result<Class> {
+        if sql.contains('\0') {
+            return Err(Error::data(
+                "22021",
+                "invalid byte sequence for encoding \"UTF8\": 0x00 (SQL text cannot hold NUL)",
+            ));
+        }
         let stmts = match plan::parse(self.dialect(), sql) {
             Ok(s) => s,
             // The parser does not know every PostgreSQL form; the warehouse (whose sessions

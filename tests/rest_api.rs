@@ -473,6 +473,10 @@ async fn syntax_and_name_errors_are_400() {
         ("SELECT count(*) FROM events WHERE nope > 1", "42703"),
         ("SELECT country, sum(nope) FROM events GROUP BY country", "42703"),
         ("SELECT e.nope FROM events e", "42703"),
+        // found by schemathesis: NUL in SQL text used to reach the driver and give 503
+        ("\u{ad}\u{b7}\u{0}", "22021"),
+        ("SELECT 1 AS \"a\u{0}b\"", "22021"),
+        ("SELECT count(*) FROM events WHERE country = 'a\u{0}b'", "22021"),
     ];
     for (sql, sqlstate) in cases {
         let (status, headers, bytes) = query_accept(&s, sql, "application/json").await;

@@ -20,9 +20,12 @@ const REWARM_TOP: usize = 16;
 /// Re-warm queries run at the same time.
 const REWARM_PARALLEL: usize = 2;
 
+/// A query as re-warming runs it: SQL text and parameters.
+type Asked = (String, Vec<Param>);
+
 /// Recent split queries: (sql, params) → (logical table, times asked).
 #[derive(Default)]
-pub(super) struct Recent(Mutex<HashMap<(String, Vec<Param>), (String, u64)>>);
+pub(super) struct Recent(Mutex<HashMap<Asked, (String, u64)>>);
 
 impl Recent {
     /// Counts one request of a split query over `table`.
@@ -40,7 +43,7 @@ impl Recent {
     fn top(&self, table: &str) -> Vec<(String, Vec<Param>)> {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = m.iter().filter(|(_, (t, _))| t == table).collect();
-        v.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+        v.sort_by_key(|(_, (_, n))| std::cmp::Reverse(*n));
         v.into_iter().take(REWARM_TOP).map(|(k, _)| k.clone()).collect()
     }
 }

@@ -37,6 +37,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/queries/{name}", get(named_query))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(engine)
 }
@@ -332,4 +333,9 @@ fn arrow_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Pro
     w.finish().map_err(Error::from)?;
     drop(w);
     Ok(buf)
+}
+
+/// `GET /openapi.json`: openapi/openapi.yaml as JSON plus one path per named query.
+async fn openapi_json(State(engine): State<Arc<Engine>>) -> Response {
+    axum::Json(crate::frontend::openapi::spec(engine.named_queries())).into_response()
 }

@@ -2,4 +2,5 @@
 
 pub mod flight;
 pub mod http;
+pub mod openapi;
 pub mod pgwire;
