@@ -18,7 +18,7 @@
 #   SKIP_LOAD=1 loadtests/cache_bench.sh          # reuse it (implies KEEP_DB=1)
 #
 # Other knobs: COLD_RUNS (5), WRK_DURATION (10), W_SETTLE (3 s after W moves), SKIP_BUILD=1,
-# HTTP_PORT/PG_PORT (55480/55481, the cold instance uses the next two ports).
+# TM_HTTP_PORT/TM_PG_PORT (55480/55481, the cold instance uses the next two ports).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh
@@ -30,10 +30,10 @@ W_SETTLE=${W_SETTLE:-3}
 SKIP_LOAD=${SKIP_LOAD:-0}
 KEEP_DB=${KEEP_DB:-$SKIP_LOAD}
 SKIP_BUILD=${SKIP_BUILD:-0}
-HTTP_PORT=${HTTP_PORT:-55480}
-PG_PORT=${PG_PORT:-55481}
-COLD_HTTP_PORT=$((HTTP_PORT + 2))
-COLD_PG_PORT=$((PG_PORT + 2))
+TM_HTTP_PORT=${TM_HTTP_PORT:-55480}
+TM_PG_PORT=${TM_PG_PORT:-55481}
+COLD_HTTP_PORT=$((TM_HTTP_PORT + 2))
+COLD_PG_PORT=$((TM_PG_PORT + 2))
 
 DB=tidemark_cache_bench
 PGURL="postgres://postgres@127.0.0.1:5432/$DB"
@@ -219,8 +219,8 @@ if ! command -v wrk >/dev/null 2>&1; then
     { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null; } ||
     die "could not install wrk"
 fi
-for p in "$HTTP_PORT" "$PG_PORT" "$COLD_HTTP_PORT" "$COLD_PG_PORT"; do
-  port_in_use "$p" && die "port $p is already in use (set HTTP_PORT/PG_PORT)"
+for p in "$TM_HTTP_PORT" "$TM_PG_PORT" "$COLD_HTTP_PORT" "$COLD_PG_PORT"; do
+  port_in_use "$p" && die "port $p is already in use (set TM_HTTP_PORT/TM_PG_PORT)"
 done
 
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -334,7 +334,7 @@ speed_table = "events_speed"
 TOML
 }
 write_config "$WORK/cold.toml" "$COLD_HTTP_PORT" "$COLD_PG_PORT" false
-write_config "$WORK/hot.toml" "$HTTP_PORT" "$PG_PORT" true
+write_config "$WORK/hot.toml" "$TM_HTTP_PORT" "$TM_PG_PORT" true
 
 log "tidemark setup"
 $BIN setup --config "$WORK/hot.toml" >"$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log" >&2; die "tidemark setup failed"; }
@@ -364,9 +364,9 @@ stop_tidemark
 
 # ---------------------------------------------------------------- 2. steady dashboard
 
-start_tidemark hot "$WORK/hot.toml" "$HTTP_PORT" "$PG_PORT"
+start_tidemark hot "$WORK/hot.toml" "$TM_HTTP_PORT" "$TM_PG_PORT"
 start_inserter
-run_once "$PG_PORT" "$WORK/hourly.sql"
+run_once "$TM_PG_PORT" "$WORK/hourly.sql"
 run_once 5432 "$WORK/hourly.sql"
 
 log "steady dashboard, direct: 16 clients, ${DURATION} s (slow on purpose)"
@@ -374,7 +374,7 @@ out=$(pgb 5432 -c 16 -j 2 -T "$DURATION" -l --log-prefix="$WORK/steady_direct" -
 STEADY_DIRECT_TPS=$(number_or_die "direct tps" "$(tps_of "$out")")
 STEADY_DIRECT_P99=$(number_or_die "direct p99" "$(p99_of "$WORK/steady_direct")")
 log "steady dashboard, tidemark (caches on): 16 clients, ${DURATION} s"
-out=$(pgb "$PG_PORT" -c 16 -j 2 -T "$DURATION" -l --log-prefix="$WORK/steady_tm" -f "$WORK/hourly.sql")
+out=$(pgb "$TM_PG_PORT" -c 16 -j 2 -T "$DURATION" -l --log-prefix="$WORK/steady_tm" -f "$WORK/hourly.sql")
 STEADY_TM_TPS=$(number_or_die "tidemark tps" "$(tps_of "$out")")
 STEADY_TM_P99=$(number_or_die "tidemark p99" "$(p99_of "$WORK/steady_tm")")
 STEADY_RATIO=$(calc '%.2f' "$STEADY_TM_TPS / $STEADY_DIRECT_TPS")
@@ -389,7 +389,7 @@ wrk.body = [==[$BODY]==]
 LUA
 post_query() {
   curl -fsS -o /dev/null -D - --max-time 60 -H 'content-type: application/json' --data "$BODY" \
-    "http://127.0.0.1:$HTTP_PORT/v1/query"
+    "http://127.0.0.1:$TM_HTTP_PORT/v1/query"
 }
 post_query >/dev/null
 CEIL_CACHE=$(post_query | hdr tidemark-cache)
@@ -409,13 +409,13 @@ wrk_rps() {
   number_or_die "wrk requests/s of $1" "$(grep -E '^Requests/sec:' <<<"$out" | awk '{ print $2 }')"
 }
 log "cache hit ceiling: wrk -t2 -c16 -d${WRK_DURATION}s, POST /v1/query then GET /healthz"
-CEIL_QUERY_RPS=$(wrk_rps "http://127.0.0.1:$HTTP_PORT/v1/query" "$WORK/query.lua")
-CEIL_HEALTH_RPS=$(wrk_rps "http://127.0.0.1:$HTTP_PORT/healthz")
+CEIL_QUERY_RPS=$(wrk_rps "http://127.0.0.1:$TM_HTTP_PORT/v1/query" "$WORK/query.lua")
+CEIL_HEALTH_RPS=$(wrk_rps "http://127.0.0.1:$TM_HTTP_PORT/healthz")
 CEIL_RATIO=$(calc '%.2f' "$CEIL_QUERY_RPS / $CEIL_HEALTH_RPS")
 
 # ---------------------------------------------------------------- 4. after W advances
 
-NAMED_URL="http://127.0.0.1:$HTTP_PORT/v1/queries/hourly_7d"
+NAMED_URL="http://127.0.0.1:$TM_HTTP_PORT/v1/queries/hourly_7d"
 # named_get: "seconds cache-status" of one GET of the named query
 named_get() {
   local t
@@ -423,7 +423,7 @@ named_get() {
     die "GET $NAMED_URL failed"
   echo "$t $(hdr tidemark-cache <"$WORK/named.hdr")"
 }
-tm_w() { curl -fsS --max-time 10 "http://127.0.0.1:$HTTP_PORT/v1/tables" | grep -o '"batch_watermark":[^,}]*' | head -1; }
+tm_w() { curl -fsS --max-time 10 "http://127.0.0.1:$TM_HTTP_PORT/v1/tables" | grep -o '"batch_watermark":[^,}]*' | head -1; }
 named_get >/dev/null
 named_get >/dev/null
 W_BEFORE=$(tm_w)

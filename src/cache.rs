@@ -22,6 +22,10 @@ use crate::plan::split::Layer;
 /// Rows of one leg.
 pub type LegRows = Arc<Vec<Vec<Value>>>;
 
+/// A cached leg: its rows and when they were read from the warehouse (µs since 1970), so
+/// an answer built from it reports how fresh its realtime part really is.
+pub type Read = (LegRows, i64);
+
 /// What identifies a leg result: its SQL (which embeds W), parameters and session settings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LegKey {
@@ -87,8 +91,8 @@ pub struct Answer {
 
 /// The leg caches and the whole-answer cache.
 pub struct LegCache {
-    batch: Cache<LegKey, LegRows>,
-    speed: Cache<LegKey, LegRows>,
+    batch: Cache<LegKey, Read>,
+    speed: Cache<LegKey, Read>,
     answers: Cache<AnswerKey, Arc<Answer>>,
     ttl: Duration,
     enabled: bool,
@@ -101,7 +105,7 @@ fn weigh_answer(k: &AnswerKey, v: &Arc<Answer>) -> u32 {
 }
 
 /// Rough bytes held by a cached leg (for the byte budgets).
-fn weigh(k: &LegKey, v: &LegRows) -> u32 {
+fn weigh(k: &LegKey, (v, _): &Read) -> u32 {
     let cells: usize = v.iter().map(|r| r.len()).sum();
     let text: usize = v
         .iter()
@@ -188,20 +192,23 @@ impl LegCache {
         Ok((a, !loaded))
     }
 
-    /// The leg's rows from the cache, or loaded once by `load` however many callers ask.
+    /// The leg's rows (and when they were read) from the cache, or loaded once by `load`
+    /// however many callers ask.
     pub async fn get_or_load<F, Fut>(
         &self,
         layer: Layer,
         key: LegKey,
         bypass: bool,
         load: F,
-    ) -> Result<(LegRows, CacheStatus)>
+    ) -> Result<(Read, CacheStatus)>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<Vec<Value>>>>,
     {
+        let now = || chrono::Utc::now().timestamp_micros();
         if bypass || !self.enabled {
-            return Ok((Arc::new(load().await?), CacheStatus::Bypass));
+            let at = now();
+            return Ok(((Arc::new(load().await?), at), CacheStatus::Bypass));
         }
         let cache = match layer {
             Layer::Batch => &self.batch,
@@ -211,7 +218,8 @@ impl LegCache {
         let rows = cache
             .try_get_with(key, async {
                 loaded = true;
-                load().await.map(Arc::new)
+                let at = now();
+                load().await.map(|r| (Arc::new(r), at))
             })
             .await
             .map_err(|e: Arc<Error>| (*e).clone())?;

@@ -110,6 +110,9 @@ pub struct CacheConfig {
     /// Byte budget of the whole-answer cache.
     #[serde(default = "default_speed_bytes")]
     pub result_bytes: u64,
+    /// Re-run named and frequent recent queries in the background when W moves.
+    #[serde(default = "default_true")]
+    pub rewarm: bool,
 }
 
 impl Default for CacheConfig {
@@ -120,6 +123,7 @@ impl Default for CacheConfig {
             speed_bytes: default_speed_bytes(),
             speed_ttl: default_speed_ttl(),
             result_bytes: default_speed_bytes(),
+            rewarm: true,
         }
     }
 }

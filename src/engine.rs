@@ -263,7 +263,9 @@ impl Engine {
             named,
             recent: Default::default(),
         });
-        engine.spawn_rewarmer(shutdown);
+        if engine.config.cache.rewarm && engine.legs.enabled() {
+            engine.spawn_rewarmer(shutdown);
+        }
         Ok(engine)
     }
 
@@ -598,7 +600,7 @@ impl Engine {
             let started = Instant::now();
             if let (split::Layer::Batch, Some(pieces)) = (leg.layer, &cut) {
                 let (rows, status) = self.run_pieces(pieces, described, params, wp).await?;
-                return Ok((rows, status, started.elapsed()));
+                return Ok(((rows, now), status, started.elapsed()));
             }
             let sql = match (&speed_sql, leg.layer) {
                 (Some(bounded), split::Layer::Speed) => bounded.clone(),
@@ -615,7 +617,11 @@ impl Engine {
         let results = futures::future::try_join_all(legs).await?;
         let mut reports = Vec::new();
         let mut rows = Vec::new();
-        for (leg, (r, status, elapsed)) in plan.legs.iter().zip(results) {
+        let mut realtime_at = now;
+        for (leg, ((r, read_at), status, elapsed)) in plan.legs.iter().zip(results) {
+            if leg.layer == split::Layer::Speed {
+                realtime_at = read_at; // a cached speed leg is as fresh as when it was read
+            }
             reports.push(LegReport {
                 name: leg.layer.name().into(),
                 rows: Some(r.len()),
@@ -636,7 +642,7 @@ impl Engine {
         };
         let schema = schema_for(&described.columns);
         let batch = batch_from_rows(&schema, &described.columns, merged)?;
-        let mut freshness = self.split_freshness(plan, reports, now);
+        let mut freshness = self.split_freshness(plan, reports, realtime_at);
         freshness.degraded = win.degraded;
         freshness.realtime_reaches = win.reaches;
         freshness.windows = win.report;

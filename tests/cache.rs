@@ -43,6 +43,7 @@ async fn batch_legs_are_reused_until_the_watermark_moves() {
     assert_eq!(leg_cache(&bypass, "batch"), "bypass");
     assert_eq!(bypass["rows"], first["rows"]);
 
+    let batch_runs = s.server.engine.legs_run()["batch"];
     set_watermark(&s.db, "events", s.layout.w1).await;
     let mut moved = Value::Null;
     for _ in 0..50 {
@@ -53,7 +54,8 @@ async fn batch_legs_are_reused_until_the_watermark_moves() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(leg_cache(&moved, "batch"), "miss", "a new watermark is a new key: {moved}");
+    // a new W is a new key: the batch leg ran again (for the request, or for the re-warm)
+    assert!(s.server.engine.legs_run()["batch"] > batch_runs, "{moved}");
     let oracle =
         s.db.query("SELECT count(*) FROM events_oracle", &[]).await.unwrap()[0].get::<_, i64>(0);
     let total: i64 = moved["rows"]

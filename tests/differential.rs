@@ -71,6 +71,7 @@ async fn differential_moving_watermark() {
         count,
         done.clone(),
         stop.clone(),
+        Duration::from_millis(20),
     ));
     let started = Instant::now();
     let stats = suite.run(&queries, &done).await;
@@ -88,7 +89,165 @@ async fn differential_moving_watermark() {
     );
 }
 
-/// Advances the watermark every ~20 ms by at least one step, keeping pace with the share of
+/// Caches on, the watermark moving and the speed table growing: every answer must equal the
+/// oracle as of the instant its freshness says its realtime part was read (cached speed legs
+/// and answers report when they were read, so a stale-but-honest answer still matches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_caches_while_speed_grows() {
+    let label = "differential (caches, growing speed table)";
+    let seed = suite_seed(3);
+    let count = query_count(600);
+    announce(label, seed, count);
+    // no background re-warm: every warehouse read must happen inside the test's gate, so
+    // that the generation a read saw is exactly the one committed before it
+    let suite =
+        Suite::start_with("diffgrow", seed, "pool_size = 8\n\n[cache]\nrewarm = false").await;
+    let layout = suite.stack.layout;
+    growth_views(&suite.stack.db).await;
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
+    let commits = Arc::new(std::sync::Mutex::new(vec![i64::MIN]));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let db_name = suite.stack.db_name.clone();
+    let grower =
+        tokio::spawn(grow(db_name.clone(), layout, gate.clone(), commits.clone(), stop.clone()));
+    // W moves every ~700 ms here: often enough to see several, rarely enough for cache hits
+    let pace = Duration::from_millis(700);
+    let mover =
+        tokio::spawn(move_watermark(db_name, layout, count, done.clone(), stop.clone(), pace));
+    // every query is asked twice, a few requests apart (well within the 1 s TTL), so answers
+    // and speed legs are served from the caches, often across a growth or an epoch boundary
+    let base = generate(seed, layout, count / 2);
+    let queries: Vec<&Query> = (0..base.len() + 3)
+        .flat_map(|i| [base.get(i), i.checked_sub(3).and_then(|j| base.get(j))])
+        .flatten()
+        .collect();
+    let started = Instant::now();
+    let verdicts: Vec<(usize, Verdict)> = stream::iter(queries.into_iter().enumerate())
+        .map(|(i, q)| {
+            let (suite, gate, commits, done) = (&suite, gate.clone(), commits.clone(), &done);
+            async move {
+                let v = suite.check_as_of(i, q, &gate, &commits).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                (i, v)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let gens = grower.await.expect("the grower panicked");
+    mover.await.expect("the watermark mover panicked");
+    let stats = Stats::from_verdicts(verdicts);
+    stats.print(label, seed, started.elapsed());
+    suite.stop().await;
+    stats.assert_clean(label, count, 500);
+    assert!(gens >= 5, "the speed table grew only {gens} times during the run");
+}
+
+/// Generations of new speed events (copies of events at or after W1 with new ids), and one
+/// oracle view per generation holding every event up to it.
+const GENERATIONS: i64 = 40;
+
+async fn growth_views(db: &Client) {
+    common::exec(db, "CREATE TABLE growth (id int8 PRIMARY KEY, gen int4 NOT NULL)").await;
+    for g in 0..=GENERATIONS {
+        let sql = format!(
+            "CREATE VIEW oracle_g{g} AS SELECT o.* FROM events_oracle o WHERE NOT EXISTS \
+             (SELECT 1 FROM growth x WHERE x.id = o.id AND x.gen > {g})"
+        );
+        common::exec(db, &sql).await;
+    }
+}
+
+/// Adds a generation every ~100 ms to the speed table and the oracle in one statement, while
+/// no tidemark request is in flight (the gate), and records its commit instant.
+async fn grow(
+    db_name: String,
+    layout: Layout,
+    gate: Arc<tokio::sync::RwLock<()>>,
+    commits: Arc<std::sync::Mutex<Vec<i64>>>,
+    stop: Arc<AtomicBool>,
+) -> i64 {
+    let db = common::connect(&db_name).await;
+    let rest: Vec<&str> = common::EVENT_COLUMNS.split(", ").skip(1).collect();
+    let rest = rest.join(", ");
+    let mut g = 0;
+    while !stop.load(Ordering::Relaxed) && g < GENERATIONS {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        g += 1;
+        let sql = format!(
+            "WITH src AS (SELECT * FROM events_oracle WHERE event_time >= {w1} AND id < 1000000000 \
+                          ORDER BY id LIMIT 25 OFFSET {off}), \
+             o AS (INSERT INTO events_oracle SELECT id + 1000000000::int8 * {g}, {rest} FROM src RETURNING id), \
+             s AS (INSERT INTO events_speed SELECT id + 1000000000::int8 * {g}, {rest} FROM src) \
+             INSERT INTO growth SELECT id, {g} FROM o",
+            w1 = ts_lit(layout.w1),
+            off = 25 * g,
+        );
+        let _w = gate.write().await;
+        common::exec(&db, &sql).await;
+        commits.lock().unwrap().push(chrono::Utc::now().timestamp_micros());
+    }
+    g
+}
+
+impl Suite {
+    /// Runs one query through tidemark (no growth meanwhile) and compares it with the oracle
+    /// view of the generation its `realtime_as_of` saw.
+    async fn check_as_of(
+        &self,
+        i: usize,
+        q: &Query,
+        gate: &tokio::sync::RwLock<()>,
+        commits: &std::sync::Mutex<Vec<i64>>,
+    ) -> Verdict {
+        let tm_sql = q.sql.replace(T, "events");
+        let call = common::query(&self.stack.http, self.stack.addr, &tm_sql, &q.params);
+        let (status, body) = {
+            let _r = gate.read().await;
+            match tokio::time::timeout(QUERY_TIMEOUT, call).await {
+                Ok(r) => r,
+                Err(_) => (0, Value::Null),
+            }
+        };
+        let read_at = body["freshness"]["realtime_as_of"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z").ok());
+        let seen = {
+            let c = commits.lock().unwrap();
+            match read_at {
+                Some(t) => c.iter().filter(|at| **at < t.timestamp_micros()).count() - 1,
+                None => c.len() - 1,
+            }
+        };
+        let oracle_sql = q.sql.replace(T, &format!("oracle_g{seen}"));
+        let oracle =
+            common::oracle(&self.oracles[i % self.oracles.len()], &oracle_sql, &q.params).await;
+        let tm: Result<Answer, String> = match status {
+            200 => common::answer_from_json(&body),
+            0 => Err(format!("no answer within {QUERY_TIMEOUT:?}")),
+            s => Err(format!("HTTP {s}: {body}")),
+        };
+        let plan = tm.as_ref().ok().and_then(|a| a.plan.clone()).unwrap_or_else(|| "error".into());
+        let outcome = match (&oracle, &tm) {
+            (Err(_), Err(_)) => return Verdict::BothFailed,
+            (Ok(o), Ok(t)) => common::compare_answers(o, t, q.ordered),
+            (Err(e), Ok(_)) => Err(format!("the oracle failed ({e}) but tidemark answered")),
+            (Ok(_), Err(e)) => Err(format!("tidemark failed: {}", common::truncate(e, 800))),
+        };
+        match outcome {
+            Ok(()) => Verdict::Match { plan, watermark: tm.ok().and_then(|a| a.watermark) },
+            Err(reason) => {
+                let reason = format!("{reason} (compared with generation {seen})");
+                let report = self.report(i, q, &tm_sql, &reason, &oracle, &tm);
+                Verdict::Mismatch { plan, report }
+            }
+        }
+    }
+}
+
+/// Advances the watermark every `pace` by at least one step, keeping pace with the share of
 /// queries done, until W1 is reached or the run ends. Returns the number of updates.
 async fn move_watermark(
     db_name: String,
@@ -96,13 +255,14 @@ async fn move_watermark(
     total: usize,
     done: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    pace: Duration,
 ) -> usize {
     let db = common::connect(&db_name).await;
     let total = total.max(1) as i64;
     let mut k: i64 = 0;
     let mut moves = 0;
     while !stop.load(Ordering::Relaxed) && k < WM_STEPS {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pace).await;
         let progress = done.load(Ordering::Relaxed) as i64 * WM_STEPS / total;
         let next = if progress > k { progress } else { k + 1 };
         k = next.min(WM_STEPS);
@@ -168,7 +328,12 @@ enum Verdict {
 
 impl Suite {
     async fn start(prefix: &str, seed: u64) -> Suite {
-        let stack = common::start_stack(prefix, EVENTS_IN_SUITE, seed, "pool_size = 8").await;
+        Suite::start_with(prefix, seed, "pool_size = 8").await
+    }
+
+    /// A suite whose config adds `extra` after the `[warehouse]` lines.
+    async fn start_with(prefix: &str, seed: u64, extra: &str) -> Suite {
+        let stack = common::start_stack(prefix, EVENTS_IN_SUITE, seed, extra).await;
         let mut oracles = Vec::with_capacity(CONCURRENCY);
         for _ in 0..CONCURRENCY {
             oracles.push(common::connect(&stack.db_name).await);

@@ -88,7 +88,7 @@ impl Engine {
             h if h == results.len() => CacheStatus::Hit,
             _ => CacheStatus::Partial,
         };
-        let rows = results.into_iter().flat_map(|(r, _)| Arc::unwrap_or_clone(r)).collect();
+        let rows = results.into_iter().flat_map(|((r, _), _)| Arc::unwrap_or_clone(r)).collect();
         Ok((Arc::new(rows), status))
     }
 }
