@@ -78,6 +78,22 @@ pub struct AnswerKey {
     pub epoch: i64,
 }
 
+/// The key of the fast path in front of parsing: the statement text, parameters, session
+/// settings, realtime epoch and watermark generation (any W move changes it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TextKey {
+    /// Statement text, as sent.
+    pub sql: String,
+    /// Bound parameters.
+    pub params: Vec<Param>,
+    /// Session parameters that change what the warehouse computes.
+    pub session: SessionParams,
+    /// Realtime epoch.
+    pub epoch: i64,
+    /// Watermark generation.
+    pub generation: u64,
+}
+
 /// A whole split answer, as cached.
 #[derive(Clone)]
 pub struct Answer {
@@ -94,6 +110,7 @@ pub struct LegCache {
     batch: Cache<LegKey, Read>,
     speed: Cache<LegKey, Read>,
     answers: Cache<AnswerKey, Arc<Answer>>,
+    texts: Cache<TextKey, Arc<Answer>>,
     ttl: Duration,
     enabled: bool,
     metrics: Arc<crate::metrics::Metrics>,
@@ -134,6 +151,14 @@ impl LegCache {
                 .weigher(weigh_answer)
                 .time_to_live(ttl.max(Duration::from_millis(1)))
                 .build(),
+            texts: Cache::builder()
+                .max_capacity(cfg.result_bytes / 4)
+                .weigher(|k: &TextKey, v: &Arc<Answer>| {
+                    let bytes: usize = v.batches.iter().map(|b| b.get_array_memory_size()).sum();
+                    (k.sql.len() + bytes + 512).min(u32::MAX as usize) as u32
+                })
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
             ttl,
             enabled: cfg.enabled && !ttl.is_zero(),
             metrics,
@@ -148,7 +173,7 @@ impl LegCache {
         vec![
             g("batch", self.batch.weighted_size()),
             g("speed", self.speed.weighted_size()),
-            g("answer", self.answers.weighted_size()),
+            g("answer", self.answers.weighted_size() + self.texts.weighted_size()),
         ]
     }
 
@@ -157,6 +182,20 @@ impl LegCache {
     pub fn epoch(&self, now_micros: i64) -> Option<i64> {
         let slot = self.ttl.as_micros() as i64;
         (self.enabled && slot > 0).then(|| now_micros.div_euclid(slot))
+    }
+
+    /// An answer cached under its statement text (skips parsing and planning).
+    pub async fn answer_by_text(&self, key: &TextKey) -> Option<Arc<Answer>> {
+        let a = self.texts.get(key).await;
+        if a.is_some() {
+            self.metrics.cache("answer", "hit");
+        }
+        a
+    }
+
+    /// Remembers an answer under its statement text.
+    pub async fn remember_text(&self, key: TextKey, answer: Arc<Answer>) {
+        self.texts.insert(key, answer).await;
     }
 
     /// Whether caching is on.

@@ -14,7 +14,7 @@ use sqlparser::ast::{visit_relations, Statement};
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
 
-use crate::cache::{Answer, AnswerKey, LegCache, LegKey};
+use crate::cache::{Answer, AnswerKey, LegCache, LegKey, TextKey};
 use crate::catalog::{Catalog, ColumnInfo};
 use crate::config::{Config, Dialect};
 use crate::error::{Error, Result};
@@ -63,19 +63,23 @@ struct SplitCtx<'a> {
     wp: &'a SessionParams,
     pins: &'a Pins,
     bypass: bool,
+    text: Option<&'a TextKey>,
 }
 
 /// `hit` when every leg hit, `miss` when none did, `partial` otherwise; `bypass` when skipped.
 fn cache_summary(legs: &[LegReport]) -> Option<String> {
-    if legs.iter().all(|l| l.cache == "none") {
+    let cached: Vec<&str> =
+        legs.iter().map(|l| l.cache.as_str()).filter(|c| *c != "none").collect();
+    if cached.is_empty() {
         return None;
     }
-    let hits = legs.iter().filter(|l| l.cache == "hit").count();
-    let bypass = legs.iter().any(|l| l.cache == "bypass");
-    let status = match (bypass, hits) {
-        (true, _) => "bypass",
-        (_, 0) => "miss",
-        (_, h) if h == legs.len() => "hit",
+    let hits = cached.iter().filter(|c| **c == "hit").count();
+    let partial = cached.contains(&"partial");
+    let bypass = cached.contains(&"bypass");
+    let status = match (bypass, hits, partial) {
+        (true, _, _) => "bypass",
+        (_, h, _) if h == cached.len() => "hit",
+        (_, 0, false) => "miss",
         _ => "partial",
     };
     Some(status.into())
@@ -309,12 +313,47 @@ impl Engine {
         session: &mut Session,
     ) -> Result<QueryResult> {
         let wp = session.warehouse_params();
-        match self.classify(sql)? {
-            Class::Local(local) => self.local(local, params, session).await,
-            other => {
-                self.query(sql, other, params, &wp, &session.pinned, bypass_cache(session)).await
+        let bypass = bypass_cache(session);
+        let text = self.text_key(sql, params, &wp, session.pinned.is_empty() && !bypass);
+        if let Some(k) = &text {
+            if let Some(a) = self.legs.answer_by_text(k).await {
+                return Ok(answer_result(&a, true));
             }
         }
+        match self.classify(sql)? {
+            Class::Local(local) => self.local(local, params, session).await,
+            Class::Split { query, table } => {
+                self.recent.note(&table, sql, params);
+                let ctx = SplitCtx {
+                    params,
+                    wp: &wp,
+                    pins: &session.pinned,
+                    bypass,
+                    text: text.as_ref(),
+                };
+                self.split(sql, *query, &table, &ctx).await
+            }
+            other => self.query(sql, other, params, &wp, &session.pinned, bypass).await,
+        }
+    }
+
+    /// The fast-path key of a statement now (None when caching is off or skipped).
+    fn text_key(
+        &self,
+        sql: &str,
+        params: &[Param],
+        wp: &SessionParams,
+        on: bool,
+    ) -> Option<TextKey> {
+        let generation = self.watermarks.generation();
+        let epoch = self.legs.epoch(chrono::Utc::now().timestamp_micros()).filter(|_| on)?;
+        Some(TextKey {
+            sql: sql.into(),
+            params: params.to_vec(),
+            session: wp.clone(),
+            epoch,
+            generation,
+        })
     }
 
     /// The metrics in Prometheus text format, with gauges read now.
@@ -354,7 +393,7 @@ impl Engine {
             Class::Passthrough { reason } => self.passthrough(sql, params, reason, None, wp).await,
             Class::Split { query, table } => {
                 self.recent.note(&table, sql, params);
-                let ctx = SplitCtx { params, wp, pins, bypass };
+                let ctx = SplitCtx { params, wp, pins, bypass, text: None };
                 self.split(sql, *query, &table, &ctx).await
             }
             Class::Local(_) => Err(Error::Syntax("expected a query".into())),
@@ -503,7 +542,7 @@ impl Engine {
         table: &str,
         ctx: &SplitCtx<'_>,
     ) -> Result<QueryResult> {
-        let SplitCtx { params, wp, pins, bypass } = *ctx;
+        let SplitCtx { params, wp, pins, bypass, text } = *ctx;
         let now = chrono::Utc::now().timestamp_micros();
         let (plan, described) = match self.plan_split(sql, query, table, now, wp, pins).await {
             Ok(p) => p,
@@ -526,7 +565,8 @@ impl Engine {
                     watermark: plan.watermark.text(),
                     epoch,
                 };
-                Box::pin(self.cached_split(key, &plan, &described, params, now, wp)).await
+                let run = self.cached_split((key, text), &plan, &described, params, now, wp);
+                Box::pin(run).await
             }
             None => Box::pin(self.run_split(&plan, &described, params, now, wp, bypass)).await,
         };
@@ -547,7 +587,7 @@ impl Engine {
     /// A split answer from the whole-answer cache, or computed once for everyone asking.
     async fn cached_split(
         &self,
-        key: AnswerKey,
+        (key, text): (AnswerKey, Option<&TextKey>),
         plan: &SplitPlan,
         described: &Described,
         params: &[Param],
@@ -560,20 +600,10 @@ impl Engine {
             Ok(Answer { schema: r.schema, batches, freshness: r.freshness })
         };
         let (answer, hit) = self.legs.answer_or_load(key, load).await?;
-        let mut freshness = answer.freshness.clone();
-        if hit {
-            freshness.cache = Some("hit".into());
-            for l in freshness.legs.iter_mut().filter(|l| l.cache != "none") {
-                l.cache = "hit".into();
-            }
+        if let Some(t) = text {
+            self.legs.remember_text(t.clone(), answer.clone()).await;
         }
-        let batches = answer.batches.clone();
-        Ok(QueryResult {
-            schema: answer.schema.clone(),
-            stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
-            freshness,
-            tag: "SELECT".into(),
-        })
+        Ok(answer_result(&answer, hit))
     }
 
     async fn run_split(
@@ -1037,6 +1067,24 @@ fn explain_lines(e: &Explain) -> Vec<String> {
         lines.push(format!("  windows: {w}"));
     }
     lines
+}
+
+/// A query result from a cached answer; a hit marks the answer and its legs `hit`.
+fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
+    let mut freshness = answer.freshness.clone();
+    if hit {
+        freshness.cache = Some("hit".into());
+        for l in freshness.legs.iter_mut().filter(|l| l.cache != "none") {
+            l.cache = "hit".into();
+        }
+    }
+    let batches = answer.batches.clone();
+    QueryResult {
+        schema: answer.schema.clone(),
+        stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
+        freshness,
+        tag: "SELECT".into(),
+    }
 }
 
 fn empty(tag: &str) -> QueryResult {

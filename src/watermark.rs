@@ -52,6 +52,7 @@ pub struct WatermarkTracker {
     sql: String,
     marks: RwLock<HashMap<String, Watermark>>,
     changes: broadcast::Sender<String>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Redis channel on which gateways (and batch pipelines) announce a new watermark, so
@@ -66,7 +67,19 @@ impl WatermarkTracker {
             crate::catalog::quote_name(watermark_table)
         );
         let (changes, _) = broadcast::channel(64);
-        WatermarkTracker { warehouse, sql, marks: RwLock::new(HashMap::new()), changes }
+        WatermarkTracker {
+            warehouse,
+            sql,
+            marks: RwLock::new(HashMap::new()),
+            changes,
+            generation: Default::default(),
+        }
+    }
+
+    /// A counter that grows whenever any table's W moves (read it before taking snapshots:
+    /// an answer keyed by it can then never be older than its key says).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Names (lower case) of logical tables whose W moved, as refreshes find them.
@@ -85,12 +98,15 @@ impl WatermarkTracker {
         }
         let moved: Vec<String> = {
             let mut marks = self.marks.write().unwrap_or_else(|e| e.into_inner());
-            let moved = fresh
+            let moved: Vec<String> = fresh
                 .iter()
                 .filter(|(t, w)| marks.get(*t).is_some_and(|old| old.text() != w.text()))
                 .map(|(t, _)| t.clone())
                 .collect();
             *marks = fresh;
+            if !moved.is_empty() {
+                self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
             moved
         };
         for t in moved {
