@@ -103,6 +103,30 @@ pub struct Answer {
     pub batches: Vec<RecordBatch>,
     /// Its freshness when computed.
     pub freshness: Freshness,
+    /// Encodings of its rows, made once by a frontend and reused by every hit.
+    pub memo: Arc<Memo>,
+}
+
+/// Encoded forms of one cached answer's rows (JSON, CSV, Arrow IPC), by name. Encoding a
+/// few hundred rows costs far more than finding a cached answer, so a frontend encodes each
+/// form once per answer.
+#[derive(Default)]
+pub struct Memo(std::sync::Mutex<std::collections::HashMap<&'static str, bytes::Bytes>>);
+
+impl Memo {
+    /// The encoding `kind`, made by `make` the first time it is asked for.
+    pub fn get_or_make<E>(
+        &self,
+        kind: &'static str,
+        make: impl FnOnce() -> std::result::Result<bytes::Bytes, E>,
+    ) -> std::result::Result<bytes::Bytes, E> {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(kind) {
+            return Ok(b.clone());
+        }
+        let b = make()?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(kind, b.clone());
+        Ok(b)
+    }
 }
 
 /// The leg caches and the whole-answer cache.

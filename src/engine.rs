@@ -54,6 +54,8 @@ pub struct Session {
     pub pinned: Pins,
     /// Which frontend the session belongs to (`rest`, `pgwire`, `flight`), for metrics.
     pub frontend: &'static str,
+    /// One-statement sessions (REST) skip keeping `last_freshness`.
+    pub forget_freshness: bool,
 }
 
 /// What a split query runs with besides its SQL.
@@ -194,6 +196,8 @@ pub struct QueryResult {
     pub freshness: Freshness,
     /// Command tag (`SELECT`, `SET`, `BEGIN`, ...).
     pub tag: String,
+    /// For answers from the answer cache: encodings frontends made of it before.
+    pub memo: Option<Arc<crate::cache::Memo>>,
 }
 
 /// A logical table as `GET /v1/tables` lists it.
@@ -302,7 +306,9 @@ impl Engine {
             Err(e) => self.metrics.error(frontend, e.sqlstate()),
         }
         let result = result?;
-        session.last_freshness = Some(result.freshness.clone());
+        if !session.forget_freshness {
+            session.last_freshness = Some(result.freshness.clone());
+        }
         Ok(result)
     }
 
@@ -597,7 +603,12 @@ impl Engine {
         let load = || async {
             let r = Box::pin(self.run_split(plan, described, params, now, wp, false)).await?;
             let batches: Vec<RecordBatch> = r.stream.try_collect().await?;
-            Ok(Answer { schema: r.schema, batches, freshness: r.freshness })
+            Ok(Answer {
+                schema: r.schema,
+                batches,
+                freshness: r.freshness,
+                memo: Default::default(),
+            })
         };
         let (answer, hit) = self.legs.answer_or_load(key, load).await?;
         if let Some(t) = text {
@@ -681,6 +692,7 @@ impl Engine {
             stream: stream::once(async { Ok(batch) }).boxed(),
             freshness,
             tag: "SELECT".into(),
+            memo: None,
         })
     }
 
@@ -723,7 +735,7 @@ impl Engine {
                 })
                 .boxed();
         let freshness = self.split_freshness(plan, reports, now);
-        Ok(QueryResult { schema, stream, freshness, tag: "SELECT".into() })
+        Ok(QueryResult { schema, stream, freshness, tag: "SELECT".into(), memo: None })
     }
 
     fn split_freshness(&self, plan: &SplitPlan, legs: Vec<LegReport>, now: i64) -> Freshness {
@@ -788,7 +800,7 @@ impl Engine {
             realtime_reaches: None,
         };
         let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
-        Ok(QueryResult { schema, stream, freshness, tag })
+        Ok(QueryResult { schema, stream, freshness, tag, memo: None })
     }
 
     async fn local(
@@ -816,6 +828,7 @@ impl Engine {
                     stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
                     freshness,
                     tag: "FETCH".into(),
+                    memo: None,
                 })
             }
             Local::Close(name) => {
@@ -1084,6 +1097,7 @@ fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
         stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
         freshness,
         tag: "SELECT".into(),
+        memo: Some(answer.memo.clone()),
     }
 }
 
@@ -1093,6 +1107,7 @@ fn empty(tag: &str) -> QueryResult {
         stream: stream::empty().boxed(),
         freshness: Freshness::local(),
         tag: tag.into(),
+        memo: None,
     }
 }
 
@@ -1106,6 +1121,7 @@ fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResul
         stream: stream::once(async { Ok(batch) }).boxed(),
         freshness: Freshness::local(),
         tag: tag.into(),
+        memo: None,
     })
 }
 

@@ -35,7 +35,7 @@ impl Histogram {
 /// The process's counters.
 #[derive(Default)]
 pub struct Metrics {
-    queries: Mutex<BTreeMap<(String, String), Histogram>>,
+    queries: Mutex<BTreeMap<&'static str, BTreeMap<String, Histogram>>>,
     errors: Mutex<BTreeMap<(String, String), u64>>,
     cache: Mutex<BTreeMap<(String, String), u64>>,
     warehouse_statements: AtomicU64,
@@ -47,9 +47,13 @@ pub type Gauge = (&'static str, Vec<(&'static str, String)>, f64);
 
 impl Metrics {
     /// Records one answered statement.
-    pub fn query(&self, frontend: &str, plan: &str, took: Duration) {
+    pub fn query(&self, frontend: &'static str, plan: &str, took: Duration) {
         let mut q = self.queries.lock().unwrap_or_else(|e| e.into_inner());
-        q.entry((frontend.into(), plan.into())).or_default().observe(took.as_secs_f64());
+        let by_plan = q.entry(frontend).or_default();
+        match by_plan.get_mut(plan) {
+            Some(h) => h.observe(took.as_secs_f64()),
+            None => by_plan.entry(plan.into()).or_default().observe(took.as_secs_f64()),
+        }
     }
 
     /// Records one failed statement.
@@ -142,7 +146,7 @@ impl Metrics {
             "histogram",
             "Time to answer a statement (until its first batch), by frontend and plan class.",
         );
-        for ((f, p), h) in q {
+        for (f, p, h) in q.iter().flat_map(|(f, m)| m.iter().map(move |(p, h)| (f, p, h))) {
             let labels = format!("frontend=\"{f}\",plan=\"{p}\"");
             for (c, b) in h.counts.iter().zip(BOUNDS) {
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
