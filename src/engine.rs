@@ -241,7 +241,12 @@ impl Engine {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let warehouse = Arc::new(Warehouse::new(&config, metrics.clone())?);
         let legs = LegCache::new(&config.cache, metrics.clone())?;
-        let windows = config.redis.as_ref().map(WindowsReader::new).transpose()?;
+        let window_ttl = match config.cache.enabled {
+            true => crate::config::parse_duration("cache.speed_ttl", &config.cache.speed_ttl)?,
+            false => std::time::Duration::ZERO,
+        };
+        let windows =
+            config.redis.as_ref().map(|r| WindowsReader::new(r, window_ttl)).transpose()?;
         let named = match &config.queries {
             Some(q) => crate::queries::NamedQueries::load(std::path::Path::new(&q.dir))?,
             None => Default::default(),
@@ -632,7 +637,7 @@ impl Engine {
             }
         }
         let mut win = match &plan.shape {
-            Shape::Aggregate(_) => self.window_leg(plan, params, now).await,
+            Shape::Aggregate(_) => self.window_leg(plan, params, now, bypass).await,
             Shape::Rows(_) => Default::default(),
         };
         let speed_sql = win.speed_sql.take();

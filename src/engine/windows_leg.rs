@@ -81,7 +81,7 @@ impl Engine {
     /// Adds what the windows would do to an EXPLAIN of a split (reads H and the buckets).
     pub(super) async fn explain_windows(&self, plan: &SplitPlan, now: i64, e: &mut Explain) {
         let out = match &plan.shape {
-            Shape::Aggregate(_) => self.window_leg(plan, &[], now).await,
+            Shape::Aggregate(_) => self.window_leg(plan, &[], now, false).await,
             Shape::Rows(_) => self.window_leg_unfit(plan).await,
         };
         let Some(r) = out.report else { return };
@@ -119,6 +119,7 @@ impl Engine {
         plan: &SplitPlan,
         params: &[Param],
         now: i64,
+        fresh: bool,
     ) -> WindowOutcome {
         let spec = match self.window_spec(&plan.table).await {
             Ok(Some(s)) => s,
@@ -129,7 +130,7 @@ impl Engine {
             return unused("not a single-table aggregate that reads the speed table".into(), None);
         };
         match window::analyze(&input.shape, &spec, params) {
-            Ok(wq) => self.read_windows(plan, input, &spec, &wq, now).await,
+            Ok(wq) => self.read_windows(plan, input, (&spec, &wq), now, fresh).await,
             Err(reason) => unused(reason, None),
         }
     }
@@ -138,9 +139,9 @@ impl Engine {
         &self,
         plan: &SplitPlan,
         input: &WindowInput,
-        spec: &WindowSpec,
-        wq: &window::WindowQuery,
+        (spec, wq): (&WindowSpec, &window::WindowQuery),
         now: i64,
+        fresh: bool,
     ) -> WindowOutcome {
         let Some(reader) = &self.windows else {
             return unused("no [redis] configured".into(), None);
@@ -150,7 +151,7 @@ impl Engine {
             _ => return unused("the batch watermark is not a timestamp".into(), None),
         };
         let started = Instant::now();
-        let h = match reader.high_water_mark(&plan.table).await {
+        let h = match reader.cached_high_water_mark(&plan.table, fresh).await {
             Ok(Some(h)) => h,
             Ok(None) => return unused("no high-water mark published in Redis".into(), None),
             Err(e) => return degraded(e),
@@ -162,7 +163,7 @@ impl Engine {
                 return WindowOutcome { reaches: h_text.clone(), ..unused(reason, h_text) }
             }
         };
-        let buckets = match reader.buckets(&plan.table, &bp.starts).await {
+        let buckets = match reader.cached_buckets(&plan.table, &bp.starts, fresh).await {
             Ok(b) => b,
             Err(e) => return degraded(e),
         };
@@ -178,7 +179,7 @@ impl Engine {
             return unused("the time column type".into(), h_text);
         };
         let newest =
-            bp.starts.iter().zip(&buckets).filter(|(_, b)| !b.is_empty()).map(|(s, _)| *s).max();
+            bp.starts.iter().zip(buckets.iter()).filter(|(_, b)| !b.is_empty()).map(|(s, _)| *s).max();
         let reaches = newest.map(|s| s * 1_000_000 + spec.bucket).unwrap_or(h).max(h);
         let leg = LegReport {
             name: "windows".into(),

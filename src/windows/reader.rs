@@ -22,6 +22,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// One bucket as read: field → integer text.
 pub type Bucket = HashMap<String, String>;
 
+/// A cached bucket read: the table and the bucket starts read.
+type BucketsKey = (String, Vec<i64>);
+
 /// A live connection of either kind (both multiplex and are cheap to clone).
 #[derive(Clone)]
 enum Conn {
@@ -36,12 +39,25 @@ enum State {
     Down(Instant),
 }
 
-/// The windows reader shared by all queries.
+/// The windows reader shared by all queries. Reads are cached for the speed TTL (like speed
+/// legs), so many viewers of one dashboard cost Redis one read per TTL.
 pub struct WindowsReader {
     config: RedisConfig,
     timeout: Duration,
     state: Mutex<State>,
     connecting: tokio::sync::Mutex<()>,
+    hwm: Option<moka::future::Cache<String, Option<i64>>>,
+    reads: Option<moka::future::Cache<BucketsKey, std::sync::Arc<Vec<Bucket>>>>,
+}
+
+/// A small cache with a TTL, or none for a zero TTL.
+fn ttl_cache<K, V>(ttl: Duration) -> Option<moka::future::Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    (!ttl.is_zero())
+        .then(|| moka::future::Cache::builder().max_capacity(1024).time_to_live(ttl).build())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -49,14 +65,44 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
 }
 
 impl WindowsReader {
-    /// A reader for `[redis]`; connects lazily.
-    pub fn new(config: &RedisConfig) -> Result<WindowsReader> {
+    /// A reader for `[redis]`; connects lazily; caches reads for `ttl` (zero: never).
+    pub fn new(config: &RedisConfig, ttl: Duration) -> Result<WindowsReader> {
         Ok(WindowsReader {
             timeout: config.timeout()?,
             config: config.clone(),
             state: Mutex::new(State::Idle),
             connecting: tokio::sync::Mutex::new(()),
+            hwm: ttl_cache(ttl),
+            reads: ttl_cache(ttl),
         })
+    }
+
+    /// H of a table, from the cache unless `fresh` (the client bypassed caches).
+    pub async fn cached_high_water_mark(&self, table: &str, fresh: bool) -> Result<Option<i64>> {
+        match (&self.hwm, fresh) {
+            (Some(c), false) => c
+                .try_get_with(table.to_lowercase(), self.high_water_mark(table))
+                .await
+                .map_err(|e: std::sync::Arc<Error>| (*e).clone()),
+            _ => self.high_water_mark(table).await,
+        }
+    }
+
+    /// Buckets of a table, from the cache unless `fresh`.
+    pub async fn cached_buckets(
+        &self,
+        table: &str,
+        starts: &[i64],
+        fresh: bool,
+    ) -> Result<std::sync::Arc<Vec<Bucket>>> {
+        let read = async { self.buckets(table, starts).await.map(std::sync::Arc::new) };
+        match (&self.reads, fresh) {
+            (Some(c), false) => c
+                .try_get_with((table.to_lowercase(), starts.to_vec()), read)
+                .await
+                .map_err(|e: std::sync::Arc<Error>| (*e).clone()),
+            _ => read.await,
+        }
     }
 
     fn current(&self) -> std::result::Result<Option<Conn>, Error> {
