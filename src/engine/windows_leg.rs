@@ -178,8 +178,13 @@ impl Engine {
         let Ok(upper) = literal_for(&from) else {
             return unused("the time column type".into(), h_text);
         };
-        let newest =
-            bp.starts.iter().zip(buckets.iter()).filter(|(_, b)| !b.is_empty()).map(|(s, _)| *s).max();
+        let newest = bp
+            .starts
+            .iter()
+            .zip(buckets.iter())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(s, _)| *s)
+            .max();
         let reaches = newest.map(|s| s * 1_000_000 + spec.bucket).unwrap_or(h).max(h);
         let leg = LegReport {
             name: "windows".into(),
