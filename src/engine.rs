@@ -230,6 +230,7 @@ pub struct Engine {
     named: crate::queries::NamedQueries,
     recent: rewarm::Recent,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
+    readiness: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
 }
 
 impl Engine {
@@ -275,6 +276,7 @@ impl Engine {
             windows,
             named,
             recent: Default::default(),
+            readiness: Mutex::new(None),
         });
         if engine.config.cache.rewarm && engine.legs.enabled() {
             engine.spawn_rewarmer(shutdown);
@@ -383,6 +385,26 @@ impl Engine {
         }
         gauges.extend(self.warehouse.pool_gauges());
         self.metrics.render(&gauges)
+    }
+
+    /// Whether the warehouse answers (`SELECT 1` within 2 s), checked at most once a second;
+    /// the error says why not.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        if let Some((at, r)) = &*self.readiness.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return r.clone();
+            }
+        }
+        let no_settings = SessionParams::new();
+        let probe = self.warehouse.fetch("SELECT 1", &[], &[], &no_settings);
+        let r = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("warehouse: {e}")),
+            Err(_) => Err("warehouse: no answer within 2 s".into()),
+        };
+        *self.readiness.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), r.clone()));
+        r
     }
 
     /// Split legs run on the warehouse since start, per layer (`batch`, `speed`).

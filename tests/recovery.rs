@@ -78,6 +78,10 @@ async fn service_resumes_when_the_warehouse_returns() {
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     let (status, _) = get_json(&http, addr, "/healthz").await;
     assert_eq!(status, 200, "the server itself keeps serving");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the readiness memo
+    let ready = http.get(format!("http://{addr}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the warehouse is gone");
+    assert!(ready.text().await.unwrap().starts_with("not ready: warehouse"));
 
     proxy.up();
     let started = Instant::now();
@@ -85,6 +89,9 @@ async fn service_resumes_when_the_warehouse_returns() {
         let (status, body) = query(&http, addr, "SELECT 41 + 1 AS answer", &[]).await;
         if status == 200 {
             assert_eq!(body["rows"][0][0], 42);
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let ready = http.get(format!("http://{addr}/readyz")).send().await.unwrap();
+            assert_eq!(ready.status(), 200, "ready again");
             break;
         }
         assert!(

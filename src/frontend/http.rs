@@ -37,6 +37,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/queries/{name}", get(named_query))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(engine)
@@ -255,6 +256,15 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// 200 `ready` while the warehouse answers, else 503 with the reason (load balancers and
+/// Kubernetes take the replica out of rotation meanwhile).
+async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
+    match engine.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
+    }
 }
 
 fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
