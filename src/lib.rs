@@ -1,5 +1,5 @@
 //! tidemark: the serving layer of a Lambda Architecture. One SQL gateway answers every
-//! query over the batch layer, the speed layer and (later) Redis windows, counting each
+//! query over the batch layer, the speed layer and the Redis windows, counting each
 //! event exactly once and saying how fresh each answer is.
 
 #![warn(missing_docs)]

@@ -1,5 +1,6 @@
 //! REST over HTTP (axum): `POST /v1/query`, `POST /v1/explain`, `GET /v1/tables`,
-//! `GET /healthz`. Each handler decodes, calls the engine, encodes.
+//! `GET /v1/queries[/{name}]`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `GET /openapi.json`. Each handler decodes, calls the engine, encodes.
 
 use std::sync::Arc;
 
