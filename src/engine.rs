@@ -30,8 +30,11 @@ use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
 
 mod chunks;
+mod forward;
 mod rewarm;
 mod windows_leg;
+
+pub use forward::Forwarded;
 
 /// Rows per Arrow batch when streaming passthrough results.
 pub const BATCH_ROWS: usize = 4096;
@@ -231,6 +234,7 @@ pub struct Engine {
     recent: rewarm::Recent,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
     readiness: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
+    shapes: forward::Shapes,
 }
 
 impl Engine {
@@ -277,6 +281,7 @@ impl Engine {
             named,
             recent: Default::default(),
             readiness: Mutex::new(None),
+            shapes: Default::default(),
         });
         if engine.config.cache.rewarm && engine.legs.enabled() {
             engine.spawn_rewarmer(shutdown);

@@ -39,6 +39,7 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<(String, String), u64>>,
     cache: Mutex<BTreeMap<(String, String), u64>>,
     warehouse_statements: AtomicU64,
+    forwarded: AtomicU64,
     legs: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -83,6 +84,11 @@ impl Metrics {
         self.legs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Counts one statement taken by the pass-through fast path.
+    pub fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Statements sent to the warehouse so far.
     pub fn warehouse_statements(&self) -> u64 {
         self.warehouse_statements.load(Ordering::Relaxed)
@@ -124,6 +130,14 @@ impl Metrics {
         );
         let _ =
             writeln!(out, "tidemark_warehouse_statements_total {}", self.warehouse_statements());
+        header(
+            &mut out,
+            "tidemark_forwarded_statements_total",
+            "counter",
+            "Pass-through statements sent by the fast path (raw connections, simple protocol).",
+        );
+        let forwarded = self.forwarded.load(Ordering::Relaxed);
+        let _ = writeln!(out, "tidemark_forwarded_statements_total {forwarded}");
         header(
             &mut out,
             "tidemark_warehouse_legs_total",

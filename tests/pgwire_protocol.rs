@@ -370,3 +370,77 @@ async fn tls_with_a_configured_certificate() {
     s.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Pass-through statements of the simple protocol take the raw fast path: the same rows as the
+/// warehouse, errors with their SQLSTATE on a connection that stays usable, sessions with
+/// their own settings kept on the normal path, and `set_config` never leaking between clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_fast_path() {
+    let (s, a) = pg_stack("pgw_forward", "", "pool_size = 1").await;
+    let forwarded = || s.server.engine.metrics_text();
+    let count = |text: String| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("tidemark_forwarded_statements_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("forwarded counter")
+    };
+    let before = count(forwarded());
+    let sql = "SELECT id, country, qty FROM events_batch WHERE id < 40 ORDER BY id";
+    let want: Vec<Vec<Option<String>>> =
+        s.db.simple_query(sql)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..3).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+    assert!(!want.is_empty());
+    for _ in 0..3 {
+        let got: Vec<Vec<Option<String>>> = a
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..3).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+    assert_eq!(count(forwarded()), before + 3, "three statements forwarded");
+    let e = a.simple_query("SELECT 1 / (id - id) FROM events_batch").await.unwrap_err();
+    assert_eq!(code(&e), "22012");
+    let after_error = a.simple_query("SELECT count(*) FROM events_batch").await.unwrap();
+    assert!(matches!(after_error[1], SimpleQueryMessage::Row(_)), "usable after an error");
+    let fresh = a.simple_query("SHOW tidemark.freshness").await.unwrap();
+    let SimpleQueryMessage::Row(r) = &fresh[1] else { panic!("no row: {fresh:?}") };
+    assert!(r.get(0).unwrap().contains("\"plan\":\"passthrough\""), "{:?}", r.get(0));
+
+    // set_config through one client never reaches another (one warehouse connection each way).
+    let b = connect_to(s.pg_port).await.unwrap();
+    a.simple_query("SELECT set_config('TimeZone', 'Asia/Tokyo', false)").await.unwrap();
+    a.query("SELECT set_config('TimeZone', 'Asia/Tokyo', false)", &[]).await.unwrap();
+    for _ in 0..2 {
+        let tz = b.simple_query("SELECT current_setting('TimeZone')").await.unwrap();
+        let SimpleQueryMessage::Row(r) = &tz[1] else { panic!("no row: {tz:?}") };
+        assert_eq!(r.get(0), Some("UTC"));
+        let tz: String =
+            b.query_one("SELECT current_setting('TimeZone')", &[]).await.unwrap().get(0);
+        assert_eq!(tz, "UTC");
+    }
+    // A client with its own settings keeps the normal path (and its settings).
+    let n = count(forwarded());
+    b.batch_execute("SET TimeZone = 'America/New_York'").await.unwrap();
+    let tz = b.simple_query("SELECT current_setting('TimeZone')").await.unwrap();
+    let SimpleQueryMessage::Row(r) = &tz[1] else { panic!("no row: {tz:?}") };
+    assert_eq!(r.get(0), Some("America/New_York"));
+    assert_eq!(count(forwarded()), n, "a session with settings is not forwarded");
+    s.stop().await;
+}

@@ -5,5 +5,6 @@ pub mod columnar;
 pub mod decimal;
 pub mod eval;
 pub mod merge;
+pub mod raw;
 pub mod value;
 pub mod warehouse;

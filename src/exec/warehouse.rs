@@ -83,6 +83,7 @@ pub struct Warehouse {
     metrics: Arc<crate::metrics::Metrics>,
     wait: Duration,
     applied: Arc<Mutex<HashMap<ConnKey, SessionParams>>>,
+    raw: Option<Arc<super::raw::RawPool>>,
 }
 
 /// Session parameters a client set that change how the warehouse evaluates its queries
@@ -91,6 +92,11 @@ pub type SessionParams = Vec<(String, String)>;
 
 /// Identity of a pooled connection: its creation instant.
 type ConnKey = std::time::Instant;
+
+/// Whether `sql` may change session settings through `set_config` (any letter case).
+pub fn mentions_set_config(sql: &str) -> bool {
+    sql.as_bytes().windows(10).any(|w| w.eq_ignore_ascii_case(b"set_config"))
+}
 
 /// Names of session parameters that are forwarded to the warehouse per query.
 pub const FORWARDED_PARAMS: &[&str] = &[
@@ -124,6 +130,8 @@ impl Warehouse {
         }
         pg.options(options.trim());
         pg.application_name("tidemark");
+        let raw = super::raw::RawConfig::from_pg(&pg, connect)
+            .map(|c| Arc::new(super::raw::RawPool::new(c, config.warehouse.pool_size)));
         let mgr = Manager::from_config(
             pg,
             NoTls,
@@ -139,7 +147,13 @@ impl Warehouse {
             })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default() })
+        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw })
+    }
+
+    /// The pool of raw connections for the pass-through fast path (None for warehouse URLs
+    /// that do not name one TCP host).
+    pub fn raw(&self) -> Option<&Arc<super::raw::RawPool>> {
+        self.raw.as_ref()
     }
 
     /// Pool connections by state, as metrics gauges.
@@ -201,6 +215,19 @@ impl Warehouse {
         Ok(conn)
     }
 
+    /// [`Warehouse::conn_with`] for running `sql`: a statement that calls `set_config` changes
+    /// the connection's settings behind the pool's back, so the connection is marked and
+    /// reset by its next user.
+    async fn conn_for(&self, sql: &str, params: &SessionParams) -> Result<Object> {
+        let conn = self.conn_with(params).await?;
+        if mentions_set_config(sql) {
+            let key = Object::metrics(&conn).created;
+            let dirty = vec![("set_config".to_string(), String::new())];
+            self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(key, dirty);
+        }
+        Ok(conn)
+    }
+
     /// Describes a statement (columns and parameter types) without running it.
     pub async fn describe(&self, sql: &str, session: &SessionParams) -> Result<Described> {
         let conn = self.conn_with(session).await?;
@@ -223,7 +250,7 @@ impl Warehouse {
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
-        let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?);
         self.metrics.warehouse_statement();
         let rows = guard.conn()?.query_typed(sql, &typed).await;
         guard.disarm();
@@ -277,7 +304,7 @@ impl Warehouse {
             .collect();
         // PostgreSQL flushes its first replies only when the statement produces output, so the
         // guard must exist before waiting: a dropped future then still cancels the query.
-        let mut guard = CancelOnDrop::new(self.conn_with(session).await?);
+        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?);
         self.metrics.warehouse_statement();
         let started = guard.conn()?.query_typed_raw(sql, typed).await;
         let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
@@ -323,7 +350,7 @@ impl Warehouse {
         session: &SessionParams,
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
-        let conn = self.conn_with(session).await?;
+        let conn = self.conn_for(sql, session).await?;
         let mut stmt = conn.prepare_typed(sql, types).await?;
         if check_types(&described(&stmt).columns).is_err() {
             // Types the engine does not hold (arrays, ranges, ...) are served as their text.

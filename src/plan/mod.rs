@@ -4,6 +4,7 @@
 pub mod chunks;
 pub mod expr;
 pub mod prune;
+pub mod shape;
 pub mod split;
 pub mod window;
 

@@ -236,6 +236,38 @@ pub fn decode_params(
         .collect()
 }
 
+/// A RowDescription body as the warehouse sent it, as pgwire's message.
+pub fn row_description_from_wire(
+    mut body: BytesMut,
+) -> Result<pgwire::messages::data::RowDescription> {
+    use bytes::Buf;
+    use pgwire::messages::data::{FieldDescription, RowDescription};
+    let bad = || Error::Unavailable("malformed RowDescription from the warehouse".into());
+    if body.len() < 2 {
+        return Err(bad());
+    }
+    let n = body.get_i16();
+    let mut fields = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        let end = body.iter().position(|b| *b == 0).ok_or_else(bad)?;
+        let name = String::from_utf8_lossy(&body[..end]).into_owned();
+        body.advance(end + 1);
+        if body.len() < 18 {
+            return Err(bad());
+        }
+        fields.push(FieldDescription::new(
+            name,
+            body.get_i32(),
+            body.get_i16(),
+            body.get_u32(),
+            body.get_i16(),
+            body.get_i32(),
+            body.get_i16(),
+        ));
+    }
+    Ok(RowDescription::new(fields))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

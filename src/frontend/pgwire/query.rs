@@ -18,10 +18,13 @@ use pgwire::messages::response::{CommandComplete, NoticeResponse, TransactionSta
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
-use super::encode::{decode_params, encode_batch, fields_for_columns, fields_for_schema};
+use super::encode::{
+    decode_params, encode_batch, fields_for_columns, fields_for_schema, row_description_from_wire,
+};
 use super::statements::{is_blank, split_statements};
 use crate::engine::{Engine, QueryResult, Session};
 use crate::error::Error;
+use crate::exec::raw::Reply;
 use crate::exec::warehouse::{Column, Param};
 
 /// A client's engine session, kept in the connection's extensions.
@@ -224,6 +227,42 @@ impl Gateway {
         }))
     }
 
+    /// The pass-through fast path ([`Engine::forward`]): the warehouse's messages are handed
+    /// on as they arrive. None when the statement does not take it.
+    async fn forward<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Option<Response>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() != TransactionStatus::Idle {
+            return Ok(None);
+        }
+        let cell = session_of(client);
+        let forwarded = self.engine.forward(sql, &mut *cell.0.lock().await).await;
+        let Some(forwarded) = forwarded else { return Ok(None) };
+        let mut answer = forwarded.map_err(pg_error)?;
+        let mut tag = None;
+        while let Some(reply) = answer.next().await.map_err(pg_error)? {
+            let msg = match reply {
+                Reply::Fields(body) => PgWireBackendMessage::RowDescription(
+                    row_description_from_wire(body).map_err(pg_error)?,
+                ),
+                Reply::Row(n, data) => PgWireBackendMessage::DataRow(DataRow::new(data, n)),
+                Reply::Done(t) => {
+                    tag = Some(t);
+                    continue;
+                }
+                Reply::Empty => continue,
+            };
+            client.feed(msg).await?;
+        }
+        Ok(Some(match tag {
+            Some(t) => Response::Execution(Tag::new(&t)),
+            None => Response::EmptyQuery,
+        }))
+    }
+
     /// Sends ParameterStatus for reported parameters after SET/RESET.
     async fn report_parameters<C>(&self, client: &mut C, cell: &SessionCell) -> PgWireResult<()>
     where
@@ -311,6 +350,11 @@ impl SimpleQueryHandler for Gateway {
         let stmts = split_statements(query);
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
+        }
+        if let [sql] = stmts[..] {
+            if let Some(resp) = self.forward(client, sql).await? {
+                return Ok(vec![resp]);
+            }
         }
         let last = stmts.len() - 1;
         for (i, sql) in stmts.iter().enumerate() {

@@ -1,0 +1,131 @@
+//! The pass-through fast path: a statement already known (by its shape) to pass through is
+//! sent to the warehouse over a raw connection and its answer handed on message by message,
+//! without parsing, Arrow batches or re-encoding. Only statements whose answer the normal
+//! path would give the same way take it: one statement, from a session with default settings,
+//! outside a transaction block, with no pinned watermarks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Engine, Freshness, LegReport, Session};
+use crate::error::Result;
+use crate::exec::raw::{Lease, Reply};
+use crate::exec::warehouse::mentions_set_config;
+use crate::plan::{self, Class};
+
+/// Shapes remembered before the map is cleared.
+const SHAPES_MAX: usize = 10_000;
+/// How long the fast path stays off after a raw connection could not be opened.
+const COOL_DOWN: Duration = Duration::from_secs(5);
+
+/// Known statement shapes: Some(reason) for pass-through ones, None for the rest.
+#[derive(Default)]
+pub(super) struct Shapes {
+    known: Mutex<HashMap<String, Option<Arc<str>>>>,
+    off_until: Mutex<Option<Instant>>,
+}
+
+/// A forwarded statement's answer, read message by message.
+pub struct Forwarded {
+    lease: Lease,
+    started: Instant,
+    metrics: Arc<crate::metrics::Metrics>,
+    frontend: &'static str,
+}
+
+impl Forwarded {
+    /// The next message of the answer; None once the warehouse is ready again.
+    pub async fn next(&mut self) -> Result<Option<Reply>> {
+        let r = self.lease.next().await;
+        match &r {
+            Ok(None) => self.metrics.query(self.frontend, "passthrough", self.started.elapsed()),
+            Err(e) => self.metrics.error(self.frontend, e.sqlstate()),
+            Ok(Some(_)) => {}
+        }
+        r
+    }
+}
+
+impl Engine {
+    /// Sends `sql` over the fast path when it qualifies (see the module docs); None means
+    /// the caller takes the normal path ([`Engine::execute`]).
+    pub async fn forward(&self, sql: &str, session: &mut Session) -> Option<Result<Forwarded>> {
+        let pool = self.warehouse.raw()?;
+        if !session.settings.is_empty() || session.in_transaction || !session.pinned.is_empty() {
+            return None;
+        }
+        let reason = self.passthrough_reason(sql)?;
+        if self
+            .shapes
+            .off_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return None;
+        }
+        let started = Instant::now();
+        let mut lease = match pool.get().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "raw warehouse connection failed; normal path");
+                *self.shapes.off_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Instant::now() + COOL_DOWN);
+                return None;
+            }
+        };
+        self.metrics.warehouse_statement();
+        self.metrics.forwarded();
+        if let Err(e) = lease.query(sql).await {
+            return Some(Err(e));
+        }
+        if !session.forget_freshness {
+            session.last_freshness =
+                Some(forwarded_freshness(&reason, started.elapsed().as_secs_f64() * 1000.0));
+        }
+        let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
+        Some(Ok(Forwarded { lease, started, metrics: self.metrics.clone(), frontend }))
+    }
+
+    /// Why a statement of this shape passes through, or None when it does not (or has no
+    /// shape); classifies and remembers the shape the first time.
+    fn passthrough_reason(&self, sql: &str) -> Option<Arc<str>> {
+        let key = plan::shape::shape(sql).filter(|s| !mentions_set_config(s))?;
+        if let Some(known) = self.shapes.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return known.clone();
+        }
+        let reason = match self.classify(sql) {
+            Ok(Class::Passthrough { reason }) => Some(Arc::from(reason)),
+            _ => None,
+        };
+        let mut known = self.shapes.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= SHAPES_MAX {
+            known.clear();
+        }
+        known.insert(key, reason.clone());
+        reason
+    }
+}
+
+/// The freshness a forwarded statement reports (as the normal pass-through path does).
+fn forwarded_freshness(reason: &str, elapsed_ms: f64) -> Freshness {
+    Freshness {
+        plan: "passthrough".into(),
+        table: None,
+        batch_watermark: None,
+        realtime_as_of: None,
+        legs: vec![LegReport {
+            name: "warehouse".into(),
+            rows: None,
+            elapsed_ms,
+            cache: "none".into(),
+        }],
+        cache: None,
+        pruned: vec![],
+        degraded: false,
+        windows: None,
+        reason: Some(reason.to_string()),
+        realtime_reaches: None,
+    }
+}

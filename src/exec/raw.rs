@@ -1,0 +1,416 @@
+//! A minimal PostgreSQL client for the pass-through fast path: it sends one simple-protocol
+//! Query and hands the warehouse's RowDescription, DataRow and CommandComplete messages on
+//! as raw bytes, so a pass-through row is never decoded or re-encoded (see `Engine::forward`).
+//!
+//! Connections are pooled here, apart from the main pool, because they carry no session
+//! settings: only statements from sessions with default settings take this path.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Error, Result};
+
+/// Where the warehouse listens: a TCP address or a Unix socket path.
+#[derive(Clone, Debug)]
+enum Addr {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Tcp(a) => f.write_str(a),
+            Addr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A connected socket of either kind.
+#[derive(Debug)]
+enum Sock {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Sock {
+    async fn connect(addr: &Addr) -> std::io::Result<Sock> {
+        Ok(match addr {
+            Addr::Tcp(a) => {
+                let s = TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                Sock::Tcp(s)
+            }
+            Addr::Unix(p) => Sock::Unix(tokio::net::UnixStream::connect(p).await?),
+        })
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.write_all(buf).await,
+            Sock::Unix(s) => s.write_all(buf).await,
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read_buf(buf).await,
+            Sock::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+}
+
+/// Where and as whom raw connections log in (taken from the warehouse URL).
+#[derive(Clone, Debug)]
+pub struct RawConfig {
+    addr: Addr,
+    user: String,
+    password: Option<Vec<u8>>,
+    dbname: String,
+    options: String,
+    connect_timeout: Duration,
+}
+
+impl RawConfig {
+    /// The raw settings of a tokio-postgres config, or None when it names several hosts
+    /// (multi-host URLs keep the normal path).
+    pub fn from_pg(pg: &tokio_postgres::Config, connect_timeout: Duration) -> Option<RawConfig> {
+        use tokio_postgres::config::Host;
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let addr = match pg.get_hosts() {
+            [Host::Tcp(h)] => Addr::Tcp(format!("{h}:{port}")),
+            [Host::Unix(dir)] => Addr::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+            _ => return None,
+        };
+        let user = pg.get_user()?.to_string();
+        Some(RawConfig {
+            addr,
+            dbname: pg.get_dbname().unwrap_or(&user).to_string(),
+            user,
+            password: pg.get_password().map(<[u8]>::to_vec),
+            options: pg.get_options().unwrap_or("").to_string(),
+            connect_timeout,
+        })
+    }
+}
+
+/// One message of a forwarded statement's answer.
+#[derive(Debug)]
+pub enum Reply {
+    /// RowDescription body (field count first), as the warehouse sent it.
+    Fields(BytesMut),
+    /// DataRow: the field count and the fields' bytes as the warehouse sent them.
+    Row(i16, BytesMut),
+    /// CommandComplete: the command tag.
+    Done(String),
+    /// EmptyQueryResponse.
+    Empty,
+}
+
+/// A logged-in warehouse connection speaking the simple query protocol.
+#[derive(Debug)]
+pub struct RawConn {
+    sock: Sock,
+    buf: BytesMut,
+    out: BytesMut,
+    key: (i32, i32),
+    /// Set while a query's answer is being read; a connection dropped then is cancelled.
+    busy: bool,
+    /// Cleared when the connection must not be reused (broken, settings changed, ...).
+    reusable: bool,
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::Unavailable(format!("warehouse connection: {e}"))
+}
+
+/// An ErrorResponse's fields as the one error type.
+fn server_error(mut body: BytesMut) -> Error {
+    let (mut code, mut message, mut detail, mut hint) = (None, String::new(), None, None);
+    while body.has_remaining() {
+        let kind = body.get_u8();
+        if kind == 0 {
+            break;
+        }
+        let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+        let text = String::from_utf8_lossy(&body[..end]).into_owned();
+        body.advance((end + 1).min(body.len()));
+        match kind {
+            b'C' => code = Some(text),
+            b'M' => message = text,
+            b'D' => detail = Some(text),
+            b'H' => hint = Some(text),
+            _ => {}
+        }
+    }
+    if let Some(d) = detail {
+        message.push_str(&format!(" (detail: {d})"));
+    }
+    if let Some(h) = hint {
+        message.push_str(&format!(" (hint: {h})"));
+    }
+    match code.as_deref() {
+        Some("57014") => Error::Timeout(message),
+        Some(c) if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
+            Error::Unavailable(message)
+        }
+        Some(c) => Error::Warehouse { sqlstate: c.to_string(), message },
+        None => Error::Unavailable(message),
+    }
+}
+
+impl RawConn {
+    /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
+    pub async fn connect(cfg: &RawConfig) -> Result<RawConn> {
+        let sock = tokio::time::timeout(cfg.connect_timeout, Sock::connect(&cfg.addr))
+            .await
+            .map_err(|_| Error::Unavailable(format!("connecting to {} timed out", cfg.addr)))?
+            .map_err(io_err)?;
+        let mut conn = RawConn {
+            sock,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(1024),
+            key: (0, 0),
+            busy: false,
+            reusable: true,
+        };
+        tokio::time::timeout(cfg.connect_timeout, conn.login(cfg))
+            .await
+            .map_err(|_| Error::Unavailable("warehouse login timed out".into()))??;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, cfg: &RawConfig) -> Result<()> {
+        let mut params = vec![
+            ("user", cfg.user.as_str()),
+            ("database", cfg.dbname.as_str()),
+            ("application_name", "tidemark"),
+            ("client_encoding", "UTF8"),
+        ];
+        if !cfg.options.is_empty() {
+            params.push(("options", cfg.options.as_str()));
+        }
+        frontend::startup_message(params, &mut self.out).map_err(io_err)?;
+        self.send().await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let (tag, mut body) = self.read().await?;
+            match tag {
+                b'R' => self.authenticate(cfg, &mut body, &mut scram).await?,
+                b'K' if body.len() >= 8 => self.key = (body.get_i32(), body.get_i32()),
+                b'Z' => return Ok(()),
+                b'E' => return Err(server_error(body)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        cfg: &RawConfig,
+        body: &mut BytesMut,
+        scram: &mut Option<ScramSha256>,
+    ) -> Result<()> {
+        let password = || {
+            cfg.password
+                .as_deref()
+                .ok_or_else(|| Error::Unavailable("the warehouse asks for a password".into()))
+        };
+        let short = || Error::Unavailable("malformed authentication message".into());
+        if body.len() < 4 {
+            return Err(short());
+        }
+        match body.get_i32() {
+            0 => return Ok(()),
+            3 => frontend::password_message(password()?, &mut self.out).map_err(io_err)?,
+            5 => {
+                let salt: [u8; 4] =
+                    body.get(..4).ok_or_else(short)?.try_into().map_err(|_| short())?;
+                let hash = md5_hash(cfg.user.as_bytes(), password()?, salt);
+                frontend::password_message(hash.as_bytes(), &mut self.out).map_err(io_err)?;
+            }
+            10 => {
+                let s = ScramSha256::new(password()?, ChannelBinding::unsupported());
+                frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut self.out)
+                    .map_err(io_err)?;
+                *scram = Some(s);
+            }
+            11 => {
+                let s = scram.as_mut().ok_or_else(short)?;
+                s.update(body).map_err(io_err)?;
+                frontend::sasl_response(s.message(), &mut self.out).map_err(io_err)?;
+            }
+            12 => scram.as_mut().ok_or_else(short)?.finish(body).map_err(io_err)?,
+            other => {
+                return Err(Error::Unavailable(format!(
+                    "unsupported warehouse authentication method {other}"
+                )))
+            }
+        }
+        if !self.out.is_empty() {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<()> {
+        let out = self.out.split();
+        self.sock.write_all(&out).await.map_err(io_err)
+    }
+
+    /// Reads one backend message: its type byte and body.
+    async fn read(&mut self) -> Result<(u8, BytesMut)> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                let len = usize::try_from(len).ok().filter(|l| *l >= 4).ok_or_else(|| {
+                    self.reusable = false;
+                    Error::Unavailable("malformed message from the warehouse".into())
+                })?;
+                if self.buf.len() > len {
+                    let mut msg = self.buf.split_to(len + 1);
+                    let tag = msg[0];
+                    msg.advance(5);
+                    return Ok((tag, msg));
+                }
+                self.buf.reserve(len + 1 - self.buf.len());
+            } else {
+                self.buf.reserve(8 * 1024);
+            }
+            if self.sock.read_buf(&mut self.buf).await.map_err(io_err)? == 0 {
+                self.reusable = false;
+                return Err(Error::Unavailable("the warehouse closed the connection".into()));
+            }
+        }
+    }
+
+    /// Sends one statement with the simple query protocol.
+    pub async fn query(&mut self, sql: &str) -> Result<()> {
+        frontend::query(sql, &mut self.out).map_err(io_err)?;
+        self.busy = true;
+        self.send().await.inspect_err(|_| self.reusable = false)
+    }
+
+    /// The next message of the answer, None after ReadyForQuery; a warehouse error is
+    /// returned once the connection is ready again.
+    pub async fn next(&mut self) -> Result<Option<Reply>> {
+        let mut failed = None;
+        loop {
+            let (tag, mut body) = self.read().await.inspect_err(|_| self.reusable = false)?;
+            match tag {
+                b'T' => return Ok(Some(Reply::Fields(body))),
+                b'D' if body.len() >= 2 => {
+                    let n = body.get_i16();
+                    return Ok(Some(Reply::Row(n, body)));
+                }
+                b'C' => {
+                    let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+                    return Ok(Some(Reply::Done(String::from_utf8_lossy(&body[..end]).into())));
+                }
+                b'I' => return Ok(Some(Reply::Empty)),
+                b'E' => failed = Some(server_error(body)),
+                // A reported setting changed: this connection no longer has default settings.
+                b'S' => self.reusable = false,
+                b'Z' => {
+                    self.busy = false;
+                    if body.first() != Some(&b'I') {
+                        self.reusable = false;
+                    }
+                    return failed.map_or(Ok(None), Err);
+                }
+                // Notices, notifications and anything unexpected are not forwarded.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A bounded pool of raw connections, opened lazily.
+pub struct RawPool {
+    cfg: RawConfig,
+    idle: Mutex<Vec<RawConn>>,
+    slots: Arc<Semaphore>,
+}
+
+impl RawPool {
+    /// A pool of at most `size` connections.
+    pub fn new(cfg: RawConfig, size: usize) -> RawPool {
+        RawPool { cfg, idle: Mutex::default(), slots: Arc::new(Semaphore::new(size.max(1))) }
+    }
+
+    /// An idle connection or a new one, waiting at most the connect timeout for a slot.
+    pub async fn get(self: &Arc<Self>) -> Result<Lease> {
+        let wait = self.cfg.connect_timeout + Duration::from_millis(500);
+        let permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::Unavailable("timed out waiting for a warehouse connection".into()))?
+            .map_err(|_| Error::internal("raw pool closed"))?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => RawConn::connect(&self.cfg).await?,
+        };
+        Ok(Lease { conn: Some(conn), pool: self.clone(), _permit: permit })
+    }
+}
+
+/// A connection lent out of the pool: returned when dropped if it is reusable; dropped in
+/// the middle of an answer, its query is cancelled and the connection closed.
+pub struct Lease {
+    conn: Option<RawConn>,
+    pool: Arc<RawPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Sends one statement (see [`RawConn::query`]).
+    pub async fn query(&mut self, sql: &str) -> Result<()> {
+        match &mut self.conn {
+            Some(c) => c.query(sql).await,
+            None => Err(Error::internal("lease without a connection")),
+        }
+    }
+
+    /// The next message of the answer (see [`RawConn::next`]).
+    pub async fn next(&mut self) -> Result<Option<Reply>> {
+        match &mut self.conn {
+            Some(c) => c.next().await,
+            None => Err(Error::internal("lease without a connection")),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if conn.busy {
+            let (addr, key) = (self.pool.cfg.addr.clone(), conn.key);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(cancel(addr, key));
+            }
+        } else if conn.reusable {
+            self.pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        }
+    }
+}
+
+/// Sends a CancelRequest for the backend `key` (best effort).
+async fn cancel(addr: Addr, key: (i32, i32)) {
+    let mut buf = BytesMut::new();
+    frontend::cancel_request(key.0, key.1, &mut buf);
+    if let Ok(Ok(mut sock)) =
+        tokio::time::timeout(Duration::from_secs(5), Sock::connect(&addr)).await
+    {
+        let _ = sock.write_all(&buf).await;
+        let mut sink = BytesMut::with_capacity(1);
+        let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_buf(&mut sink)).await;
+    }
+}
