@@ -51,7 +51,7 @@ impl Engine {
     /// Sends `sql` over the fast path when it qualifies (see the module docs); None means
     /// the caller takes the normal path ([`Engine::execute`]).
     pub async fn forward(&self, sql: &str, session: &mut Session) -> Option<Result<Forwarded>> {
-        let pool = self.warehouse.raw()?;
+        let pool = self.warehouse.raw().filter(|p| p.usable())?;
         if !session.settings.is_empty() || session.in_transaction || !session.pinned.is_empty() {
             return None;
         }

@@ -167,6 +167,29 @@ fn server_error(mut body: BytesMut) -> Error {
     }
 }
 
+/// Time zones whose text rendering of timestamptz is `+00`, as the normal path renders it.
+const UTC_ZONES: &[&str] =
+    &["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu"];
+
+/// Refuses (0A000) a warehouse whose default settings would render values differently from
+/// the normal path (a time zone other than UTC, a DateStyle other than ISO).
+fn check_default(body: &[u8]) -> Result<()> {
+    let mut parts = body.split(|b| *b == 0);
+    let (name, value) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let value = String::from_utf8_lossy(value);
+    let fine = match name {
+        b"TimeZone" => UTC_ZONES.iter().any(|z| z.eq_ignore_ascii_case(&value)),
+        b"DateStyle" => value.starts_with("ISO"),
+        b"IntervalStyle" => value == "postgres",
+        _ => true,
+    };
+    if fine {
+        return Ok(());
+    }
+    let name = String::from_utf8_lossy(name);
+    Err(Error::NotSupported(format!("the pass-through fast path needs the warehouse default {name} to render as tidemark does, not {value}")))
+}
+
 impl RawConn {
     /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
     pub async fn connect(cfg: &RawConfig) -> Result<RawConn> {
@@ -206,6 +229,7 @@ impl RawConn {
             match tag {
                 b'R' => self.authenticate(cfg, &mut body, &mut scram).await?,
                 b'K' if body.len() >= 8 => self.key = (body.get_i32(), body.get_i32()),
+                b'S' => check_default(&body)?,
                 b'Z' => return Ok(()),
                 b'E' => return Err(server_error(body)),
                 _ => {}
@@ -335,6 +359,8 @@ impl RawConn {
 
 /// A bounded pool of raw connections, opened lazily.
 pub struct RawPool {
+    /// Set for good when the warehouse's default settings do not suit the fast path.
+    off: std::sync::atomic::AtomicBool,
     cfg: RawConfig,
     idle: Mutex<Vec<RawConn>>,
     slots: Arc<Semaphore>,
@@ -343,7 +369,18 @@ pub struct RawPool {
 impl RawPool {
     /// A pool of at most `size` connections.
     pub fn new(cfg: RawConfig, size: usize) -> RawPool {
-        RawPool { cfg, idle: Mutex::default(), slots: Arc::new(Semaphore::new(size.max(1))) }
+        RawPool {
+            off: Default::default(),
+            cfg,
+            idle: Mutex::default(),
+            slots: Arc::new(Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// Whether the fast path may use this pool (false once the warehouse's defaults proved
+    /// unsuitable).
+    pub fn usable(&self) -> bool {
+        !self.off.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An idle connection or a new one, waiting at most the connect timeout for a slot.
@@ -356,7 +393,12 @@ impl RawPool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
-            None => RawConn::connect(&self.cfg).await?,
+            None => RawConn::connect(&self.cfg).await.inspect_err(|e| {
+                if let Error::NotSupported(why) = e {
+                    tracing::warn!("{why}; the fast path is off");
+                    self.off.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })?,
         };
         Ok(Lease { conn: Some(conn), pool: self.clone(), _permit: permit })
     }
