@@ -40,6 +40,58 @@ pub struct Config {
     /// Users allowed to connect; empty means trust (any user, no password).
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Limits per query and on the warehouse.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits that protect the warehouse and tidemark from heavy or many queries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most rows one answer may hold (54000 past it); 0 means no limit.
+    #[serde(default)]
+    pub max_result_rows: u64,
+    /// Most bytes one answer may hold, counted as the rows' data (54000 past it); 0: no limit.
+    #[serde(default)]
+    pub max_result_bytes: u64,
+    /// Most warehouse statements running at once; 0 means `warehouse.pool_size`.
+    #[serde(default)]
+    pub max_concurrent_queries: usize,
+    /// Most statements waiting for one of those slots; more get 53300 at once.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Longest wait in that queue before 53300.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: String,
+    /// On SIGTERM/SIGINT: how long in-flight queries may finish before they are cancelled.
+    #[serde(default = "default_shutdown_deadline")]
+    pub shutdown_deadline: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_result_rows: 0,
+            max_result_bytes: 0,
+            max_concurrent_queries: 0,
+            queue: default_queue(),
+            queue_timeout: default_queue_timeout(),
+            shutdown_deadline: default_shutdown_deadline(),
+        }
+    }
+}
+
+fn default_queue() -> usize {
+    512
+}
+
+fn default_queue_timeout() -> String {
+    "10s".into()
+}
+
+fn default_shutdown_deadline() -> String {
+    "30s".into()
 }
 
 /// PostgreSQL wire protocol settings.
@@ -449,6 +501,8 @@ impl Config {
         self.warehouse.connect_timeout()?;
         self.warehouse.statement_timeout()?;
         self.warehouse.watermark_poll()?;
+        parse_duration("limits.queue_timeout", &self.limits.queue_timeout)?;
+        parse_duration("limits.shutdown_deadline", &self.limits.shutdown_deadline)?;
         for u in &self.users {
             if !u.password_hash.starts_with("SCRAM-SHA-256$") {
                 return Err(Error::Config(format!(

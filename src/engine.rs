@@ -32,9 +32,11 @@ use crate::windows::reader::WindowsReader;
 mod chunks;
 mod forward;
 mod rewarm;
+mod tracked;
 mod windows_leg;
 
 pub use forward::Forwarded;
+pub use tracked::ResultLimits;
 
 /// Rows per Arrow batch when streaming passthrough results.
 pub const BATCH_ROWS: usize = 4096;
@@ -59,6 +61,8 @@ pub struct Session {
     pub frontend: &'static str,
     /// One-statement sessions (REST) skip keeping `last_freshness`.
     pub forget_freshness: bool,
+    /// The authenticated user (empty when anonymous), for the query log.
+    pub user: String,
 }
 
 /// What a split query runs with besides its SQL.
@@ -235,6 +239,8 @@ pub struct Engine {
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
     readiness: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
     shapes: forward::Shapes,
+    life: tracked::Lifecycle,
+    limits: ResultLimits,
 }
 
 impl Engine {
@@ -268,6 +274,10 @@ impl Engine {
                 crate::watermark_push::spawn(watermarks.clone(), r.url.clone(), shutdown.clone());
             }
         }
+        let limits = ResultLimits {
+            rows: config.limits.max_result_rows,
+            bytes: config.limits.max_result_bytes,
+        };
         let engine = Arc::new(Engine {
             config,
             warehouse,
@@ -282,6 +292,8 @@ impl Engine {
             recent: Default::default(),
             readiness: Mutex::new(None),
             shapes: Default::default(),
+            life: Default::default(),
+            limits,
         });
         if engine.config.cache.rewarm && engine.legs.enabled() {
             engine.spawn_rewarmer(shutdown);
@@ -312,16 +324,44 @@ impl Engine {
     ) -> Result<QueryResult> {
         let started = Instant::now();
         let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
-        let result = self.execute_inner(sql, params, session).await;
+        let mut log = tracked::QueryLog::new(&session.user, frontend);
+        let result = match self.life.enter() {
+            Ok(in_flight) => {
+                let killed = self.life.killed();
+                tokio::select! {
+                    r = self.execute_inner(sql, params, session) => r.map(|r| (r, in_flight)),
+                    _ = killed => Err(Error::ShuttingDown("canceled at the shutdown deadline".into())),
+                }
+            }
+            Err(e) => Err(e),
+        };
         match &result {
-            Ok(r) => self.metrics.query(frontend, &r.freshness.plan, started.elapsed()),
-            Err(e) => self.metrics.error(frontend, e.sqlstate()),
+            Ok((r, _)) => self.metrics.query(frontend, &r.freshness.plan, started.elapsed()),
+            Err(e) => {
+                self.metrics.error(frontend, e.sqlstate());
+                log.sqlstate = Some(e.sqlstate().to_string());
+            }
         }
-        let result = result?;
+        let (mut result, in_flight) = result?;
         if !session.forget_freshness {
             session.last_freshness = Some(result.freshness.clone());
         }
+        log.describe(&result.freshness);
+        let tracking = tracked::Tracking {
+            log,
+            limits: self.limits,
+            in_flight,
+            killed: Box::pin(self.life.killed()),
+        };
+        result.stream = tracked::track(result.stream, tracking);
         Ok(result)
+    }
+
+    /// Graceful shutdown: refuses new statements (57P01), lets those in flight finish within
+    /// `deadline`, then stops them and cancels their warehouse queries. Returns how many had
+    /// to be stopped.
+    pub async fn drain(&self, deadline: std::time::Duration) -> usize {
+        self.life.drain(deadline).await
     }
 
     async fn execute_inner(
@@ -395,6 +435,9 @@ impl Engine {
     /// Whether the warehouse answers (`SELECT 1` within 2 s), checked at most once a second;
     /// the error says why not.
     pub async fn ready(&self) -> std::result::Result<(), String> {
+        if self.life.draining() {
+            return Err("shutting down".into());
+        }
         if let Some((at, r)) = &*self.readiness.lock().unwrap_or_else(|e| e.into_inner()) {
             if at.elapsed() < std::time::Duration::from_secs(1) {
                 return r.clone();

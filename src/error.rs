@@ -26,6 +26,15 @@ pub enum Error {
     /// The warehouse cannot be reached or the connection broke (08006).
     #[error("warehouse unavailable: {0}")]
     Unavailable(String),
+    /// Too many statements waiting for the warehouse (53300; HTTP 503 with Retry-After).
+    #[error("too many queries waiting for the warehouse: {0}")]
+    Busy(String),
+    /// An answer larger than the configured limit (54000; HTTP 413).
+    #[error("answer too large: {0}")]
+    TooLarge(String),
+    /// The server is shutting down and takes no new statements (57P01; HTTP 503).
+    #[error("terminating: {0}")]
+    ShuttingDown(String),
     /// The statement ran past its timeout or was cancelled (57014).
     #[error("canceling statement due to statement timeout: {0}")]
     Timeout(String),
@@ -67,6 +76,9 @@ impl Error {
             Error::Warehouse { sqlstate, .. } => sqlstate,
             Error::Unavailable(_) => "08006",
             Error::Timeout(_) => "57014",
+            Error::Busy(_) => "53300",
+            Error::TooLarge(_) => "54000",
+            Error::ShuttingDown(_) => "57P01",
             Error::InvalidInput(_) => "22023",
             Error::NotSupported(_) => "0A000",
             Error::NotFound(_) => "42704",

@@ -84,13 +84,15 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // TIDEMARK_LOG_FORMAT=json writes one JSON object per line (query log lines included).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("TIDEMARK_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // TIDEMARK_WORKER_THREADS sizes the runtime (default: one worker per core).

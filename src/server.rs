@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -67,11 +68,23 @@ impl Server {
         Ok(Server { http_addr, pg_addr, flight_addr, engine, shutdown: tx, tasks })
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
+    /// Stops accepting, lets in-flight statements finish within `limits.shutdown_deadline`,
+    /// then cancels the rest (their warehouse queries too) and waits for the listeners.
     pub async fn shutdown(self) {
+        let deadline = crate::config::parse_duration(
+            "limits.shutdown_deadline",
+            &self.engine.config().limits.shutdown_deadline,
+        )
+        .unwrap_or(Duration::from_secs(30));
         let _ = self.shutdown.send(true);
+        let stopped = self.engine.drain(deadline).await;
+        if stopped > 0 {
+            tracing::warn!(stopped, "cancelled in-flight statements at the shutdown deadline");
+        }
         for t in self.tasks {
-            let _ = t.await;
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                tracing::warn!("a listener did not stop within 5 s");
+            }
         }
     }
 

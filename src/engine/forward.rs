@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Engine, Freshness, LegReport, Session};
-use crate::error::Result;
+use super::tracked::{InFlight, QueryLog};
+use super::{Engine, Freshness, LegReport, ResultLimits, Session};
+use crate::error::{Error, Result};
 use crate::exec::raw::{Lease, Reply};
 use crate::exec::warehouse::mentions_set_config;
 use crate::plan::{self, Class};
@@ -29,18 +30,35 @@ pub(super) struct Shapes {
 /// A forwarded statement's answer, read message by message.
 pub struct Forwarded {
     lease: Lease,
-    started: Instant,
     metrics: Arc<crate::metrics::Metrics>,
-    frontend: &'static str,
+    log: QueryLog,
+    limits: ResultLimits,
+    killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    _in_flight: InFlight,
 }
 
 impl Forwarded {
-    /// The next message of the answer; None once the warehouse is ready again.
+    /// The next message of the answer; None once the warehouse is ready again. Rows past the
+    /// result limits end it with 54000 (the dropped answer's warehouse query is cancelled).
     pub async fn next(&mut self) -> Result<Option<Reply>> {
-        let r = self.lease.next().await;
+        let r = tokio::select! {
+            r = self.lease.next() => r,
+            _ = &mut self.killed => Err(Error::ShuttingDown("canceled at the shutdown deadline".into())),
+        };
+        let r = match r {
+            Ok(Some(Reply::Row(n, data))) => {
+                let len = data.len() as u64;
+                self.limits.count(&mut self.log, 1, len).map(|_| Some(Reply::Row(n, data)))
+            }
+            other => other,
+        };
+        let frontend = self.log.frontend;
         match &r {
-            Ok(None) => self.metrics.query(self.frontend, "passthrough", self.started.elapsed()),
-            Err(e) => self.metrics.error(self.frontend, e.sqlstate()),
+            Ok(None) => self.metrics.query(frontend, "passthrough", self.log.started.elapsed()),
+            Err(e) => {
+                self.metrics.error(frontend, e.sqlstate());
+                self.log.sqlstate = Some(e.sqlstate().to_string());
+            }
             Ok(Some(_)) => {}
         }
         r
@@ -56,6 +74,7 @@ impl Engine {
             return None;
         }
         let reason = self.passthrough_reason(sql)?;
+        let in_flight = self.life.enter().ok()?;
         if self
             .shapes
             .off_until
@@ -65,7 +84,9 @@ impl Engine {
         {
             return None;
         }
-        let started = Instant::now();
+        let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
+        let mut log = QueryLog::new(&session.user, frontend);
+        let started = log.started;
         let mut lease = match pool.get().await {
             Ok(l) => l,
             Err(e) => {
@@ -78,14 +99,23 @@ impl Engine {
         self.metrics.warehouse_statement();
         self.metrics.forwarded();
         if let Err(e) = lease.query(sql).await {
+            self.metrics.error(frontend, e.sqlstate());
+            log.sqlstate = Some(e.sqlstate().to_string());
             return Some(Err(e));
         }
+        let freshness = forwarded_freshness(&reason, started.elapsed().as_secs_f64() * 1000.0);
+        log.describe(&freshness);
         if !session.forget_freshness {
-            session.last_freshness =
-                Some(forwarded_freshness(&reason, started.elapsed().as_secs_f64() * 1000.0));
+            session.last_freshness = Some(freshness);
         }
-        let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
-        Some(Ok(Forwarded { lease, started, metrics: self.metrics.clone(), frontend }))
+        Some(Ok(Forwarded {
+            lease,
+            metrics: self.metrics.clone(),
+            log,
+            limits: self.limits,
+            killed: Box::pin(self.life.killed()),
+            _in_flight: in_flight,
+        }))
     }
 
     /// Why a statement of this shape passes through, or None when it does not (or has no

@@ -1,5 +1,6 @@
 //! Execution: the warehouse client, values and decimals, merge and evaluation, Arrow.
 
+pub mod admission;
 pub mod arrow;
 pub mod columnar;
 pub mod decimal;

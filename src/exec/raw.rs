@@ -14,7 +14,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::admission::Admission;
 
 use crate::error::{Error, Result};
 
@@ -363,18 +365,13 @@ pub struct RawPool {
     off: std::sync::atomic::AtomicBool,
     cfg: RawConfig,
     idle: Mutex<Vec<RawConn>>,
-    slots: Arc<Semaphore>,
+    admission: Arc<Admission>,
 }
 
 impl RawPool {
-    /// A pool of at most `size` connections.
-    pub fn new(cfg: RawConfig, size: usize) -> RawPool {
-        RawPool {
-            off: Default::default(),
-            cfg,
-            idle: Mutex::default(),
-            slots: Arc::new(Semaphore::new(size.max(1))),
-        }
+    /// A pool whose connections run under `admission`'s slots.
+    pub fn new(cfg: RawConfig, admission: Arc<Admission>) -> RawPool {
+        RawPool { off: Default::default(), cfg, idle: Mutex::default(), admission }
     }
 
     /// Whether the fast path may use this pool (false once the warehouse's defaults proved
@@ -383,13 +380,9 @@ impl RawPool {
         !self.off.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// An idle connection or a new one, waiting at most the connect timeout for a slot.
+    /// An idle connection or a new one, under an admission slot.
     pub async fn get(self: &Arc<Self>) -> Result<Lease> {
-        let wait = self.cfg.connect_timeout + Duration::from_millis(500);
-        let permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| Error::Unavailable("timed out waiting for a warehouse connection".into()))?
-            .map_err(|_| Error::internal("raw pool closed"))?;
+        let permit = self.admission.enter().await?;
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::admission::Admission;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::BytesMut;
@@ -76,6 +77,19 @@ pub struct Fetched {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// A pooled warehouse connection and the admission slot it runs under.
+pub struct Conn {
+    obj: Object,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.obj
+    }
+}
+
 /// Pool of warehouse connections.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -84,6 +98,7 @@ pub struct Warehouse {
     wait: Duration,
     applied: Arc<Mutex<HashMap<ConnKey, SessionParams>>>,
     raw: Option<Arc<super::raw::RawPool>>,
+    admission: Arc<Admission>,
 }
 
 /// Session parameters a client set that change how the warehouse evaluates its queries
@@ -130,8 +145,16 @@ impl Warehouse {
         }
         pg.options(options.trim());
         pg.application_name("tidemark");
+        let limits = &config.limits;
+        let slots = match limits.max_concurrent_queries {
+            0 => config.warehouse.pool_size,
+            n => n.min(config.warehouse.pool_size),
+        };
+        let queue_wait =
+            crate::config::parse_duration("limits.queue_timeout", &limits.queue_timeout)?;
+        let admission = Arc::new(Admission::new(slots, limits.queue, queue_wait));
         let raw = super::raw::RawConfig::from_pg(&pg, connect)
-            .map(|c| Arc::new(super::raw::RawPool::new(c, config.warehouse.pool_size)));
+            .map(|c| Arc::new(super::raw::RawPool::new(c, admission.clone())));
         let mgr = Manager::from_config(
             pg,
             NoTls,
@@ -147,7 +170,7 @@ impl Warehouse {
             })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw })
+        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw, admission })
     }
 
     /// The pool of raw connections for the pass-through fast path (None for warehouse URLs
@@ -167,26 +190,37 @@ impl Warehouse {
             g("idle", s.available),
             g("max", s.max_size),
             g("waiting", s.waiting),
+            g("queued", self.admission.waiting()),
         ]
     }
 
-    /// A pooled connection, or 08006 within the connect timeout.
-    pub async fn conn(&self) -> Result<Object> {
-        match tokio::time::timeout(self.wait + Duration::from_millis(500), self.pool.get()).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => {
-                Err(Error::Unavailable("timed out waiting for a warehouse connection".into()))
+    /// A pooled connection holding an admission slot ([`Admission`]): 53300 when too many
+    /// statements wait, 08006 when the warehouse cannot be reached within the connect timeout
+    /// (which opens the breaker, so the next requests fail fast for a second).
+    pub async fn conn(&self) -> Result<Conn> {
+        let slot = self.admission.enter().await?;
+        let got = tokio::time::timeout(self.wait + Duration::from_millis(500), self.pool.get());
+        let err = match got.await {
+            Ok(Ok(obj)) => {
+                self.admission.reset();
+                return Ok(Conn { obj, _slot: slot });
             }
+            Ok(Err(e)) => Error::from(e),
+            Err(_) => Error::Unavailable("timed out waiting for a warehouse connection".into()),
+        };
+        if let Error::Unavailable(why) = &err {
+            self.admission.trip(why);
         }
+        Err(err)
     }
 
     /// A pooled connection carrying exactly the session parameters `params`: a connection
     /// another client left with other settings is reset first, so settings never leak
     /// between clients through the pool. Clean connections cost no extra round trip.
-    pub async fn conn_with(&self, params: &SessionParams) -> Result<Object> {
+    pub async fn conn_with(&self, params: &SessionParams) -> Result<Conn> {
         let conn = self.conn().await?;
         // Pooled objects move in memory between uses; their creation instant identifies them.
-        let key = Object::metrics(&conn).created;
+        let key = Object::metrics(&conn.obj).created;
         let current = self
             .applied
             .lock()
@@ -218,10 +252,10 @@ impl Warehouse {
     /// [`Warehouse::conn_with`] for running `sql`: a statement that calls `set_config` changes
     /// the connection's settings behind the pool's back, so the connection is marked and
     /// reset by its next user.
-    async fn conn_for(&self, sql: &str, params: &SessionParams) -> Result<Object> {
+    async fn conn_for(&self, sql: &str, params: &SessionParams) -> Result<Conn> {
         let conn = self.conn_with(params).await?;
         if mentions_set_config(sql) {
-            let key = Object::metrics(&conn).created;
+            let key = Object::metrics(&conn.obj).created;
             let dirty = vec![("set_config".to_string(), String::new())];
             self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(key, dirty);
         }
@@ -427,16 +461,16 @@ struct StreamState {
 /// cancelled), it cancels the warehouse query and discards the connection instead of
 /// returning it to the pool, so a late cancel can never hit another client's query.
 struct CancelOnDrop {
-    conn: Option<Object>,
+    conn: Option<Conn>,
     armed: bool,
 }
 
 impl CancelOnDrop {
-    fn new(conn: Object) -> Self {
+    fn new(conn: Conn) -> Self {
         CancelOnDrop { conn: Some(conn), armed: true }
     }
 
-    fn conn(&self) -> Result<&Object> {
+    fn conn(&self) -> Result<&Conn> {
         self.conn.as_ref().ok_or_else(|| Error::internal("query connection already released"))
     }
 
@@ -452,7 +486,7 @@ impl Drop for CancelOnDrop {
             return;
         }
         let token = conn.cancel_token();
-        drop(Object::take(conn));
+        drop(Object::take(conn.obj));
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 match token.cancel_query(NoTls).await {

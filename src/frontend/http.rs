@@ -74,6 +74,9 @@ impl IntoResponse for Problem {
         let mut resp = (status, body.to_string()).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
     }
 }

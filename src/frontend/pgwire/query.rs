@@ -37,7 +37,11 @@ impl Default for SessionCell {
 }
 
 fn session_of<C: ClientInfo>(client: &C) -> Arc<SessionCell> {
-    client.session_extensions().get_or_insert_with(SessionCell::default)
+    client.session_extensions().get_or_insert_with(|| {
+        let mut s = Session::new("pgwire");
+        s.user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+        SessionCell(tokio::sync::Mutex::new(s))
+    })
 }
 
 /// Maps the one error type to an ErrorResponse.

@@ -1,0 +1,230 @@
+//! What happens around every statement: the in-flight count that graceful shutdown waits
+//! for, the result limits (rows and bytes, 54000), and the one structured log line per query
+//! (target `tidemark::query`), written when the answer has been streamed or has failed.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::watch;
+
+use super::Freshness;
+use crate::error::{Error, Result};
+
+/// Draining state shared by the engine and its in-flight statements.
+pub struct Lifecycle {
+    draining: AtomicBool,
+    in_flight: Arc<AtomicUsize>,
+    kill: watch::Sender<bool>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            draining: AtomicBool::new(false),
+            in_flight: Arc::default(),
+            kill: watch::channel(false).0,
+        }
+    }
+}
+
+/// Counts one statement in flight until dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Lifecycle {
+    /// Registers a new statement; 57P01 once draining has begun.
+    pub fn enter(&self) -> Result<InFlight> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(Error::ShuttingDown("the server is shutting down".into()));
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(InFlight(self.in_flight.clone()))
+    }
+
+    /// Whether draining has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when statements must stop (the shutdown deadline passed).
+    pub fn killed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.kill.subscribe();
+        async move {
+            let _ = rx.wait_for(|k| *k).await;
+        }
+    }
+
+    /// Refuses new statements, waits up to `deadline` for those in flight, then stops them
+    /// (their warehouse queries are cancelled) and waits briefly for the cancels to go out.
+    /// Returns how many were stopped.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.draining.store(true, Ordering::Relaxed);
+        if self.wait_idle(deadline).await {
+            return 0;
+        }
+        let stopped = self.in_flight.load(Ordering::Relaxed);
+        let _ = self.kill.send(true);
+        self.wait_idle(Duration::from_secs(2)).await;
+        // CancelRequests are sent by tasks spawned when the statements were dropped.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stopped
+    }
+
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while self.in_flight.load(Ordering::Relaxed) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+/// The query-log record of one statement, written once when dropped.
+pub struct QueryLog {
+    /// Who ran it (the pgwire or Flight user; empty when anonymous).
+    pub user: String,
+    /// `pgwire`, `rest`, `flight`, ...
+    pub frontend: &'static str,
+    /// `split`, `passthrough`, `local` (empty until known).
+    pub plan: String,
+    /// Legs as `name:ms:cache`, comma-separated.
+    pub legs: String,
+    /// Rows sent.
+    pub rows: u64,
+    /// Bytes of row data sent (Arrow memory for engine answers, DataRow bytes when forwarded).
+    pub bytes: u64,
+    /// SQLSTATE of the error, if it failed.
+    pub sqlstate: Option<String>,
+    /// When the statement started.
+    pub started: Instant,
+}
+
+impl QueryLog {
+    /// A record for a statement starting now.
+    pub fn new(user: &str, frontend: &'static str) -> QueryLog {
+        QueryLog {
+            user: user.to_string(),
+            frontend,
+            plan: String::new(),
+            legs: String::new(),
+            rows: 0,
+            bytes: 0,
+            sqlstate: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Takes plan and legs from the answer's freshness.
+    pub fn describe(&mut self, f: &Freshness) {
+        self.plan = f.plan.clone();
+        self.legs = f
+            .legs
+            .iter()
+            .map(|l| format!("{}:{:.2}ms:{}", l.name, l.elapsed_ms, l.cache))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+}
+
+impl Drop for QueryLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "tidemark::query",
+            user = %self.user,
+            frontend = self.frontend,
+            plan = %self.plan,
+            legs = %self.legs,
+            rows = self.rows,
+            bytes = self.bytes,
+            ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
+            sqlstate = self.sqlstate.as_deref().unwrap_or(""),
+            "query"
+        );
+    }
+}
+
+/// Row and byte limits of one answer (0: none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResultLimits {
+    /// Most rows.
+    pub rows: u64,
+    /// Most bytes.
+    pub bytes: u64,
+}
+
+impl ResultLimits {
+    /// Adds a chunk to `log`'s counts; 54000 once past a limit.
+    pub fn count(&self, log: &mut QueryLog, rows: u64, bytes: u64) -> Result<()> {
+        log.rows += rows;
+        log.bytes += bytes;
+        if self.rows > 0 && log.rows > self.rows {
+            return Err(Error::TooLarge(format!(
+                "more than {} rows (limits.max_result_rows); add a LIMIT or aggregate",
+                self.rows
+            )));
+        }
+        if self.bytes > 0 && log.bytes > self.bytes {
+            return Err(Error::TooLarge(format!(
+                "more than {} bytes (limits.max_result_bytes); select fewer rows or columns",
+                self.bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a tracked answer carries along.
+pub struct Tracking {
+    /// The log record, written when the stream ends or is dropped.
+    pub log: QueryLog,
+    /// The limits enforced.
+    pub limits: ResultLimits,
+    /// The in-flight registration (held for its drop).
+    #[allow(dead_code)]
+    pub in_flight: InFlight,
+    /// Resolves when shutdown stops statements.
+    pub killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Wraps an answer's batches: counts and limits them, stops at shutdown, logs at the end.
+/// After an error the stream ends, so no partial answer follows it.
+pub fn track(
+    inner: BoxStream<'static, Result<RecordBatch>>,
+    t: Tracking,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    stream::unfold(Some((inner, t)), |state| async move {
+        let (mut inner, mut t) = state?;
+        let next = tokio::select! {
+            n = inner.next() => n,
+            _ = &mut t.killed => Some(Err(Error::ShuttingDown(
+                "canceled at the shutdown deadline".into(),
+            ))),
+        };
+        let item = match next? {
+            Ok(b) => {
+                let bytes = b.get_array_memory_size() as u64;
+                t.limits.count(&mut t.log, b.num_rows() as u64, bytes).map(|_| b)
+            }
+            Err(e) => Err(e),
+        };
+        match item {
+            Ok(b) => Some((Ok(b), Some((inner, t)))),
+            Err(e) => {
+                t.log.sqlstate = Some(e.sqlstate().to_string());
+                Some((Err(e), None))
+            }
+        }
+    })
+    .boxed()
+}
