@@ -220,6 +220,24 @@ pub struct UserConfig {
     pub name: String,
     /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as PostgreSQL stores it.
     pub password_hash: String,
+    /// REST API keys as `sha256:<hex>` (from `tidemark new-api-key`).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Logical tables this user may read; absent: all.
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// Warehouse schemas this user may read through pass-through queries (pg_catalog and
+    /// information_schema always); absent: all.
+    #[serde(default)]
+    pub schemas: Option<Vec<String>>,
+    /// This user's statement timeout (e.g. "30s"), instead of `warehouse.statement_timeout`.
+    #[serde(default)]
+    pub statement_timeout: Option<String>,
+}
+
+fn is_key_hash(k: &str) -> bool {
+    k.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Listener addresses.
@@ -509,6 +527,15 @@ impl Config {
                     "user {:?}: password_hash must be a SCRAM-SHA-256 verifier (see `tidemark hash-password`)",
                     u.name
                 )));
+            }
+            if let Some(k) = u.api_keys.iter().find(|k| !is_key_hash(k)) {
+                return Err(Error::Config(format!(
+                    "user {:?}: api key {k:?} must be sha256:<64 hex digits> (see `tidemark new-api-key`)",
+                    u.name
+                )));
+            }
+            if let Some(t) = &u.statement_timeout {
+                parse_duration("users.statement_timeout", t)?;
             }
         }
         if self.flight.max_batch_rows == 0 || self.flight.max_message_bytes < 1024 {

@@ -61,8 +61,10 @@ pub struct Session {
     pub frontend: &'static str,
     /// One-statement sessions (REST) skip keeping `last_freshness`.
     pub forget_freshness: bool,
-    /// The authenticated user (empty when anonymous), for the query log.
+    /// The authenticated user (empty when anonymous): permissions and the query log.
     pub user: String,
+    /// The user's statement timeout: the session's own may only be shorter.
+    pub user_timeout: Option<std::time::Duration>,
 }
 
 /// What a split query runs with besides its SQL.
@@ -110,11 +112,29 @@ impl Session {
 
     /// The session parameters forwarded to the warehouse with each query.
     pub fn warehouse_params(&self) -> SessionParams {
-        self.settings
+        let mut params: SessionParams = self
+            .settings
             .iter()
             .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect();
+        if let Some(limit) = self.user_timeout {
+            let own = self.settings.get("statement_timeout").and_then(|t| timeout_of(t));
+            let t = own.filter(|o| !o.is_zero() && *o < limit).unwrap_or(limit);
+            params.retain(|(k, _)| k != "statement_timeout");
+            params.push(("statement_timeout".into(), format!("{}ms", t.as_millis())));
+            params.sort();
+        }
+        params
+    }
+}
+
+/// A statement_timeout setting as a duration (PostgreSQL's plain numbers are milliseconds).
+fn timeout_of(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim().trim_matches('\'');
+    match t.parse::<u64>() {
+        Ok(ms) => Some(std::time::Duration::from_millis(ms)),
+        Err(_) => crate::config::parse_duration("statement_timeout", t).ok(),
     }
 }
 
@@ -241,6 +261,8 @@ pub struct Engine {
     shapes: forward::Shapes,
     life: tracked::Lifecycle,
     limits: ResultLimits,
+    access: crate::access::Access,
+    system_names: tokio::sync::OnceCell<std::collections::HashSet<String>>,
 }
 
 impl Engine {
@@ -274,6 +296,7 @@ impl Engine {
                 crate::watermark_push::spawn(watermarks.clone(), r.url.clone(), shutdown.clone());
             }
         }
+        let access_users = config.users.clone();
         let limits = ResultLimits {
             rows: config.limits.max_result_rows,
             bytes: config.limits.max_result_bytes,
@@ -294,6 +317,8 @@ impl Engine {
             shapes: Default::default(),
             life: Default::default(),
             limits,
+            access: crate::access::Access::new(&access_users),
+            system_names: Default::default(),
         });
         if engine.config.cache.rewarm && engine.legs.enabled() {
             engine.spawn_rewarmer(shutdown);
@@ -370,6 +395,8 @@ impl Engine {
         params: &[Param],
         session: &mut Session,
     ) -> Result<QueryResult> {
+        let search_path = session.settings.get("search_path").map(String::as_str);
+        self.authorize(sql, &session.user, search_path).await?;
         let wp = session.warehouse_params();
         let bypass = bypass_cache(session);
         let text = self.text_key(sql, params, &wp, session.pinned.is_empty() && !bypass);
@@ -977,9 +1004,69 @@ impl Engine {
         .await
     }
 
+    /// Users, grants and API keys.
+    pub fn access(&self) -> &crate::access::Access {
+        &self.access
+    }
+
+    /// A session of `frontend` for `user` (empty: anonymous), with the user's own statement
+    /// timeout.
+    pub fn session_for(&self, frontend: &'static str, user: &str) -> Session {
+        let mut s = Session::new(frontend);
+        s.user = user.to_string();
+        s.user_timeout = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .and_then(|u| u.statement_timeout.as_deref())
+            .and_then(|t| crate::config::parse_duration("statement_timeout", t).ok());
+        s
+    }
+
+    /// Refuses (42501) what a restricted user may not read, before anything runs; statements
+    /// of restricted users must parse.
+    pub async fn authorize(&self, sql: &str, user: &str, search_path: Option<&str>) -> Result<()> {
+        let Some(grants) = self.access.restricted(user) else { return Ok(()) };
+        let stmts = plan::parse(self.dialect(), sql).map_err(|e| {
+            Error::PermissionDenied(format!(
+                "permission denied: statements of user {user:?} must parse so their permissions can be checked ({e})"
+            ))
+        })?;
+        let names = self.system_names().await?;
+        let resolution = crate::access::Resolution { search_path, system_names: names };
+        crate::access::check(grants, &stmts, &self.config.tables, &resolution)
+    }
+
+    /// Relation names in the warehouse's pg_catalog, read once.
+    async fn system_names(&self) -> Result<&std::collections::HashSet<String>> {
+        self.system_names
+            .get_or_try_init(|| async {
+                let sql = "SELECT c.relname::text FROM pg_catalog.pg_class c \
+                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                           WHERE n.nspname = 'pg_catalog'";
+                let f = self.warehouse.fetch(sql, &[], &[], &SessionParams::new()).await?;
+                Ok(f.rows
+                    .into_iter()
+                    .filter_map(|r| match r.into_iter().next() {
+                        Some(Value::Text(t)) => Some(t),
+                        _ => None,
+                    })
+                    .collect())
+            })
+            .await
+    }
+
     /// Parameter types and result columns of a statement, without running it (what the
-    /// extended protocol's Describe needs). Writes are refused here already.
-    pub async fn describe_statement(&self, sql: &str, wp: &SessionParams) -> Result<Described> {
+    /// extended protocol's Describe needs). Writes and what `user` may not read are refused.
+    pub async fn describe_statement(
+        &self,
+        sql: &str,
+        wp: &SessionParams,
+        user: &str,
+    ) -> Result<Described> {
+        let search_path = wp.iter().find(|(k, _)| k == "search_path").map(|(_, v)| v.as_str());
+        self.authorize(sql, user, search_path).await?;
         let text = |name: &str| Described {
             columns: vec![Column { name: name.into(), ty: Type::TEXT }],
             params: vec![],

@@ -26,6 +26,12 @@ pub enum Error {
     /// The warehouse cannot be reached or the connection broke (08006).
     #[error("warehouse unavailable: {0}")]
     Unavailable(String),
+    /// No or wrong credentials (28000; HTTP 401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The user may not read a relation or call a function (42501; HTTP 403).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Too many statements waiting for the warehouse (53300; HTTP 503 with Retry-After).
     #[error("too many queries waiting for the warehouse: {0}")]
     Busy(String),
@@ -77,6 +83,8 @@ impl Error {
             Error::Unavailable(_) => "08006",
             Error::Timeout(_) => "57014",
             Error::Busy(_) => "53300",
+            Error::PermissionDenied(_) => "42501",
+            Error::Unauthenticated(_) => "28000",
             Error::TooLarge(_) => "54000",
             Error::ShuttingDown(_) => "57P01",
             Error::InvalidInput(_) => "22023",
@@ -97,6 +105,7 @@ impl Error {
         let code = self.sqlstate();
         match code {
             "25006" | "42501" => 403,
+            "28000" | "28P01" => 401,
             "57014" => 504,
             "53300" => 503,
             "08P01" => 400,

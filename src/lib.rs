@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod cache;
 pub mod catalog;
 pub mod config;

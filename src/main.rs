@@ -49,6 +49,8 @@ enum Command {
         /// The password (read from standard input when omitted).
         password: Option<String>,
     },
+    /// Print a new random REST API key and the `sha256:` hash to put in `[[users]] api_keys`.
+    NewApiKey,
     /// Create a demo database with live data and serve it.
     Demo {
         /// Admin connection used to create the demo database.
@@ -154,6 +156,11 @@ async fn run(cmd: Command) -> Result<()> {
                 }
             };
             println!("{}", tidemark::frontend::pgwire::auth::make_verifier(&password));
+            Ok(())
+        }
+        Command::NewApiKey => {
+            let key = tidemark::access::new_api_key()?;
+            println!("key:  {key}\nhash: {}", tidemark::access::hash_api_key(&key));
             Ok(())
         }
         Command::Demo { admin_url, http, pg, flight, events, rate, advance_every, reset } => {

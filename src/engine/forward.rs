@@ -70,7 +70,12 @@ impl Engine {
     /// the caller takes the normal path ([`Engine::execute`]).
     pub async fn forward(&self, sql: &str, session: &mut Session) -> Option<Result<Forwarded>> {
         let pool = self.warehouse.raw().filter(|p| p.usable())?;
-        if !session.settings.is_empty() || session.in_transaction || !session.pinned.is_empty() {
+        if !session.settings.is_empty()
+            || session.in_transaction
+            || !session.pinned.is_empty()
+            || session.user_timeout.is_some()
+            || self.access.restricted(&session.user).is_some()
+        {
             return None;
         }
         let reason = self.passthrough_reason(sql)?;

@@ -3,7 +3,7 @@
 //! warehouse. Tickets carry the query, its parameters and the watermark snapshot taken when
 //! the FlightInfo was made, so the data matches the schema and freshness reported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -82,7 +82,7 @@ pub fn status(e: Error) -> Status {
 pub struct FlightFrontend {
     engine: Arc<Engine>,
     users: HashMap<String, String>,
-    tokens: Mutex<HashSet<String>>,
+    tokens: Mutex<HashMap<String, String>>,
     bound: Mutex<HashMap<Vec<u8>, Vec<Param>>>,
     catalog: String,
     max_rows: usize,
@@ -104,7 +104,7 @@ impl FlightFrontend {
         Ok(FlightFrontend {
             engine,
             users: config.users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect(),
-            tokens: Mutex::new(HashSet::new()),
+            tokens: Mutex::new(HashMap::new()),
             bound: Mutex::new(HashMap::new()),
             catalog,
             max_rows: config.flight.max_batch_rows,
@@ -114,15 +114,16 @@ impl FlightFrontend {
         })
     }
 
-    fn check<T>(&self, req: &Request<T>) -> std::result::Result<(), Status> {
+    /// The user of a request's bearer token (empty when no users are configured).
+    fn check<T>(&self, req: &Request<T>) -> std::result::Result<String, Status> {
         if self.users.is_empty() {
-            return Ok(());
+            return Ok(String::new());
         }
         let header =
             req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         let token = header.strip_prefix("Bearer ").unwrap_or("");
-        if self.tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(token) {
-            Ok(())
+        if let Some(user) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(token) {
+            Ok(user.clone())
         } else {
             Err(Status::unauthenticated(
                 "28000: missing or invalid bearer token; authenticate with Handshake",
@@ -150,11 +151,13 @@ impl FlightFrontend {
     /// watermark pinned now, and the freshness so far in app_metadata.
     async fn flight_info(
         &self,
+        user: &str,
         sql: &str,
         params: Vec<Param>,
         descriptor: FlightDescriptor,
     ) -> std::result::Result<FlightInfo, Status> {
-        let described = self.engine.describe_statement(sql, &Vec::new()).await.map_err(status)?;
+        let described =
+            self.engine.describe_statement(sql, &Vec::new(), user).await.map_err(status)?;
         let pinned = self.engine.watermark_for(sql).await.map_err(status)?;
         let mut fresh = proto::Freshness { plan: "pending".into(), ..Default::default() };
         let watermarks = pinned
@@ -185,10 +188,11 @@ impl FlightFrontend {
     /// Runs a ticket and streams its batches; the first message carries the freshness.
     async fn run(
         &self,
+        user: &str,
         ticket: proto::QueryTicket,
         bypass: bool,
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
-        let mut session = Session::new("flight");
+        let mut session = self.engine.session_for("flight", user);
         if bypass {
             session.settings.insert("tidemark.cache".into(), "off".into());
         }
@@ -494,7 +498,7 @@ impl FlightSqlService for FlightFrontend {
             if tokens.len() > 100_000 {
                 tokens.clear();
             }
-            tokens.insert(token.clone());
+            tokens.insert(token.clone(), user.to_string());
             token
         };
         let out = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
@@ -513,8 +517,9 @@ impl FlightSqlService for FlightFrontend {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        Ok(Response::new(self.flight_info(&query.query, vec![], request.into_inner()).await?))
+        let user = self.check(&request)?;
+        let descriptor = request.into_inner();
+        Ok(Response::new(self.flight_info(&user, &query.query, vec![], descriptor).await?))
     }
 
     async fn do_get_statement(
@@ -522,10 +527,10 @@ impl FlightSqlService for FlightFrontend {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let t = proto::QueryTicket::decode(ticket.statement_handle.as_ref())
             .map_err(|_| Status::invalid_argument("22023: bad ticket"))?;
-        self.run(t, no_cache(&request)).await
+        self.run(&user, t, no_cache(&request)).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -533,9 +538,12 @@ impl FlightSqlService for FlightFrontend {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
-        let described =
-            self.engine.describe_statement(&query.query, &Vec::new()).await.map_err(status)?;
+        let user = self.check(&request)?;
+        let described = self
+            .engine
+            .describe_statement(&query.query, &Vec::new(), &user)
+            .await
+            .map_err(status)?;
         let params: Vec<Column> = described
             .params
             .iter()
@@ -576,14 +584,14 @@ impl FlightSqlService for FlightFrontend {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let t = self.ticket_of_handle(&cmd.prepared_statement_handle)?;
         let params = t
             .params
             .iter()
             .map(|p| if p.is_null { Param::Null } else { Param::Text(p.text.clone()) })
             .collect();
-        Ok(Response::new(self.flight_info(&t.sql, params, request.into_inner()).await?))
+        Ok(Response::new(self.flight_info(&user, &t.sql, params, request.into_inner()).await?))
     }
 
     async fn do_get_prepared_statement(
@@ -591,9 +599,9 @@ impl FlightSqlService for FlightFrontend {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let t = self.ticket_of_handle(&query.prepared_statement_handle)?;
-        self.run(t, no_cache(&request)).await
+        self.run(&user, t, no_cache(&request)).await
     }
 
     async fn do_action_close_prepared_statement(

@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use crate::engine::{Engine, Freshness, Session};
+use crate::engine::{Engine, Freshness};
 use crate::error::Error;
 use crate::exec::arrow::{pg_type_name, value_at};
 use crate::exec::value::Value;
@@ -77,6 +77,9 @@ impl IntoResponse for Problem {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         resp
     }
 }
@@ -117,9 +120,13 @@ async fn query(
     respond(&engine, &req.sql, &params, &headers).await
 }
 
-async fn list_queries(State(engine): State<Arc<Engine>>) -> Response {
+async fn list_queries(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    user_of(&engine, &headers)?;
     let list: Vec<_> = engine.named_queries().0.values().collect();
-    axum::Json(list).into_response()
+    Ok(axum::Json(list).into_response())
 }
 
 async fn named_query(
@@ -140,7 +147,9 @@ async fn respond(
     params: &[Param],
     headers: &HeaderMap,
 ) -> Result<Response, Problem> {
-    let mut session = Session::new("rest");
+    let user = user_of(engine, headers)?;
+    engine.authorize(sql, &user, None).await?;
+    let mut session = engine.session_for("rest", &user);
     session.forget_freshness = true;
     let no_cache = headers
         .get(header::CACHE_CONTROL)
@@ -242,15 +251,45 @@ async fn not_modified(
 
 async fn explain(
     State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let user = user_of(&engine, &headers)?;
     let req = decode(body)?;
+    engine.authorize(&req.sql, &user, None).await?;
     let plan = engine.explain(&req.sql, &Vec::new()).await?;
     Ok(axum::Json(plan).into_response())
 }
 
-async fn tables(State(engine): State<Arc<Engine>>) -> Result<Response, Problem> {
-    Ok(axum::Json(engine.tables().await?).into_response())
+async fn tables(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let user = user_of(&engine, &headers)?;
+    let mut tables = engine.tables().await?;
+    if let Some(g) = engine.access().restricted(&user) {
+        tables.retain(|t| g.table(&t.name));
+    }
+    Ok(axum::Json(tables).into_response())
+}
+
+/// The user a request's `Authorization: Bearer <api key>` names; 401 (28000) without a valid
+/// key when users are configured, "" (anonymous) when none are.
+fn user_of(engine: &Engine, headers: &HeaderMap) -> Result<String, Problem> {
+    if !engine.access().required() {
+        return Ok(String::new());
+    }
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match engine.access().user_for_key(key.trim()) {
+        Some(user) => Ok(user.to_string()),
+        None => Err(Problem(Error::Unauthenticated(
+            "missing or invalid API key: send Authorization: Bearer <key>".into(),
+        ))),
+    }
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> Response {

@@ -36,11 +36,10 @@ impl Default for SessionCell {
     }
 }
 
-fn session_of<C: ClientInfo>(client: &C) -> Arc<SessionCell> {
+fn session_of<C: ClientInfo>(client: &C, engine: &Engine) -> Arc<SessionCell> {
     client.session_extensions().get_or_insert_with(|| {
-        let mut s = Session::new("pgwire");
-        s.user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
-        SessionCell(tokio::sync::Mutex::new(s))
+        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+        SessionCell(tokio::sync::Mutex::new(engine.session_for("pgwire", &user)))
     })
 }
 
@@ -91,8 +90,12 @@ impl QueryParser for Parser {
         if is_blank(sql) {
             return Ok(None);
         }
-        let wp = session_of(client).0.lock().await.warehouse_params();
-        let d = self.engine.describe_statement(sql, &wp).await.map_err(pg_error)?;
+        let (wp, user) = {
+            let s = session_of(client, &self.engine);
+            let s = s.0.lock().await;
+            (s.warehouse_params(), s.user.clone())
+        };
+        let d = self.engine.describe_statement(sql, &wp, &user).await.map_err(pg_error)?;
         let params = d
             .params
             .iter()
@@ -152,7 +155,7 @@ impl Gateway {
                 message: "current transaction is aborted, commands ignored until end of transaction block".into(),
             }));
         }
-        let cell = session_of(client);
+        let cell = session_of(client, &self.engine);
         let result = {
             let mut session = cell.0.lock().await;
             self.engine.execute(sql, params, &mut session).await.map_err(pg_error)?
@@ -242,7 +245,7 @@ impl Gateway {
         if client.transaction_status() != TransactionStatus::Idle {
             return Ok(None);
         }
-        let cell = session_of(client);
+        let cell = session_of(client, &self.engine);
         let forwarded = self.engine.forward(sql, &mut *cell.0.lock().await).await;
         let Some(forwarded) = forwarded else { return Ok(None) };
         let mut answer = forwarded.map_err(pg_error)?;

@@ -1,0 +1,234 @@
+//! Access control and hostile input over all three frontends: users authenticate (REST API
+//! keys, pgwire SCRAM, Flight handshake); a restricted user reads only the logical tables and
+//! schemas granted (42501 / HTTP 403 / PERMISSION_DENIED) and refused statements never reach
+//! the warehouse; SQL injection through parameters, multi-statement smuggling, functions that
+//! run SQL text, search_path tricks and oversized protocol messages are all refused.
+
+mod common;
+
+use std::sync::Arc;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tonic::transport::Channel;
+
+use common::*;
+
+const ALICE_KEY: &str = "tmk_alice_0123456789";
+const BOB_KEY: &str = "tmk_bob_0123456789";
+
+/// A server with users alice (logical table `events` only, no warehouse schemas) and bob
+/// (unrestricted), and a `secret.payroll` table in the warehouse.
+struct SecStack {
+    db_name: String,
+    db: Client,
+    server: tidemark::server::Server,
+}
+
+async fn sec_stack(prefix: &str) -> SecStack {
+    let (db_name, db) = fresh_db(prefix).await;
+    build_layout(&db, 500, 5).await;
+    set_watermark(&db, "events", Layout::standard().w0).await;
+    exec(&db, "CREATE SCHEMA secret; CREATE TABLE secret.payroll (who text, pay int); INSERT INTO secret.payroll VALUES ('ceo', 1000000)").await;
+    let user = |name: &str, pw: &str, key: &str, grants: &str| {
+        format!(
+            "\n[[users]]\nname = \"{name}\"\npassword_hash = \"{}\"\napi_keys = [\"{}\"]\n{grants}\n",
+            tidemark::frontend::pgwire::auth::make_verifier(pw),
+            tidemark::access::hash_api_key(key)
+        )
+    };
+    let toml = config_toml(&db_url(&db_name), "", true).replace(
+        "http = \"127.0.0.1:0\"",
+        "http = \"127.0.0.1:0\"\npg = \"127.0.0.1:0\"\nflight = \"127.0.0.1:0\"",
+    ) + &user("alice", "alice-pw", ALICE_KEY, "tables = [\"events\"]\nschemas = []")
+        + &user("bob", "bob-pw", BOB_KEY, "");
+    let config = parse_config(&toml);
+    tidemark::setup::run(&config).await.expect("setup");
+    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    SecStack { db_name, db, server }
+}
+
+impl SecStack {
+    /// POST /v1/query with an optional API key and parameters.
+    async fn rest(&self, key: Option<&str>, sql: &str, params: Value) -> (u16, Value) {
+        let addr = self.server.http_addr.expect("http");
+        let mut req = http_client()
+            .post(format!("http://{addr}/v1/query"))
+            .json(&json!({ "sql": sql, "params": params }));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let (status, _, body) = send(req).await;
+        (status, body_json(&body))
+    }
+
+    async fn pg(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+        let port = self.server.pg_addr.expect("pg").port();
+        let conninfo =
+            format!("host=127.0.0.1 port={port} user={user} password={password} dbname=x");
+        let (client, conn) = tokio_postgres::connect(&conninfo, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    fn statements(&self) -> u64 {
+        self.server
+            .engine
+            .metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("tidemark_warehouse_statements_total "))
+            .and_then(|v| v.parse().ok())
+            .expect("statements counter")
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await;
+        drop(self.db);
+        drop_db(&self.db_name).await;
+    }
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
+}
+
+/// REST: API keys, grants, 401/403, and refused statements never reaching the warehouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_keys_and_grants() {
+    let s = sec_stack("sec_rest").await;
+    let (status, body) = s.rest(None, "SELECT 1", json!([])).await;
+    assert_eq!((status, body["sqlstate"].clone()), (401, json!("28000")), "{body}");
+    let (status, _) = s.rest(Some("tmk_wrong"), "SELECT 1", json!([])).await;
+    assert_eq!(status, 401);
+    let (status, body) = s.rest(Some(ALICE_KEY), "SELECT count(*) FROM events", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.rest(Some(BOB_KEY), "SELECT pay FROM secret.payroll", json!([])).await;
+    assert_eq!((status, body["rows"][0][0].clone()), (200, json!(1000000)), "{body}");
+
+    let before = s.statements();
+    for sql in [
+        "SELECT * FROM secret.payroll",
+        "SELECT * FROM events_batch",
+        "SELECT e.country FROM events e JOIN secret.payroll p ON p.who = e.country",
+        "SELECT * FROM (SELECT * FROM secret.payroll) x",
+        "SELECT query_to_xml('select * from secret.payroll', true, true, '')",
+        "SELECT * FROM dblink('dbname=x', 'select 1') AS t(a int)",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT $$ unparsed",
+        "EXPLAIN SELECT * FROM secret.payroll",
+    ] {
+        let (status, body) = s.rest(Some(ALICE_KEY), sql, json!([])).await;
+        assert_eq!((status, body["sqlstate"].clone()), (403, json!("42501")), "{sql}: {body}");
+    }
+    assert_eq!(s.statements(), before, "refused statements never reach the warehouse");
+
+    for sql in [
+        "SELECT count(*) FROM pg_catalog.pg_class",
+        "SELECT count(*) FROM pg_class",
+        "SELECT count(*) FROM information_schema.tables",
+        "WITH payroll AS (SELECT 1 AS n) SELECT n FROM payroll",
+        "SELECT * FROM generate_series(1, 3)",
+    ] {
+        let (status, body) = s.rest(Some(ALICE_KEY), sql, json!([])).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+    }
+    let tables = http_client()
+        .get(format!("http://{}/v1/tables", s.server.http_addr.unwrap()))
+        .bearer_auth(ALICE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tables.status(), 200);
+    s.stop().await;
+}
+
+/// Injection through parameters stays a value; several statements in one request are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_and_smuggling_are_refused() {
+    let s = sec_stack("sec_inject").await;
+    let sql = "SELECT count(*) FROM events WHERE country = $1";
+    for evil in ["x' OR '1'='1", "x'; DROP TABLE events_batch; --", "\\' OR 1=1 --"] {
+        let (status, body) = s.rest(Some(ALICE_KEY), sql, json!([evil])).await;
+        assert_eq!((status, body["rows"][0][0].clone()), (200, json!("0")), "{evil}: {body}");
+    }
+    let before = s.statements();
+    for sql in ["SELECT 1; DROP TABLE events_batch", "SELECT 1; SELECT * FROM secret.payroll"] {
+        let (status, body) = s.rest(Some(BOB_KEY), sql, json!([])).await;
+        assert_eq!((status, body["sqlstate"].clone()), (400, json!("42601")), "{sql}: {body}");
+    }
+    assert_eq!(s.statements(), before, "nothing reached the warehouse");
+    let n: i64 = s.db.query_one("SELECT count(*) FROM events_batch", &[]).await.unwrap().get(0);
+    assert!(n > 0, "events_batch still there");
+    s.stop().await;
+}
+
+/// pgwire: SCRAM users, grants on both protocols, and no way around them by search_path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgwire_grants() {
+    let s = sec_stack("sec_pg").await;
+    let Err(e) = s.pg("alice", "wrong").await else { panic!("wrong password accepted") };
+    assert_eq!(code(&e), "28P01");
+    let alice = s.pg("alice", "alice-pw").await.expect("alice logs in");
+    let rows = alice.simple_query("SELECT count(*) FROM events").await.unwrap();
+    assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+    for sql in ["SELECT * FROM secret.payroll", "SELECT * FROM public.events_batch"] {
+        assert_eq!(code(&alice.simple_query(sql).await.unwrap_err()), "42501", "{sql}");
+        assert_eq!(code(&alice.query(sql, &[]).await.unwrap_err()), "42501", "{sql} (extended)");
+        assert_eq!(code(&alice.prepare(sql).await.unwrap_err()), "42501", "{sql} (describe)");
+    }
+    alice.batch_execute("SET search_path = secret").await.unwrap();
+    let e = alice.simple_query("SELECT * FROM payroll").await.unwrap_err();
+    assert_eq!(code(&e), "42501", "search_path cannot widen the grants");
+    let e = alice
+        .simple_query("DECLARE c CURSOR WITH HOLD FOR SELECT * FROM secret.payroll")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501", "cursors are checked too");
+    let bob = s.pg("bob", "bob-pw").await.expect("bob logs in");
+    let rows = bob.query("SELECT pay FROM secret.payroll", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 1_000_000);
+    s.stop().await;
+}
+
+/// Flight SQL: the handshake's token carries the user, whose grants apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_grants() {
+    let s = sec_stack("sec_flight").await;
+    let addr = s.server.flight_addr.expect("flight");
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.handshake("alice", "alice-pw").await.expect("handshake");
+    let ok = client.execute("SELECT count(*) FROM events".into(), None).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let e = client.execute("SELECT * FROM secret.payroll".into(), None).await.unwrap_err();
+    assert!(e.to_string().contains("42501"), "{e}");
+    assert!(e.to_string().to_lowercase().contains("permission"), "{e}");
+    s.stop().await;
+}
+
+/// A protocol message claiming a huge length ends only that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_protocol_message_ends_only_that_connection() {
+    let s = sec_stack("sec_oversize").await;
+    let port = s.server.pg_addr.expect("pg").port();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // SSLRequest-less startup for user bob, then a Query message claiming 1 GiB.
+    let mut startup = Vec::new();
+    let body = b"\x00\x03\x00\x00user\x00bob\x00database\x00x\x00\x00";
+    startup.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    startup.extend_from_slice(body);
+    sock.write_all(&startup).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
+    sock.write_all(b"Q\x40\x00\x00\x00SELECT").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read_to_end(&mut rest));
+    assert!(read.await.is_ok(), "the connection was closed");
+    let bob = s.pg("bob", "bob-pw").await.expect("the server still serves");
+    assert_eq!(bob.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    s.stop().await;
+}
