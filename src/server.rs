@@ -38,15 +38,7 @@ impl Server {
                 .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
             http_addr = Some(listener.local_addr().map_err(|e| Error::internal(e.to_string()))?);
             let app = crate::frontend::http::router(engine.clone());
-            let mut stop = rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|v| *v).await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "HTTP listener failed");
-                }
-            }));
+            tasks.push(serve_http(listener, app, config.tls.as_ref(), rx.clone())?);
             tracing::info!(addr = %http_addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()), "REST listening");
         }
         let mut pg_addr = None;
@@ -94,6 +86,34 @@ impl Server {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// Serves the REST router on `listener` (over TLS when configured) until `stop` flips.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<&crate::config::TlsConfig>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let stopped = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    let Some(tls) = tls else {
+        return Ok(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        }));
+    };
+    let acceptor =
+        crate::frontend::pgwire::auth::tls_acceptor_for(&tls.cert, &tls.key, b"http/1.1")?;
+    let listener = crate::frontend::tls::TlsListener::new(listener, acceptor)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "HTTPS listener failed");
+        }
+    }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

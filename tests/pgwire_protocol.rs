@@ -367,6 +367,20 @@ async fn tls_with_a_configured_certificate() {
     assert!(out.status.success(), "{}{}", text, String::from_utf8_lossy(&out.stderr));
     assert!(text.starts_with("t\n"), "{text}");
     assert!(text.contains("SSL connection"), "{text}");
+    // REST is served over TLS with the same certificate.
+    let http = s.server.http_addr.expect("http").port();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sk", "-X", "POST", "-H", "content-type: application/json"])
+            .args(["-d", r#"{"sql":"SELECT 40 + 2 AS n"}"#])
+            .arg(format!("https://127.0.0.1:{http}/v1/query"))
+            .output()
+            .expect("curl")
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains(r#""rows":[[42]]"#), "{body}{}", String::from_utf8_lossy(&out.stderr));
     s.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

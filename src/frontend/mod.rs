@@ -4,3 +4,4 @@ pub mod flight;
 pub mod http;
 pub mod openapi;
 pub mod pgwire;
+pub mod tls;

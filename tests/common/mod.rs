@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod pgserver;
 pub mod redis;
 
 use std::cmp::Ordering;

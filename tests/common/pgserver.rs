@@ -158,9 +158,16 @@ impl PgServer {
     fn initdb(&self) {
         let log = self.dir.join("initdb.log");
         let mut cmd = self.server_command("initdb");
-        cmd.arg("-D")
-            .arg(self.data_dir())
-            .args(["-A", "trust", "-U", PG_USER, "-E", "UTF8", "--locale=C", "--no-sync"]);
+        cmd.arg("-D").arg(self.data_dir()).args([
+            "-A",
+            "trust",
+            "-U",
+            PG_USER,
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         let status = with_log(&mut cmd, &log).status();
         match status {
             Ok(s) if s.success() => {}

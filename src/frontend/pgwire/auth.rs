@@ -92,6 +92,11 @@ impl AuthSource for Users {
 
 /// A TLS acceptor from PEM files (ALPN `postgresql` for direct TLS).
 pub fn tls_acceptor(cert: &str, key: &str) -> Result<pgwire::tokio::TlsAcceptor> {
+    tls_acceptor_for(cert, key, b"postgresql")
+}
+
+/// A TLS acceptor for the certificate and key (PEM files) offering one ALPN protocol.
+pub fn tls_acceptor_for(cert: &str, key: &str, alpn: &[u8]) -> Result<pgwire::tokio::TlsAcceptor> {
     use pgwire::tokio::tokio_rustls::rustls;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -108,6 +113,6 @@ pub fn tls_acceptor(cert: &str, key: &str) -> Result<pgwire::tokio::TlsAcceptor>
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| bad(&e))?;
-    cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(cfg)))
 }
