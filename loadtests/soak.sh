@@ -4,8 +4,9 @@
 # the stream and the Redis windows, speed loads every 5 s, W advancing every minute). Goal:
 # zero failed queries, flat RSS, stable p99. Every SAMPLE_EVERY seconds it samples tidemark's
 # VmRSS and PostgreSQL's backend count; at the end it prints a markdown table per interval
-# (RSS, q/s, p50, p99 per protocol, errors), a summary line and per-query latencies, and exits
-# 1 when any query failed.
+# (RSS, q/s, p50, p99 per protocol, errors), a summary line, per-query latencies, client errors
+# and tidemark's WARN/ERROR log lines. Exit status: 0 no query failed, 1 some query failed,
+# 2 the soak could not run (tools, start-up, tidemark died).
 #
 #   loadtests/soak.sh                                   # 200 + 100 + 10 clients, 10 minutes
 #   DURATION=40 SAMPLE_EVERY=10 PG_CLIENTS=20 REST_CLIENTS=10 FLIGHT_CLIENTS=2 loadtests/soak.sh
@@ -69,7 +70,7 @@ DEMO_PG_MAX_CONNECTIONS=256 # [pg] max_connections (default)
 DEMO_POOL_SIZE=16           # warehouse.pool_size (default); the pgwire fast path adds as many
 
 log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"; }
 is_uint() { [[ $2 =~ ^[0-9]+$ ]] || die "$1 must be a whole number (got '$2')"; }
 is_num() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$1 must be a number (got '$2')"; }
@@ -200,7 +201,7 @@ wait_for_windows() {
   for ((i = 0; i < 60; i++)); do
     curl -fsS "http://127.0.0.1:$TM_HTTP_PORT/v1/explain" -H 'content-type: application/json' \
       -d '{"sql": "SELECT country, count(*) FROM events WHERE event_time >= (now() AT TIME ZONE '\''UTC'\'') - interval '\''5 minutes'\'' GROUP BY country"}' |
-      grep -q '"used":true' && return 0
+      grep -q '"windows":"used:' && return 0
     sleep 0.5
   done
   log "warning: the live query does not use the Redis windows yet (see tidemark.log)"
@@ -297,27 +298,33 @@ start_clients() {
   fi
 }
 
-# waits (bounded) for the clients of a phase; kills what is still running after the grace
+# wait_clients DIR GRACE: waits for the clients of a phase, at most GRACE s past now; stops
+# what still runs then
 wait_clients() {
-  local grace=$1 deadline p
+  local dir=$1 grace=$2 deadline p
   deadline=$(($(date +%s) + grace))
   for p in "${CLIENT_PIDS[@]}"; do
     while kill -0 "$p" 2>/dev/null && (($(date +%s) < deadline)); do sleep 0.5; done
     if kill -0 "$p" 2>/dev/null; then
       log "warning: client process $p still running ${grace} s after the end: stopping it"
-      kill_client "$p"
+      stop_clients "$dir" "$p"
     fi
     wait "$p" 2>/dev/null || true
   done
   CLIENT_PIDS=()
 }
 
-kill_client() {
-  local f
-  for f in "$WORK"/pgbench-*.pid "$WORK"/warmup/pgbench-*.pid; do
-    [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null
+# stop_clients DIR PIDS...: stops the given client processes and the pgbench processes that
+# pgbench_job started in DIR (by their recorded ids)
+stop_clients() {
+  local dir=$1 p f
+  shift
+  for f in "$dir"/pgbench-*.pid; do
+    [[ -f $f ]] || continue
+    p=$(cat "$f")
+    if [[ $(cat "/proc/$p/comm" 2>/dev/null) == pgbench ]]; then kill "$p" 2>/dev/null || true; fi
   done
-  kill "$1" 2>/dev/null || true
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
 }
 
 sleep_until() {
@@ -335,7 +342,7 @@ warm_up() {
   local start=$(($(date +%s) + 2))
   start_clients "$WORK/warmup" "$WARMUP" "$start" "$(min 8 "$PG_CLIENTS")" \
     "$(min 4 "$REST_CLIENTS")" "$(min 2 "$FLIGHT_CLIENTS")"
-  wait_clients 90
+  wait_clients "$WORK/warmup" 90
 }
 min() { echo $(($1 < $2 ? $1 : $2)); }
 
@@ -362,7 +369,7 @@ soak() {
     log "[$i/$n] $((at - START)) s: tidemark RSS $(awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }') MiB, PostgreSQL backends $(pg_backends)/$PG_MAX_CONNECTIONS, $(progress_errors) pgbench aborts so far"
   done
   HWM_KIB=$(tm_status_kib VmHWM)
-  wait_clients 120
+  wait_clients "$WORK" 120
 }
 
 progress_errors() { cat "$WORK"/pgbench-*.err 2>/dev/null | grep -c 'aborted in command' || true; }
@@ -415,7 +422,7 @@ cleanup() {
   local rc=$?
   set +e
   local p
-  for p in "${CLIENT_PIDS[@]}"; do kill_client "$p"; done
+  [[ -n $WORK ]] && stop_clients "$WORK/warmup" && stop_clients "$WORK" "${CLIENT_PIDS[@]}"
   for p in "${CLIENT_PIDS[@]}"; do wait "$p" 2>/dev/null; done
   stop_demo
   [[ -n $REDIS_PID ]] && { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
