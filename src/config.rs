@@ -101,12 +101,22 @@ pub struct PgConfig {
     /// Most concurrent client connections; more get SQLSTATE 53300.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections with no statement running for this long are closed; "0" keeps them.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
 }
 
 impl Default for PgConfig {
     fn default() -> Self {
-        PgConfig { max_connections: default_max_connections() }
+        PgConfig {
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
+        }
     }
+}
+
+fn default_idle_timeout() -> String {
+    "0".into()
 }
 
 fn default_max_connections() -> usize {
@@ -520,6 +530,7 @@ impl Config {
         self.warehouse.statement_timeout()?;
         self.warehouse.watermark_poll()?;
         parse_duration("limits.queue_timeout", &self.limits.queue_timeout)?;
+        parse_duration("pg.idle_timeout", &self.pg.idle_timeout)?;
         parse_duration("limits.shutdown_deadline", &self.limits.shutdown_deadline)?;
         for u in &self.users {
             if !u.password_hash.starts_with("SCRAM-SHA-256$") {

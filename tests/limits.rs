@@ -258,3 +258,20 @@ async fn one_query_log_line_per_statement() {
     let failed = find("passthrough", "42P01");
     assert_eq!(failed["rows"], 0);
 }
+
+/// `[pg] idle_timeout` closes connections idle that long, never one running a statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let s = limit_stack("lim_idle", "", "\n[pg]\nidle_timeout = \"600ms\"").await;
+    let busy = s.pg().await;
+    let rows = busy.simple_query("SELECT pg_sleep(1.2)").await;
+    assert!(rows.is_ok(), "a statement longer than the idle timeout runs to its end: {rows:?}");
+    let idle = s.pg().await;
+    idle.simple_query("SELECT 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let e = idle.simple_query("SELECT 1").await.unwrap_err();
+    assert!(e.is_closed() || e.code().is_none(), "closed after idling: {e}");
+    let fresh = s.pg().await;
+    assert!(fresh.simple_query("SELECT 1").await.is_ok(), "new connections still work");
+    s.stop().await;
+}

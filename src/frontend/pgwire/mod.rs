@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod encode;
+pub mod idle;
 pub mod query;
 pub mod statements;
 
@@ -171,7 +172,10 @@ pub async fn serve(
     };
     let manager = Arc::new(ConnectionManager::new());
     let params = server_parameters(&engine).await;
-    let gateway = Arc::new(Gateway::new(engine));
+    let idle = crate::config::parse_duration("pg.idle_timeout", &config.pg.idle_timeout)?;
+    let registry = Arc::new(idle::Registry::default());
+    let gateway = Arc::new(Gateway::new(engine, registry.clone()));
+    let conns = Conns { tls, registry, idle };
     let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
     let slots = Arc::new(Semaphore::new(config.pg.max_connections));
     let task = if config.users.is_empty() {
@@ -179,7 +183,7 @@ pub async fn serve(
         let startup = Arc::new(Limited { inner: Trust { driver }, slots });
         tokio::spawn(accept_loop(
             listener,
-            tls,
+            conns,
             Arc::new(Handlers { startup, gateway, cancel, errors: Arc::new(Errors) }),
             shutdown.clone(),
         ))
@@ -191,7 +195,7 @@ pub async fn serve(
         let startup = Arc::new(Limited { inner: sasl, slots });
         tokio::spawn(accept_loop(
             listener,
-            tls,
+            conns,
             Arc::new(Handlers { startup, gateway, cancel, errors: Arc::new(Errors) }),
             shutdown.clone(),
         ))
@@ -200,22 +204,52 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// What every accepted connection is served with.
+#[derive(Clone)]
+struct Conns {
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    registry: Arc<idle::Registry>,
+    idle: std::time::Duration,
+}
+
+/// Serves one connection, closing it after the idle timeout (when one is set).
+async fn serve_conn<H: PgWireServerHandlers + Send + Sync + 'static>(
+    sock: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    conns: Conns,
+    handlers: Arc<H>,
+) {
+    let served = process_socket(sock, conns.tls.clone(), handlers);
+    let result = if conns.idle.is_zero() {
+        served.await
+    } else {
+        let activity = conns.registry.open(peer);
+        let r = tokio::select! {
+            r = served => r,
+            _ = idle::idle_for(&activity, conns.idle) => {
+                tracing::debug!(%peer, "closing an idle pgwire connection");
+                Ok(())
+            }
+        };
+        conns.registry.close(&peer);
+        r
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "pgwire connection ended with an error");
+    }
+}
+
 async fn accept_loop<H: PgWireServerHandlers + Send + Sync + 'static>(
     listener: TcpListener,
-    tls: Option<pgwire::tokio::TlsAcceptor>,
+    conns: Conns,
     handlers: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => {
-                    let (h, tls) = (handlers.clone(), tls.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = process_socket(sock, tls, h).await {
-                            tracing::debug!(error = %e, "pgwire connection ended with an error");
-                        }
-                    });
+                Ok((sock, peer)) => {
+                    tokio::spawn(serve_conn(sock, peer, conns.clone(), handlers.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "pgwire accept failed"),
             },

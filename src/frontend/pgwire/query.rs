@@ -122,12 +122,13 @@ impl QueryParser for Parser {
 pub struct Gateway {
     engine: Arc<Engine>,
     parser: Arc<Parser>,
+    idle: Arc<super::idle::Registry>,
 }
 
 impl Gateway {
-    /// A gateway over the engine.
-    pub fn new(engine: Arc<Engine>) -> Gateway {
-        Gateway { parser: Arc::new(Parser { engine: engine.clone() }), engine }
+    /// A gateway over the engine; `idle` learns when each connection runs statements.
+    pub fn new(engine: Arc<Engine>, idle: Arc<super::idle::Registry>) -> Gateway {
+        Gateway { parser: Arc::new(Parser { engine: engine.clone() }), engine, idle }
     }
 
     /// Runs one statement; rows are streamed to the client directly unless `max_rows > 0`
@@ -354,6 +355,7 @@ impl SimpleQueryHandler for Gateway {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.idle.busy(&client.socket_addr());
         let stmts = split_statements(query);
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -398,6 +400,7 @@ impl ExtendedQueryHandler for Gateway {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.idle.busy(&client.socket_addr());
         let stmt = &portal.statement.statement;
         let params = decode_params(&portal.parameters, &portal.parameter_format, &stmt.params)
             .map_err(pg_error)?;
