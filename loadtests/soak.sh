@@ -11,20 +11,28 @@
 #   loadtests/soak.sh                                   # 200 + 100 + 10 clients, 10 minutes
 #   DURATION=40 SAMPLE_EVERY=10 PG_CLIENTS=20 REST_CLIENTS=10 FLIGHT_CLIENTS=2 loadtests/soak.sh
 #   BUILD=1 loadtests/soak.sh                           # cargo build --release first
-#   REPORT_FILE=soak.md loadtests/soak.sh               # also write the report there
+#   REPORT_FILE=soak.md loadtests/soak.sh               # also write the report there (path
+#                                                       # relative to the repository root)
 #
 # Isolation: the demo always creates a database named tidemark_demo, and writes its windows to
 # Redis, so the soak runs it against a throwaway PostgreSQL cluster (initdb in /tmp, its own
 # port, max_connections=PG_MAX_CONNECTIONS) and a throwaway redis-server, both removed on exit;
 # the shared PostgreSQL on 5432 and Redis on 6379 are never touched. All ports are free ports
-# from BASE_PORT up.
+# from BASE_PORT up. Connection limits: the demo's built-in config serves pgwire with
+# [pg] max_connections = 256 (so PG_CLIENTS <= 252) and warehouse.pool_size = 16 (plus as many
+# raw connections for the pass-through fast path), so PostgreSQL sees about 20-40 backends;
+# the script samples that count every interval and reports its maximum.
+#
+# Query mix (the demo's README examples and named queries): pgwire runs live 5-minute per
+# country (windows), revenue per day, events per minute, revenue per region (join), top pages
+# and a pass-through point query on `countries`; REST and Flight: see loadtests/soak_clients.py.
 #
 # Load (a steady rate below saturation, so that p99 measures tidemark, not the queue):
 #   PG_CLIENTS (200)           pgbench clients; PG_EXTENDED_CLIENTS of them (PG_CLIENTS/4) use
 #                              the extended protocol (-M extended), the rest the simple one;
 #                              two pgbench processes with one thread each (-j 1 + -j 1)
 #   PG_RATE (5)                transactions/s per pgbench client (pgbench --rate); 0: flat out
-#   REST_CLIENTS (100)         Python threads (requests, keep-alive), one request per
+#   REST_CLIENTS (100)         Python threads (http.client, keep-alive), one request per
 #   REST_INTERVAL (1) s        per client; 0: back to back
 #   FLIGHT_CLIENTS (10)        Python threads (ADBC Flight SQL), one query per
 #   FLIGHT_INTERVAL (2) s      per client; 0: back to back
@@ -107,8 +115,8 @@ check_tools() {
   need redis-server "apt-get install redis-server"
   PG_BIN=/usr/lib/postgresql/$(pg_version)/bin
   [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] || die "no PostgreSQL server binaries under $PG_BIN"
-  "$PY" -c 'import requests, adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
-    die "$PY lacks requests/adbc_driver_flightsql/pyarrow: run scripts/clients.sh"
+  "$PY" -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
+    die "$PY lacks adbc_driver_flightsql/pyarrow: run scripts/clients.sh"
   if [[ $BUILD == 1 ]]; then
     log "cargo build --release"
     cargo build --release -q
@@ -378,6 +386,7 @@ report() {
   local rc=0 out
   out=$("$PY" "$CLIENTS_PY" report --work "$WORK" --start "$START" --duration "$DURATION" \
     --every "$SAMPLE_EVERY" --hwm-kib "${HWM_KIB:-0}") || rc=$?
+  REPORTED=1
   printf '%s\n' "$out"
   [[ -n $REPORT_FILE ]] && printf '%s\n' "$out" >"$REPORT_FILE"
   client_errors
@@ -414,6 +423,7 @@ tidemark_warnings() {
 WORK=
 PG_DIR=
 PG_STARTED=0
+REPORTED=0
 TM_PID=
 REDIS_PID=
 CLIENT_PIDS=()
@@ -427,7 +437,9 @@ cleanup() {
   stop_demo
   [[ -n $REDIS_PID ]] && { kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; }
   stop_postgres
-  if [[ $rc -ne 0 && $rc -ne 1 && -n $WORK && -s $WORK/tidemark.log ]]; then
+  # 1 means "some query failed" only once the report ran; any other failure is a 2
+  [[ $rc -ne 0 && $rc -ne 130 && $REPORTED -ne 1 ]] && rc=2
+  if [[ $rc -eq 2 && -n $WORK && -s $WORK/tidemark.log ]]; then
     printf '\n--- last lines of tidemark.log ---\n' >&2
     no_ansi <"$WORK/tidemark.log" | tail -n 30 >&2
   fi

@@ -6,19 +6,21 @@
 
 `rest` and `flight` run N client threads until START + DURATION. Each client loops over a
 dashboard mix of queries (weighted), one request every INTERVAL seconds (0: back to back),
-each on its own keep-alive connection (REST: one requests.Session; Flight: one ADBC
-connection, reopened after an error). Every request is recorded as
+each on its own keep-alive connection (REST: one http.client connection; Flight: one ADBC
+connection), reopened after an error. Every request is recorded as
 `end_epoch,latency_ms,ok,query` in OUT; the first errors are printed to stderr in full.
 
 `report` reads those files, pgbench's per-transaction logs (`pgb-*` in DIR), pgbench's
 timestamped stderr (`pgbench-*.err`), the RSS samples (`rss.tsv`: interval index, VmRSS KiB,
 PostgreSQL backends) and prints a markdown table per interval and a summary. Exits 1 when any
-query failed.
+query failed, 2 when the report itself failed.
 """
 
 import argparse
 import csv
 import glob
+import http.client
+import json
 import math
 import os
 import random
@@ -26,6 +28,7 @@ import re
 import sys
 import threading
 import time
+import urllib.parse
 import warnings
 from datetime import datetime, timedelta, timezone
 
@@ -195,28 +198,46 @@ def paced(i, deadline, interval, rng, step):
 
 
 def rest_client(i, deadline, rec, args):
-    import requests
-
+    """One dashboard: a keep-alive HTTP/1.1 connection (stdlib http.client), reopened after errors."""
     rng = random.Random(1000 + i)
-    session = requests.Session()
+    url = urllib.parse.urlsplit(args.base)
+    state = {"conn": None}
+
+    def call(method, path, params, body):
+        if state["conn"] is None:
+            state["conn"] = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        headers = {"accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["content-type"] = "application/json"
+        state["conn"].request(method, path, body=data, headers=headers)
+        resp = state["conn"].getresponse()
+        return resp.status, resp.read()
 
     def step():
         name = pick(rng, REST_MIX)
         method, path, params, body = rest_request(name)
         t0 = time.time()
         try:
-            r = session.request(method, args.base + path, params=params, json=body, timeout=60)
+            status, payload = call(method, path, params, body)
             end = time.time()
-            if r.status_code == 200 and r.json().get("rows") is not None:
+            if status == 200 and json.loads(payload).get("rows") is not None:
                 rec.ok(end, (end - t0) * 1000, name)
             else:
-                rec.failed(end, (end - t0) * 1000, name, f"HTTP {r.status_code}: {r.text[:300]}")
+                rec.failed(end, (end - t0) * 1000, name, f"HTTP {status}: {payload[:300]!r}")
         except Exception as e:  # noqa: BLE001 - every failure counts
             end = time.time()
             rec.failed(end, (end - t0) * 1000, name, f"{type(e).__name__}: {e}")
+            if state["conn"] is not None:
+                state["conn"].close()
+            state["conn"] = None
 
     paced(i, deadline, args.interval, rng, step)
-    session.close()
+    if state["conn"] is not None:
+        state["conn"].close()
 
 
 def flight_client(i, deadline, rec, args):
@@ -470,7 +491,13 @@ def main():
         # ADBC warns "Cannot disable autocommit" on connect: tidemark has no transactions
         warnings.filterwarnings("ignore", message="Cannot disable autocommit")
         return run_clients(args, "Flight", flight_client)
-    return report(args)
+    try:
+        return report(args)
+    except Exception:  # noqa: BLE001 - 1 is reserved for "some query failed"
+        import traceback
+
+        traceback.print_exc()
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod frontend;
+pub mod fuzzing;
 pub mod metrics;
 pub mod plan;
 pub mod queries;

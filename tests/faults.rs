@@ -273,7 +273,7 @@ impl Load {
 
     /// Whether the `i`-th pgwire request uses the simple protocol (else the extended one).
     fn simple(&self, i: usize) -> bool {
-        (i / self.probes.len()) % 2 == 0
+        (i / self.probes.len()).is_multiple_of(2)
     }
 }
 
@@ -495,8 +495,11 @@ async fn pg_request(load: &Load, conn: &mut Option<Client>, probe: &Probe, simpl
     let Some(client) = conn.as_ref() else {
         return Kind::Bad("pgwire: no connection".into());
     };
-    let result =
-        if simple { pg_simple(client, &probe.sql).await } else { pg_extended(client, &probe.sql).await };
+    let result = if simple {
+        pg_simple(client, &probe.sql).await
+    } else {
+        pg_extended(client, &probe.sql).await
+    };
     match result {
         Ok(rows) => judge(Proto::Pgwire, probe, rows),
         Err(kind) => kind,
@@ -858,7 +861,8 @@ async fn read_some_simple(client: &Client, sql: &str) -> Result<(), String> {
 
 /// Reads [`FIRST_ROWS`] rows of an extended-protocol query and stops reading.
 async fn read_some_extended(client: &Client, sql: &str) -> Result<(), String> {
-    let stream = client.query_raw(sql, Vec::<String>::new()).await.map_err(|e| pg_error_text(&e))?;
+    let stream =
+        client.query_raw(sql, Vec::<String>::new()).await.map_err(|e| pg_error_text(&e))?;
     let mut stream = std::pin::pin!(stream);
     let mut rows = 0;
     while rows < FIRST_ROWS {
@@ -901,7 +905,11 @@ async fn flight_vanishes(stack: &FaultStack) -> Result<(), String> {
 }
 
 /// `POST /v1/query` of a statement that sleeps in the warehouse before any row.
-fn sleeping_request(http: &reqwest::Client, addr: SocketAddr, tag: &str) -> reqwest::RequestBuilder {
+fn sleeping_request(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    tag: &str,
+) -> reqwest::RequestBuilder {
     let sql = format!("SELECT pg_sleep(30) AS {tag}");
     http.post(format!("http://{addr}/v1/query")).json(&serde_json::json!({ "sql": sql }))
 }
@@ -937,5 +945,7 @@ async fn rest_times_out(stack: &FaultStack) -> Result<(), String> {
         Ok(resp) => return Err(format!("expected a client timeout, got status {}", resp.status())),
     }
     drop(http);
+    // Time for a statement that tidemark had not sent yet to show up if it still runs it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     expect_gone(&stack.db, tag).await
 }

@@ -33,19 +33,30 @@ impl Decimal {
             return Err("numeric: short buffer".into());
         }
         let rd = |i: usize| i16::from_be_bytes([raw[i], raw[i + 1]]);
-        let ndigits = rd(0) as usize;
+        let ndigits = usize::try_from(rd(0)).map_err(|_| "numeric: negative digit count")?;
         let weight = rd(2) as i64;
         let sign = u16::from_be_bytes([raw[4], raw[5]]);
         let dscale = u16::from_be_bytes([raw[6], raw[7]]) as u32;
         if sign == 0xC000 || sign == 0xD000 || sign == 0xF000 {
             return Ok(None);
         }
-        if raw.len() < 8 + 2 * ndigits {
-            return Err("numeric: short digits".into());
+        // PostgreSQL's own checks on external numerics (numeric_recv).
+        if sign != 0 && sign != 0x4000 {
+            return Err("numeric: invalid sign".into());
+        }
+        if dscale > 0x3FFF {
+            return Err("numeric: invalid scale".into());
+        }
+        if raw.len() != 8 + 2 * ndigits {
+            return Err("numeric: digit count does not match the length".into());
         }
         let mut n = BigInt::zero();
         for i in 0..ndigits {
-            n = n * 10000 + BigInt::from(rd(8 + 2 * i));
+            let d = rd(8 + 2 * i);
+            if !(0..10000).contains(&d) {
+                return Err("numeric: invalid digit".into());
+            }
+            n = n * 10000 + BigInt::from(d);
         }
         // value = n * 10^(4*(weight - ndigits + 1)); mant = value * 10^dscale
         let exp = 4 * (weight - ndigits as i64 + 1) + dscale as i64;

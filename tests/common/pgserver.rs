@@ -88,11 +88,13 @@ impl PgServer {
             .is_ok_and(|s| s.success())
     }
 
-    /// `pg_ctl restart -m fast` (every session is terminated), then waits until the server
+    /// `pg_ctl restart -m fast` (every session is terminated), then polls until the server
     /// accepts connections again and returns that instant; panics after [`START_TIMEOUT`].
     pub fn restart(&mut self) -> Instant {
         let started = Instant::now();
-        if let Err(e) = self.pg_ctl(&["restart", "-m", "fast"]) {
+        // -W: pg_ctl waits for the old server to stop only; the start is polled here, so the
+        // instant returned is within 50 ms of the server accepting connections.
+        if let Err(e) = self.pg_ctl(&["restart", "-m", "fast", "-W"]) {
             panic!("the private PostgreSQL did not restart: {e}");
         }
         let left = START_TIMEOUT.saturating_sub(started.elapsed());
@@ -110,7 +112,7 @@ impl PgServer {
     /// [`PgServer::resume`].
     pub fn stop(&mut self) {
         if self.running {
-            let _ = self.pg_ctl(&["stop", "-m", "immediate"]);
+            let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
             self.running = false;
         }
     }
@@ -186,7 +188,7 @@ impl PgServer {
         let started = Instant::now();
         // Marked first: a server that starts too slowly is still stopped on drop.
         self.running = true;
-        self.pg_ctl(&["start"])?;
+        self.pg_ctl(&["start", "-w"])?;
         let left = START_TIMEOUT.saturating_sub(started.elapsed());
         match self.await_accepting(left) {
             Some(_) => Ok(()),
@@ -218,8 +220,8 @@ impl PgServer {
         file.write_all(text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
-    /// Runs `pg_ctl <args> -D <data> -l <log> -w -t 30`; Err with its output and the server
-    /// log when it fails.
+    /// Runs `pg_ctl <args> -D <data> -l <log> -t 30` (`args` say `-w` or `-W`); Err with its
+    /// output and the server log when it fails.
     fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
         let out_log = self.dir.join("pg_ctl.log");
         let mut cmd = self.server_command("pg_ctl");
@@ -228,7 +230,7 @@ impl PgServer {
             .arg(self.data_dir())
             .arg("-l")
             .arg(self.dir.join("server.log"))
-            .args(["-w", "-t"])
+            .arg("-t")
             .arg(START_TIMEOUT.as_secs().to_string());
         match with_log(&mut cmd, &out_log).status() {
             Ok(s) if s.success() => Ok(()),
