@@ -62,6 +62,17 @@ impl Sock {
         }
     }
 
+    /// Whether an idle socket was closed or has unexpected data (a server that restarted
+    /// says goodbye with a FATAL error): reading would not block on a healthy idle socket.
+    fn stale(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let r = match self {
+            Sock::Tcp(s) => s.try_read(&mut probe),
+            Sock::Unix(s) => s.try_read(&mut probe),
+        };
+        !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Sock::Tcp(s) => s.read_buf(buf).await,
@@ -383,7 +394,13 @@ impl RawPool {
     /// An idle connection or a new one, under an admission slot.
     pub async fn get(self: &Arc<Self>) -> Result<Lease> {
         let permit = self.admission.enter().await?;
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = loop {
+            let next = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match next {
+                Some(c) if c.sock.stale() => continue,
+                other => break other,
+            }
+        };
         let conn = match idle {
             Some(c) => c,
             None => RawConn::connect(&self.cfg).await.inspect_err(|e| {

@@ -146,12 +146,17 @@ impl PgServer {
     /// to it.
     pub async fn fresh_database(&self, name: &str) -> Client {
         let admin = self.connect("postgres").await;
-        let sql = format!(
-            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' \
-             LC_CTYPE 'C'; ALTER DATABASE {name} SET timezone = 'UTC'"
-        );
-        if let Err(e) = admin.batch_execute(&sql).await {
-            panic!("cannot create database {name} on the private PostgreSQL: {e}");
+        // CREATE DATABASE cannot share a simple query (an implicit transaction) with another.
+        for sql in [
+            format!(
+                "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' \
+                 LC_CTYPE 'C'"
+            ),
+            format!("ALTER DATABASE {name} SET timezone = 'UTC'"),
+        ] {
+            if let Err(e) = admin.batch_execute(&sql).await {
+                panic!("cannot create database {name} on the private PostgreSQL: {e:?}");
+            }
         }
         self.connect(name).await
     }
