@@ -17,3 +17,7 @@ svc_log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 svc_log "cargo test $*"
 cargo test "$@"
+if [[ $# -eq 0 ]]; then
+  svc_log "fuzz targets, ${FUZZ_SECONDS:-20} s each (fuzz/run.sh)"
+  SECONDS_EACH=${FUZZ_SECONDS:-20} bash fuzz/run.sh
+fi

@@ -83,7 +83,7 @@ impl Default for LimitsConfig {
 }
 
 fn default_queue() -> usize {
-    512
+    4096
 }
 
 fn default_queue_timeout() -> String {

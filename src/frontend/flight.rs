@@ -838,7 +838,8 @@ pub async fn serve(
             .map_err(|e| Error::Config(format!("TLS: {e}")))?;
     }
     let router = builder.add_service(service);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms per call).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|v| *v).await;
