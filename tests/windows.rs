@@ -149,7 +149,7 @@ async fn redis_outage_degrades_to_the_speed_table_then_recovers() {
 
     redis.restart();
     w.load_windows(&mut redis_connection(&redis.url()).await, h0).await;
-    if let Err(e) = w.await_windows(Duration::from_secs(10)).await {
+    if let Err(e) = w.await_windows(Duration::from_secs(5)).await {
         reports.push(format!("--- windows did not come back after Redis restarted: {e}"));
     }
     let back = w.run(&queries, Expect::Oracle, None).await;
