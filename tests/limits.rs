@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use common::*;
 
@@ -41,16 +41,7 @@ impl LimitStack {
 
     async fn pg(&self) -> Client {
         let port = self.server.pg_addr.expect("pg").port();
-        let (client, conn) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={port} user=analyst dbname=x"),
-            NoTls,
-        )
-        .await
-        .expect("connect through tidemark");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
+        pg_client(port, "analyst", None).await.expect("connect through tidemark")
     }
 
     async fn stop(self) {
@@ -58,10 +49,6 @@ impl LimitStack {
         drop(self.db);
         drop_db(&self.db_name).await;
     }
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
 }
 
 /// Polls until no warehouse session runs `pattern` (5 s at most); returns how many still do.
@@ -94,9 +81,9 @@ async fn result_limits_refuse_large_answers() {
 
     let c = s.pg().await;
     let e = c.simple_query("SELECT id FROM events_batch").await.unwrap_err();
-    assert_eq!(code(&e), "54000", "fast path");
+    assert_eq!(sqlstate_of(&e), "54000", "fast path");
     let e = c.query("SELECT id FROM events_batch", &[]).await.unwrap_err();
-    assert_eq!(code(&e), "54000", "extended protocol");
+    assert_eq!(sqlstate_of(&e), "54000", "extended protocol");
     let ok = c.query("SELECT id FROM events_batch LIMIT 7", &[]).await.unwrap();
     assert_eq!(ok.len(), 7, "the connection stays usable");
     s.stop().await;
@@ -105,7 +92,7 @@ async fn result_limits_refuse_large_answers() {
     let (status, body) = s.rest("SELECT * FROM events_batch").await;
     assert_eq!((status, body["sqlstate"].clone()), (413, json!("54000")), "{body}");
     let e = s.pg().await.simple_query("SELECT * FROM events_batch").await.unwrap_err();
-    assert_eq!(code(&e), "54000", "fast path, bytes");
+    assert_eq!(sqlstate_of(&e), "54000", "fast path, bytes");
     let (status, body) = s.rest("SELECT count(*) FROM events_batch").await;
     assert_eq!(status, 200, "{body}");
     s.stop().await;
@@ -152,7 +139,7 @@ async fn statement_timeout_cancels_in_the_warehouse() {
     assert_eq!((status, body["sqlstate"].clone()), (504, json!("57014")), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let e = s.pg().await.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
-    assert_eq!(code(&e), "57014", "fast path");
+    assert_eq!(sqlstate_of(&e), "57014", "fast path");
     assert_eq!(wait_gone(&s.db, "SELECT pg_sleep(20)%").await, 0, "nothing left running");
     s.stop().await;
 }

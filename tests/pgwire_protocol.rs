@@ -56,10 +56,6 @@ async fn connect_to(port: u16) -> Result<Client, tokio_postgres::Error> {
     Ok(client)
 }
 
-fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
-}
-
 /// Extended protocol: typed parameters in, binary results out, equal to the oracle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameters_and_binary_results_match_the_oracle() {
@@ -142,9 +138,9 @@ async fn errors_have_sqlstates() {
         ("SELECT sum(qty) / 0 FROM events", "22012"),
     ] {
         let e = c.simple_query(sql).await.expect_err(sql);
-        assert_eq!(code(&e), want, "{sql}");
+        assert_eq!(sqlstate_of(&e), want, "{sql}");
         let e = c.query(sql, &[]).await.expect_err(sql);
-        assert_eq!(code(&e), want, "{sql} (extended)");
+        assert_eq!(sqlstate_of(&e), want, "{sql} (extended)");
     }
     let rows = c.simple_query("SELECT 1; SELECT 2").await.unwrap();
     let n = rows.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count();
@@ -159,8 +155,11 @@ async fn transactions_report_status() {
     let (s, mut c) = pg_stack("pgw_tx", "", "").await;
     let tx = c.transaction().await.unwrap();
     assert!(tx.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get::<_, i64>(0) > 0);
-    assert_eq!(code(&tx.execute("DELETE FROM events_batch", &[]).await.unwrap_err()), "25006");
-    assert_eq!(code(&tx.query("SELECT 1", &[]).await.unwrap_err()), "25P02");
+    assert_eq!(
+        sqlstate_of(&tx.execute("DELETE FROM events_batch", &[]).await.unwrap_err()),
+        "25006"
+    );
+    assert_eq!(sqlstate_of(&tx.query("SELECT 1", &[]).await.unwrap_err()), "25P02");
     tx.rollback().await.unwrap();
     assert_eq!(c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
     c.batch_execute("BEGIN READ ONLY; SET TRANSACTION READ ONLY; COMMIT")
@@ -219,7 +218,7 @@ async fn cancel_stops_the_warehouse_query() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     token.cancel_query(NoTls).await.unwrap();
     let e = running.await.unwrap().expect_err("cancelled");
-    assert_eq!(code(&e), "57014");
+    assert_eq!(sqlstate_of(&e), "57014");
     assert!(started.elapsed() < Duration::from_secs(5));
     let mut left = 1;
     for _ in 0..50 {
@@ -244,7 +243,7 @@ async fn connection_limit_gives_53300() {
     let (s, first) = pg_stack("pgw_limit", "\n[pg]\nmax_connections = 2\n", "").await;
     let second = connect_to(s.pg_port).await.unwrap();
     let e = connect_to(s.pg_port).await.expect_err("third connection refused");
-    assert_eq!(code(&e), "53300");
+    assert_eq!(sqlstate_of(&e), "53300");
     assert_eq!(second.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
     drop(first);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -304,14 +303,14 @@ async fn cursors_and_copy_out() {
             .collect();
     assert_eq!([first.clone(), rest.clone()].concat(), oracle);
     assert_eq!((first.len(), rest.len(), none.len()), (3, 4, 0));
-    assert_eq!(code(&c.simple_query("FETCH 1 FROM cur").await.unwrap_err()), "34000");
+    assert_eq!(sqlstate_of(&c.simple_query("FETCH 1 FROM cur").await.unwrap_err()), "34000");
     // a cursor without HOLD closes at COMMIT; WITH HOLD survives
     c.batch_execute(
         "BEGIN; DECLARE a CURSOR FOR SELECT 1; DECLARE b CURSOR WITH HOLD FOR SELECT 2; COMMIT",
     )
     .await
     .unwrap();
-    assert_eq!(code(&c.simple_query("FETCH 1 FROM a").await.unwrap_err()), "34000");
+    assert_eq!(sqlstate_of(&c.simple_query("FETCH 1 FROM a").await.unwrap_err()), "34000");
     assert_eq!(rows(c.simple_query("FETCH 1 FROM b").await.unwrap()), vec!["2"]);
     // COPY (query) TO STDOUT in text format
     use futures::TryStreamExt;
@@ -321,7 +320,10 @@ async fn cursors_and_copy_out() {
         .unwrap();
     let bytes: Vec<bytes::Bytes> = std::pin::pin!(out).try_collect().await.unwrap();
     assert_eq!(bytes.concat(), b"a\\tb\t\\N\t1.50\n".to_vec());
-    assert_eq!(code(&c.simple_query("COPY events_batch FROM STDIN").await.unwrap_err()), "25006");
+    assert_eq!(
+        sqlstate_of(&c.simple_query("COPY events_batch FROM STDIN").await.unwrap_err()),
+        "25006"
+    );
     s.stop().await;
 }
 
@@ -400,37 +402,14 @@ async fn pass_through_fast_path() {
     };
     let before = count(forwarded());
     let sql = "SELECT id, country, qty FROM events_batch WHERE id < 40 ORDER BY id";
-    let want: Vec<Vec<Option<String>>> =
-        s.db.simple_query(sql)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((0..3).map(|i| r.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect();
+    let want = text_rows(&s.db.simple_query(sql).await.unwrap());
     assert!(!want.is_empty());
     for _ in 0..3 {
-        let got: Vec<Vec<Option<String>>> = a
-            .simple_query(sql)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((0..3).map(|i| r.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(text_rows(&a.simple_query(sql).await.unwrap()), want);
     }
     assert_eq!(count(forwarded()), before + 3, "three statements forwarded");
     let e = a.simple_query("SELECT 1 / (id - id) FROM events_batch").await.unwrap_err();
-    assert_eq!(code(&e), "22012");
+    assert_eq!(sqlstate_of(&e), "22012");
     let after_error = a.simple_query("SELECT count(*) FROM events_batch").await.unwrap();
     assert!(matches!(after_error[1], SimpleQueryMessage::Row(_)), "usable after an error");
     let fresh = a.simple_query("SHOW tidemark.freshness").await.unwrap();
@@ -457,4 +436,17 @@ async fn pass_through_fast_path() {
     assert_eq!(r.get(0), Some("America/New_York"));
     assert_eq!(count(forwarded()), n, "a session with settings is not forwarded");
     s.stop().await;
+}
+
+/// The rows of a simple-query answer as text cells.
+fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 use tonic::transport::Channel;
 
 use common::*;
@@ -66,13 +66,7 @@ impl SecStack {
 
     async fn pg(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
         let port = self.server.pg_addr.expect("pg").port();
-        let conninfo =
-            format!("host=127.0.0.1 port={port} user={user} password={password} dbname=x");
-        let (client, conn) = tokio_postgres::connect(&conninfo, NoTls).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+        pg_client(port, user, Some(password)).await
     }
 
     fn statements(&self) -> u64 {
@@ -90,10 +84,6 @@ impl SecStack {
         drop(self.db);
         drop_db(&self.db_name).await;
     }
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
 }
 
 /// REST: API keys, grants, 401/403, and refused statements never reaching the warehouse.
@@ -171,23 +161,31 @@ async fn injection_and_smuggling_are_refused() {
 async fn pgwire_grants() {
     let s = sec_stack("sec_pg").await;
     let Err(e) = s.pg("alice", "wrong").await else { panic!("wrong password accepted") };
-    assert_eq!(code(&e), "28P01");
+    assert_eq!(sqlstate_of(&e), "28P01");
     let alice = s.pg("alice", "alice-pw").await.expect("alice logs in");
     let rows = alice.simple_query("SELECT count(*) FROM events").await.unwrap();
     assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
     for sql in ["SELECT * FROM secret.payroll", "SELECT * FROM public.events_batch"] {
-        assert_eq!(code(&alice.simple_query(sql).await.unwrap_err()), "42501", "{sql}");
-        assert_eq!(code(&alice.query(sql, &[]).await.unwrap_err()), "42501", "{sql} (extended)");
-        assert_eq!(code(&alice.prepare(sql).await.unwrap_err()), "42501", "{sql} (describe)");
+        assert_eq!(sqlstate_of(&alice.simple_query(sql).await.unwrap_err()), "42501", "{sql}");
+        assert_eq!(
+            sqlstate_of(&alice.query(sql, &[]).await.unwrap_err()),
+            "42501",
+            "{sql} (extended)"
+        );
+        assert_eq!(
+            sqlstate_of(&alice.prepare(sql).await.unwrap_err()),
+            "42501",
+            "{sql} (describe)"
+        );
     }
     alice.batch_execute("SET search_path = secret").await.unwrap();
     let e = alice.simple_query("SELECT * FROM payroll").await.unwrap_err();
-    assert_eq!(code(&e), "42501", "search_path cannot widen the grants");
+    assert_eq!(sqlstate_of(&e), "42501", "search_path cannot widen the grants");
     let e = alice
         .simple_query("DECLARE c CURSOR WITH HOLD FOR SELECT * FROM secret.payroll")
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "42501", "cursors are checked too");
+    assert_eq!(sqlstate_of(&e), "42501", "cursors are checked too");
     let bob = s.pg("bob", "bob-pw").await.expect("bob logs in");
     let rows = bob.query("SELECT pay FROM secret.payroll", &[]).await.unwrap();
     assert_eq!(rows[0].get::<_, i32>(0), 1_000_000);

@@ -893,3 +893,26 @@ pub fn render_answer(a: &Answer, max_rows: usize) -> String {
     }
     truncate(&out, 2500)
 }
+
+/// The SQLSTATE of a client error, or what the error was when it carries none.
+pub fn sqlstate_of(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no code: {e}"))
+}
+
+/// A pgwire client of tidemark on 127.0.0.1:`port` as `user` (with `password` when users are
+/// configured); its connection task runs in the background.
+pub async fn pg_client(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+) -> Result<Client, tokio_postgres::Error> {
+    let mut conninfo = format!("host=127.0.0.1 port={port} user={user} dbname=x");
+    if let Some(p) = password {
+        conninfo.push_str(&format!(" password={p}"));
+    }
+    let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
