@@ -127,6 +127,9 @@ impl QueryLog {
 
     /// Takes plan and legs from the answer's freshness.
     pub fn describe(&mut self, f: &Freshness) {
+        if !tracing::enabled!(target: "tidemark::query", tracing::Level::INFO) {
+            return;
+        }
         self.plan = f.plan.clone();
         self.legs = f
             .legs

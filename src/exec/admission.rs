@@ -3,7 +3,7 @@
 //! fast while the warehouse cannot be reached instead of letting every request wait out the
 //! connect timeout.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct Admission {
     queue: usize,
     wait: Duration,
     open_until: Mutex<Option<(Instant, String)>>,
+    /// Whether `open_until` is set (read on every statement without taking the lock).
+    tripped: AtomicBool,
 }
 
 /// Counts a waiter for as long as it waits (also when its future is dropped).
@@ -41,6 +43,7 @@ impl Admission {
             queue,
             wait,
             open_until: Mutex::new(None),
+            tripped: AtomicBool::new(false),
         }
     }
 
@@ -70,6 +73,9 @@ impl Admission {
 
     /// 08006 at once while the breaker is open.
     pub fn check_breaker(&self) -> Result<()> {
+        if !self.tripped.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
         match &*open {
             Some((until, why)) if Instant::now() < *until => Err(Error::Unavailable(format!(
@@ -83,13 +89,19 @@ impl Admission {
     pub fn trip(&self, why: &str) {
         *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now() + BREAKER_RETRY, why.to_string()));
+        self.tripped.store(true, Ordering::Release);
     }
 
-    /// Closes the breaker after a connection succeeded.
+    /// Closes the breaker after a connection succeeded once its second is over (a pooled
+    /// connection handed out meanwhile may be one the outage has not yet shown to be dead).
     pub fn reset(&self) {
+        if !self.tripped.load(Ordering::Acquire) {
+            return;
+        }
         let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
-        if open.is_some() {
+        if open.as_ref().is_some_and(|(until, _)| Instant::now() >= *until) {
             *open = None;
+            self.tripped.store(false, Ordering::Release);
         }
     }
 }

@@ -14,9 +14,12 @@ pub struct Activity {
     last: Mutex<Instant>,
 }
 
-/// Activity of the open connections.
+/// Activity of the open connections (nothing is tracked while the idle timeout is off).
 #[derive(Default)]
-pub struct Registry(Mutex<HashMap<SocketAddr, Arc<Activity>>>);
+pub struct Registry {
+    on: bool,
+    conns: Mutex<HashMap<SocketAddr, Arc<Activity>>>,
+}
 
 /// Marks a connection busy until dropped.
 pub struct Busy(Option<Arc<Activity>>);
@@ -31,23 +34,31 @@ impl Drop for Busy {
 }
 
 impl Registry {
+    /// A registry that tracks connections when `on` (the idle timeout is set).
+    pub fn new(on: bool) -> Registry {
+        Registry { on, conns: Mutex::default() }
+    }
+
     /// Registers a new connection.
     pub fn open(&self, peer: SocketAddr) -> Arc<Activity> {
         let a =
             Arc::new(Activity { busy: AtomicBool::new(false), last: Mutex::new(Instant::now()) });
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, a.clone());
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, a.clone());
         a
     }
 
     /// Forgets a closed connection.
     pub fn close(&self, peer: &SocketAddr) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(peer);
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(peer);
     }
 
     /// Marks the connection of `peer` busy while a statement runs (a no-op when the idle
     /// timeout is off and nothing is registered).
     pub fn busy(&self, peer: &SocketAddr) -> Busy {
-        let a = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(peer).cloned();
+        if !self.on {
+            return Busy(None);
+        }
+        let a = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(peer).cloned();
         if let Some(a) = &a {
             a.busy.store(true, Ordering::Relaxed);
         }

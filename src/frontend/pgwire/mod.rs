@@ -173,7 +173,7 @@ pub async fn serve(
     let manager = Arc::new(ConnectionManager::new());
     let params = server_parameters(&engine).await;
     let idle = crate::config::parse_duration("pg.idle_timeout", &config.pg.idle_timeout)?;
-    let registry = Arc::new(idle::Registry::default());
+    let registry = Arc::new(idle::Registry::new(!idle.is_zero()));
     let gateway = Arc::new(Gateway::new(engine, registry.clone()));
     let conns = Conns { tls, registry, idle };
     let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
