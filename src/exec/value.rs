@@ -111,9 +111,9 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, Box<dyn StdError + Sync + Send
         Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or(&[])).into()),
         Type::CHAR => Value::Text(String::from_utf8_lossy(raw).into()),
         Type::DATE => Value::Date(i32::from_sql(ty, raw)?.saturating_add(PG_EPOCH_DAYS)),
-        Type::TIMESTAMP => Value::Timestamp(from_pg_epoch(be_i64(raw)?)),
-        Type::TIMESTAMPTZ => Value::TimestampTz(from_pg_epoch(be_i64(raw)?)),
-        Type::TIME => Value::Time(be_i64(raw)?),
+        Type::TIMESTAMP => Value::Timestamp(from_pg_epoch(timestamp_micros(raw)?)),
+        Type::TIMESTAMPTZ => Value::TimestampTz(from_pg_epoch(timestamp_micros(raw)?)),
+        Type::TIME => Value::Time(time_micros(raw)?),
         Type::UUID => Value::Other(uuid_text(raw)),
         Type::BYTEA => Value::Bytes(raw.to_vec()),
         Type::INTERVAL => Value::Other(interval_text(raw)?),
@@ -122,21 +122,47 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, Box<dyn StdError + Sync + Send
     })
 }
 
-/// Moves a PostgreSQL-epoch timestamp to the Unix epoch, keeping ±infinity at the extremes.
+/// 294277-01-01 in PostgreSQL-epoch microseconds (its END_TIMESTAMP, exclusive).
+const PG_TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
+/// 4714-11-24 BC in PostgreSQL-epoch microseconds (its MIN_TIMESTAMP).
+const PG_TIMESTAMP_START: i64 = -211_813_488_000_000_000;
+
+/// A binary timestamp, refused when outside PostgreSQL's range (±infinity are kept).
+fn timestamp_micros(raw: &[u8]) -> Result<i64, String> {
+    let micros = be_i64(raw)?;
+    let infinite = micros == i64::MAX || micros == i64::MIN;
+    if !infinite && !(PG_TIMESTAMP_START..PG_TIMESTAMP_END).contains(&micros) {
+        return Err("timestamp out of range".into());
+    }
+    Ok(micros)
+}
+
+/// A binary time of day, refused outside 00:00:00..=24:00:00.
+fn time_micros(raw: &[u8]) -> Result<i64, String> {
+    let micros = be_i64(raw)?;
+    if !(0..=86_400_000_000).contains(&micros) {
+        return Err("time out of range".into());
+    }
+    Ok(micros)
+}
+
+/// Moves a PostgreSQL-epoch timestamp to the Unix epoch, keeping ±infinity at the extremes
+/// (saturating, so no input can overflow).
 pub fn from_pg_epoch(micros: i64) -> i64 {
     if micros == i64::MAX || micros == i64::MIN {
         micros
     } else {
-        micros + PG_EPOCH_MICROS
+        micros.saturating_add(PG_EPOCH_MICROS)
     }
 }
 
-/// Moves a Unix-epoch timestamp to PostgreSQL's epoch, keeping ±infinity at the extremes.
+/// Moves a Unix-epoch timestamp to PostgreSQL's epoch, keeping ±infinity at the extremes
+/// (saturating, so no input can overflow).
 pub fn to_pg_epoch(micros: i64) -> i64 {
     if micros == i64::MAX || micros == i64::MIN {
         micros
     } else {
-        micros - PG_EPOCH_MICROS
+        micros.saturating_sub(PG_EPOCH_MICROS)
     }
 }
 
@@ -177,13 +203,18 @@ fn interval_text(raw: &[u8]) -> Result<String, String> {
     }
     if micros != 0 || parts.is_empty() {
         let sign = if micros < 0 { "-" } else { "" };
-        parts.push(format!("{sign}{}", time_text(micros.abs())));
+        parts.push(format!("{sign}{}", time_text_unsigned(micros.unsigned_abs())));
     }
     Ok(parts.join(" "))
 }
 
 /// `HH:MM:SS[.ffffff]` with trailing zeros trimmed, as PostgreSQL prints times.
 fn time_text(micros: i64) -> String {
+    time_text_unsigned(micros.max(0) as u64)
+}
+
+/// [`time_text`] for a magnitude (an interval's time part may exceed 24 hours, up to 2^63 µs).
+fn time_text_unsigned(micros: u64) -> String {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
     let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);

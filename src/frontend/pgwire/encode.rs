@@ -281,4 +281,30 @@ mod tests {
             assert_eq!(back.to_string(), s, "{s}");
         }
     }
+
+    #[test]
+    fn hostile_binary_parameters_are_refused_not_panicking() {
+        // Found by the `pgwire` fuzz target: i64::MIN microseconds in an interval overflowed
+        // `abs()`; timestamps near i64::MAX overflowed the epoch shift.
+        let cases: [(&[u8], Type); 4] = [
+            (&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x9a, 0x9a, 0x80, 0x13], Type::INTERVAL),
+            (&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe], Type::TIMESTAMP),
+            (&[0x80, 0, 0, 0, 0, 0, 0, 1], Type::TIMESTAMPTZ),
+            (&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], Type::TIME),
+        ];
+        for (raw, ty) in cases {
+            let raw = [Some(bytes::Bytes::copy_from_slice(raw))];
+            let out = decode_params(&raw, &Format::UnifiedBinary, std::slice::from_ref(&ty));
+            match out {
+                Ok(p) if ty == Type::INTERVAL => {
+                    assert_eq!(
+                        p,
+                        vec![Param::Text("-141762558 years -5 mons -2562047788:00:54.775808".into())]
+                    )
+                }
+                Ok(p) => panic!("{ty} decoded to {p:?}"),
+                Err(e) => assert_eq!(e.sqlstate(), "22P03", "{ty}: {e}"),
+            }
+        }
+    }
 }
