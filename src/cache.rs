@@ -1,6 +1,6 @@
 //! Caches of split legs (moka). Batch legs are immutable for a given watermark W, and W is
-//! part of every batch leg's SQL, so they are kept until evicted by the byte budget; when W
-//! moves, new keys simply miss. Speed legs get a short TTL so many viewers of one dashboard
+//! part of every batch leg's SQL, so they are kept until W moves: new keys then miss, and
+//! the old W's legs are dropped (`engine::retire`). Speed legs get a short TTL so many viewers of one dashboard
 //! cost the warehouse one speed query per TTL. Concurrent identical loads share one execution
 //! (single flight).
 
@@ -159,12 +159,23 @@ fn weigh(k: &LegKey, (v, _): &Read) -> u32 {
     (k.sql.len() + 48 * cells + text + 64).min(u32::MAX as usize) as u32
 }
 
+/// Whether `sql` holds `needle` (`< W`) not followed by another digit (an integer W of 17
+/// must not match `< 170`).
+fn bounded_by(sql: &str, needle: &str) -> bool {
+    sql.match_indices(needle)
+        .any(|(i, _)| !sql[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
 impl LegCache {
     /// Caches sized from config.
     pub fn new(cfg: &CacheConfig, metrics: Arc<crate::metrics::Metrics>) -> Result<LegCache> {
         let ttl = crate::config::parse_duration("cache.speed_ttl", &cfg.speed_ttl)?;
         Ok(LegCache {
-            batch: Cache::builder().max_capacity(cfg.batch_bytes).weigher(weigh).build(),
+            batch: Cache::builder()
+                .max_capacity(cfg.batch_bytes)
+                .weigher(weigh)
+                .support_invalidation_closures()
+                .build(),
             speed: Cache::builder()
                 .max_capacity(cfg.speed_bytes)
                 .weigher(weigh)
@@ -220,6 +231,25 @@ impl LegCache {
     /// Remembers an answer under its statement text.
     pub async fn remember_text(&self, key: TextKey, answer: Arc<Answer>) {
         self.texts.insert(key, answer).await;
+    }
+
+    /// Drops the cached batch legs bounded below one of `literals` (watermarks that moved
+    /// on: no query can ask for them again) and frees their memory now.
+    pub async fn retire_batch(&self, literals: Vec<String>) {
+        if literals.is_empty() {
+            return;
+        }
+        let needles: Vec<String> = literals.iter().map(|l| format!("< {l}")).collect();
+        let dead = move |k: &LegKey, _: &Read| needles.iter().any(|n| bounded_by(&k.sql, n));
+        if let Err(e) = self.batch.invalidate_entries_if(dead) {
+            tracing::warn!(error = %e, "could not drop the batch legs of an old watermark");
+        }
+        self.batch.run_pending_tasks().await;
+    }
+
+    /// SQL of the cached batch legs (diagnostics and tests).
+    pub fn batch_sql(&self) -> Vec<String> {
+        self.batch.iter().map(|(k, _)| k.sql.clone()).collect()
     }
 
     /// Whether caching is on.

@@ -31,6 +31,7 @@ use crate::windows::reader::WindowsReader;
 
 mod chunks;
 mod forward;
+mod retire;
 mod rewarm;
 mod tracked;
 mod windows_leg;
@@ -320,6 +321,9 @@ impl Engine {
             access: crate::access::Access::new(&access_users),
             system_names: Default::default(),
         });
+        if engine.legs.enabled() {
+            engine.spawn_retirer(shutdown.clone());
+        }
         if engine.config.cache.rewarm && engine.legs.enabled() {
             engine.spawn_rewarmer(shutdown);
         }
@@ -485,6 +489,11 @@ impl Engine {
     /// Split legs run on the warehouse since start, per layer (`batch`, `speed`).
     pub fn legs_run(&self) -> std::collections::BTreeMap<String, u64> {
         self.metrics.legs_run()
+    }
+
+    /// SQL of the batch legs in the cache now (diagnostics and tests).
+    pub fn cached_batch_sql(&self) -> Vec<String> {
+        self.legs.batch_sql()
     }
 
     /// Runs a split or passthrough statement.

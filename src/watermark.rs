@@ -46,12 +46,21 @@ pub fn literal_for(v: &Value) -> Result<String> {
     })
 }
 
+/// A logical table's watermark moved: its name (lower case) and the W it left.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// Logical table name, lower case.
+    pub table: String,
+    /// The watermark before the move.
+    pub old: Watermark,
+}
+
 /// Polls the watermark table and keeps the latest W per logical table.
 pub struct WatermarkTracker {
     warehouse: Arc<Warehouse>,
     sql: String,
     marks: RwLock<HashMap<String, Watermark>>,
-    changes: broadcast::Sender<String>,
+    changes: broadcast::Sender<Moved>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -82,8 +91,8 @@ impl WatermarkTracker {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Names (lower case) of logical tables whose W moved, as refreshes find them.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    /// Logical tables whose W moved (with the W they left), as refreshes find them.
+    pub fn subscribe(&self) -> broadcast::Receiver<Moved> {
         self.changes.subscribe()
     }
 
@@ -96,12 +105,14 @@ impl WatermarkTracker {
                 fresh.insert(name.to_lowercase(), Watermark { value });
             }
         }
-        let moved: Vec<String> = {
+        let moved: Vec<Moved> = {
             let mut marks = self.marks.write().unwrap_or_else(|e| e.into_inner());
-            let moved: Vec<String> = fresh
+            let moved: Vec<Moved> = fresh
                 .iter()
-                .filter(|(t, w)| marks.get(*t).is_some_and(|old| old.text() != w.text()))
-                .map(|(t, _)| t.clone())
+                .filter_map(|(t, w)| {
+                    let old = marks.get(t).filter(|old| old.text() != w.text())?;
+                    Some(Moved { table: t.clone(), old: old.clone() })
+                })
                 .collect();
             *marks = fresh;
             if !moved.is_empty() {
@@ -109,9 +120,9 @@ impl WatermarkTracker {
             }
             moved
         };
-        for t in moved {
-            tracing::info!(table = %t, "batch watermark moved");
-            let _ = self.changes.send(t);
+        for m in moved {
+            tracing::info!(table = %m.table, "batch watermark moved");
+            let _ = self.changes.send(m);
         }
         Ok(())
     }
@@ -133,6 +144,12 @@ impl WatermarkTracker {
     /// The last polled W of a table, if any.
     pub fn cached(&self, table: &str) -> Option<Watermark> {
         self.marks.read().unwrap_or_else(|e| e.into_inner()).get(&table.to_lowercase()).cloned()
+    }
+
+    /// The SQL literals of every table's current W.
+    pub fn current_literals(&self) -> Vec<String> {
+        let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        marks.values().filter_map(|w| w.literal().ok()).collect()
     }
 
     /// Polls every `interval` until `shutdown` flips; errors keep the last known W (a

@@ -66,11 +66,11 @@ async fn announce(
 ) {
     let mut moved = tracker.subscribe();
     loop {
-        let table = tokio::select! {
-            t = moved.recv() => t,
+        let m = tokio::select! {
+            m = moved.recv() => m,
             _ = shutdown.changed() => return,
         };
-        let Ok(table) = table else { continue };
+        let Ok(crate::watermark::Moved { table, .. }) = m else { continue };
         let publish = async {
             let mut con = client.get_multiplexed_async_connection().await?;
             con.publish::<_, _, i64>(CHANNEL, &table).await

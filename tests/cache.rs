@@ -65,6 +65,24 @@ async fn batch_legs_are_reused_until_the_watermark_moves() {
         .map(|r| r[1].as_str().unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(total, oracle, "still exactly once after the watermark moved");
+
+    // the old W's batch legs can never be asked for again: they leave the cache at once
+    let old_w = first["freshness"]["batch_watermark"].as_str().unwrap().to_string();
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = s.server.engine.cached_batch_sql();
+        left.retain(|sql| sql.contains(&old_w));
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(left.is_empty(), "batch legs of the old watermark still cached: {left:?}");
+    let new_w = moved["freshness"]["batch_watermark"].as_str().unwrap();
+    assert!(
+        s.server.engine.cached_batch_sql().iter().any(|sql| sql.contains(new_w)),
+        "the new watermark's batch leg is cached"
+    );
     s.stop().await;
 }
 

@@ -60,7 +60,7 @@ impl Engine {
                     _ = shutdown.changed() => break,
                 };
                 match table {
-                    Ok(t) => rewarm(&engine, &t).await,
+                    Ok(m) => rewarm(&engine, &m.table).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => break,
                 }

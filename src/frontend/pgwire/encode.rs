@@ -299,7 +299,9 @@ mod tests {
                 Ok(p) if ty == Type::INTERVAL => {
                     assert_eq!(
                         p,
-                        vec![Param::Text("-141762558 years -5 mons -2562047788:00:54.775808".into())]
+                        vec![Param::Text(
+                            "-141762558 years -5 mons -2562047788:00:54.775808".into()
+                        )]
                     )
                 }
                 Ok(p) => panic!("{ty} decoded to {p:?}"),
