@@ -616,13 +616,14 @@ impl Engine {
         Ok(cols)
     }
 
-    /// Plans a split query against the current watermark (Err(Unsplittable) → passthrough).
+    /// Plans a split query against the current watermark at instant `now_micros` with the
+    /// bound `params` (Err(Unsplittable) → passthrough).
     async fn plan_split(
         &self,
         sql: &str,
         mut query: sqlparser::ast::Query,
         table: &str,
-        now_micros: i64,
+        (now_micros, params): (i64, &[Param]),
         wp: &SessionParams,
         pins: &Pins,
     ) -> Result<(SplitPlan, Described)> {
@@ -635,6 +636,7 @@ impl Engine {
         if !split::substitute_now(&mut query, now_micros, self.dialect()) {
             return Err(Error::unsplittable("now() with arguments"));
         }
+        split::bind_limits(&mut query, params);
         let facts = self.catalog.facts().await?;
         let watermark = match pins.get(&cfg.name.to_lowercase()) {
             Some(w) => w.clone(),
@@ -661,7 +663,8 @@ impl Engine {
     ) -> Result<QueryResult> {
         let SplitCtx { params, wp, pins, bypass, text } = *ctx;
         let now = chrono::Utc::now().timestamp_micros();
-        let (plan, described) = match self.plan_split(sql, query, table, now, wp, pins).await {
+        let planned = self.plan_split(sql, query, table, (now, params), wp, pins).await;
+        let (plan, described) = match planned {
             Ok(p) => p,
             Err(Error::Unsplittable(reason)) => {
                 return self.passthrough(sql, params, reason, Some(table), wp).await
@@ -1118,7 +1121,7 @@ impl Engine {
             Class::Passthrough { reason } => Ok(passthrough(reason)),
             Class::Split { query, table } => {
                 let now = chrono::Utc::now().timestamp_micros();
-                match self.plan_split(sql, *query, &table, now, wp, &Pins::new()).await {
+                match self.plan_split(sql, *query, &table, (now, &[]), wp, &Pins::new()).await {
                     Ok((p, _)) => {
                         let mut e = explain_split(&p);
                         if let Some(pieces) = self.batch_cut(&p, &[], false) {

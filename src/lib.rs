@@ -3,6 +3,9 @@
 //! event exactly once and saying how fresh each answer is.
 
 #![warn(missing_docs)]
+// The HTTP handlers' futures nest the whole engine (split → legs → windows → Redis); proving
+// them Send takes more than the default 128 levels of trait evaluation.
+#![recursion_limit = "256"]
 
 pub mod access;
 pub mod cache;

@@ -76,6 +76,46 @@ async fn named_queries_run_with_bound_parameters() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const TOP_N: &str = "-- name: top_countries\n-- param: since timestamp = 2024-03-01 00:00:00\n\
+-- param: n int8 = 3\n-- param: skip int8 = 0\n\
+SELECT country, count(*) AS n FROM {T} WHERE event_time >= $1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2 OFFSET $3\n";
+
+/// A parameterized LIMIT/OFFSET splits and caches like a literal one (it used to pass every
+/// request through to the warehouse); a value the warehouse refuses still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameterized_limit_splits_and_caches() {
+    let dir = write_dir("limit", &[("top_countries.sql", &TOP_N.replace("{T}", "events"))]);
+    let s = start_stack("named_limit", 2_000, 13, "").await;
+    s.server.shutdown().await;
+    let toml = config_toml(&db_url(&s.db_name), "", true)
+        + &format!("\n[queries]\ndir = \"{}\"\n", dir.display());
+    let server =
+        tidemark::server::Server::start(Arc::new(parse_config(&toml))).await.expect("server");
+    let addr = server.http_addr.unwrap();
+    let oracle_sql = |n: u32, skip: u32| {
+        TOP_N.lines().last().unwrap().replace("{T}", "events_oracle").replace(
+            "$1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2 OFFSET $3",
+            &format!("TIMESTAMP '2024-03-01 00:00:00' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {n} OFFSET {skip}"),
+        )
+    };
+    for (query, n, skip) in [("", 3, 0), ("?n=2&skip=1", 2, 1), ("?n=2&skip=1", 2, 1)] {
+        let path = format!("/v1/queries/top_countries{query}");
+        let (st, body) = get_json(&s.http, addr, &path).await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["freshness"]["plan"], "split", "{path}: {body}");
+        let want = oracle(&s.db, &oracle_sql(n, skip), &[]).await.unwrap();
+        assert_eq!(answer_from_json(&body).unwrap().rows, want.rows, "{path}");
+    }
+    let (_, again) = get_json(&s.http, addr, "/v1/queries/top_countries?n=2&skip=1").await;
+    assert_eq!(again["freshness"]["cache"], "hit", "{again}");
+    let (st, body) = get_json(&s.http, addr, "/v1/queries/top_countries?n=-1").await;
+    assert_eq!(st, 400, "a negative LIMIT is the warehouse's error: {body}");
+    server.shutdown().await;
+    drop(s.db);
+    drop_db(&s.db_name).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A bad query file stops the start with the file and line named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_query_file_is_a_startup_error() {

@@ -18,7 +18,7 @@ use crate::catalog::{quote_ident, ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
 use crate::error::{Error, Result};
 use crate::exec::value::timestamp_text;
-use crate::exec::warehouse::Described;
+use crate::exec::warehouse::{Described, Param};
 use crate::watermark::Watermark;
 
 /// A layer of a logical table.
@@ -1024,6 +1024,30 @@ fn plan_aggregate(
     }
     let render: Render = std::sync::Arc::new(move |frame: &str| format!("{head} {frame}{group}"));
     Ok((Shape::Aggregate(spec), render, Some(parts)))
+}
+
+/// Replaces a `$n` LIMIT or OFFSET by its bound value when that is a whole number (so a
+/// parameterized LIMIT, as in a named query, splits and caches like a literal one; the answer
+/// cache is keyed by the parameters). Other values stay as they are and pass the query
+/// through, where the warehouse judges them.
+pub fn bind_limits(q: &mut Query, params: &[Param]) {
+    let bind = |e: &mut Expr| {
+        let Expr::Value(v) = e else { return };
+        let SqlValue::Placeholder(p) = &v.value else { return };
+        let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else { return };
+        let Some(Param::Text(t)) = n.checked_sub(1).and_then(|i| params.get(i)) else { return };
+        if let Ok(n) = t.trim().parse::<u64>() {
+            v.value = SqlValue::Number(n.to_string(), false);
+        }
+    };
+    if let Some(LimitClause::LimitOffset { limit, offset, .. }) = &mut q.limit_clause {
+        if let Some(l) = limit {
+            bind(l);
+        }
+        if let Some(o) = offset {
+            bind(&mut o.value);
+        }
+    }
 }
 
 /// Replaces `now()`, `current_timestamp`, `current_date` and friends by typed literals of
