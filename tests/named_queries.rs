@@ -21,17 +21,27 @@ fn write_dir(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
     dir
 }
 
+/// Replaces a stack's server by one that also loads the named queries in `dir`.
+async fn restart_with_queries(
+    old: tidemark::server::Server,
+    db_name: &str,
+    dir: &std::path::Path,
+) -> (tidemark::server::Server, std::net::SocketAddr) {
+    old.shutdown().await;
+    let toml = config_toml(&db_url(db_name), "", true)
+        + &format!("\n[queries]\ndir = \"{}\"\n", dir.display());
+    let server =
+        tidemark::server::Server::start(Arc::new(parse_config(&toml))).await.expect("server");
+    let addr = server.http_addr.unwrap();
+    (server, addr)
+}
+
 /// Listing, running with and without defaults, and parameter errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_queries_run_with_bound_parameters() {
     let dir = write_dir("ok", &[("by_country.sql", &TOP.replace("{T}", "events"))]);
     let s = start_stack("named", 2_000, 9, "").await;
-    s.server.shutdown().await;
-    let toml = config_toml(&db_url(&s.db_name), "", true)
-        + &format!("\n[queries]\ndir = \"{}\"\n", dir.display());
-    let server =
-        tidemark::server::Server::start(Arc::new(parse_config(&toml))).await.expect("server");
-    let addr = server.http_addr.unwrap();
+    let (server, addr) = restart_with_queries(s.server, &s.db_name, &dir).await;
     let (st, list) = get_json(&s.http, addr, "/v1/queries").await;
     assert_eq!(st, 200);
     assert_eq!(list[0]["name"], "by_country");
@@ -86,12 +96,7 @@ SELECT country, count(*) AS n FROM {T} WHERE event_time >= $1 GROUP BY 1 ORDER B
 async fn parameterized_limit_splits_and_caches() {
     let dir = write_dir("limit", &[("top_countries.sql", &TOP_N.replace("{T}", "events"))]);
     let s = start_stack("named_limit", 2_000, 13, "").await;
-    s.server.shutdown().await;
-    let toml = config_toml(&db_url(&s.db_name), "", true)
-        + &format!("\n[queries]\ndir = \"{}\"\n", dir.display());
-    let server =
-        tidemark::server::Server::start(Arc::new(parse_config(&toml))).await.expect("server");
-    let addr = server.http_addr.unwrap();
+    let (server, addr) = restart_with_queries(s.server, &s.db_name, &dir).await;
     let oracle_sql = |n: u32, skip: u32| {
         TOP_N.lines().last().unwrap().replace("{T}", "events_oracle").replace(
             "$1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2 OFFSET $3",
