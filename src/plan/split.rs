@@ -1034,8 +1034,7 @@ pub fn bind_limits(q: &mut Query, params: &[Param]) {
     let bind = |e: &mut Expr| {
         let Expr::Value(v) = e else { return };
         let SqlValue::Placeholder(p) = &v.value else { return };
-        let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else { return };
-        let Some(Param::Text(t)) = n.checked_sub(1).and_then(|i| params.get(i)) else { return };
+        let Some(Param::Text(t)) = super::window::bound(p, params) else { return };
         if let Ok(n) = t.trim().parse::<u64>() {
             v.value = SqlValue::Number(n.to_string(), false);
         }

@@ -467,19 +467,22 @@ fn flip(op: &BinaryOperator) -> BinaryOperator {
 }
 
 /// A literal (or bound parameter) compared with a dimension, as the dimension's text.
+/// The value bound to placeholder `p` (`$1` is the first parameter), if any.
+pub(crate) fn bound<'a>(p: &str, params: &'a [Param]) -> Option<&'a Param> {
+    let n: usize = p.strip_prefix('$')?.parse().ok()?;
+    params.get(n.checked_sub(1)?)
+}
+
 fn dim_literal(e: &Expr, kind: DimKind, params: &[Param]) -> Option<String> {
     let text = match e {
         Expr::Nested(x) => return dim_literal(x, kind, params),
         Expr::Value(v) => match (&v.value, kind) {
             (SqlValue::SingleQuotedString(s), DimKind::Text) => s.clone(),
             (SqlValue::Number(n, _), DimKind::Int) => n.clone(),
-            (SqlValue::Placeholder(p), _) => {
-                let n: usize = p.strip_prefix('$')?.parse().ok()?;
-                match params.get(n.checked_sub(1)?)? {
-                    Param::Text(t) => t.clone(),
-                    Param::Null => return None,
-                }
-            }
+            (SqlValue::Placeholder(p), _) => match bound(p, params)? {
+                Param::Text(t) => t.clone(),
+                Param::Null => return None,
+            },
             _ => return None,
         },
         Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr }
@@ -551,13 +554,10 @@ fn time_eval(e: &Expr, params: &[Param]) -> Option<(Option<i64>, bool)> {
             Some((v.map(|v| if *op == BinaryOperator::Plus { v + d } else { v - d }), naive))
         }
         Expr::Value(v) => match &v.value {
-            SqlValue::Placeholder(p) => {
-                let n: usize = p.strip_prefix('$')?.parse().ok()?;
-                match params.get(n.checked_sub(1)?)? {
-                    Param::Text(t) => param_time(t),
-                    Param::Null => None,
-                }
-            }
+            SqlValue::Placeholder(p) => match bound(p, params)? {
+                Param::Text(t) => param_time(t),
+                Param::Null => None,
+            },
             _ => literal_time(e),
         },
         _ => literal_time(e),
