@@ -30,6 +30,9 @@ pub struct Config {
     /// Arrow Flight SQL settings.
     #[serde(default)]
     pub flight: FlightConfig,
+    /// How values reach Arrow clients (Flight SQL, REST Arrow IPC).
+    #[serde(default)]
+    pub arrow: ArrowConfig,
     /// Leg caches.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -260,6 +263,38 @@ pub struct Listen {
     pub pg: Option<String>,
     /// Arrow Flight SQL.
     pub flight: Option<String>,
+}
+
+/// How `numeric` columns reach Arrow clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumericMode {
+    /// `Decimal128`: `numeric(p,s)` as `decimal128(p,s)`; unconstrained numeric with a scale
+    /// chosen from the answer's values (exact text when they do not fit).
+    #[default]
+    Decimal,
+    /// `Utf8` holding the exact decimal text (tidemark before decimals).
+    Text,
+}
+
+impl NumericMode {
+    /// `decimal` or `text` (case-insensitive), as the per-request headers give it.
+    pub fn parse(text: &str) -> Option<NumericMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "decimal" => Some(NumericMode::Decimal),
+            "text" => Some(NumericMode::Text),
+            _ => None,
+        }
+    }
+}
+
+/// `[arrow]`: the representation of values in Arrow answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrowConfig {
+    /// `decimal` (default) or `text`.
+    #[serde(default)]
+    pub numeric: NumericMode,
 }
 
 /// SQL dialect of the warehouse: decides parsing, rendering and result-type rules.

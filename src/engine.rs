@@ -1,7 +1,7 @@
 //! The one engine every frontend calls: parse → classify → plan → execute → Arrow batches
 //! with the freshness of the answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,9 +21,7 @@ use crate::error::{Error, Result};
 use crate::exec::arrow::{batch_from_rows, schema_for};
 use crate::exec::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::exec::value::{timestamp_text, Value};
-use crate::exec::warehouse::{
-    Column, Described, Param, SessionParams, Warehouse, FORWARDED_PARAMS,
-};
+use crate::exec::warehouse::{Column, Described, Param, SessionParams, Warehouse};
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
 use crate::plan::{self, Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
@@ -31,42 +29,21 @@ use crate::windows::reader::WindowsReader;
 
 mod chunks;
 mod forward;
+mod local;
 mod retire;
 mod rewarm;
+mod session;
 mod tracked;
 mod windows_leg;
 
 pub use forward::Forwarded;
+pub use session::{Notice, Scope, Session};
 pub use tracked::ResultLimits;
 
 /// Rows per Arrow batch when streaming passthrough results.
 pub const BATCH_ROWS: usize = 4096;
 /// Entries kept in the describe cache before it is cleared.
 const DESCRIBE_CACHE_MAX: usize = 10_000;
-
-/// Per-client state: session parameters and the freshness of the last answer.
-#[derive(Debug, Default)]
-pub struct Session {
-    /// Parameters set with SET.
-    pub settings: BTreeMap<String, String>,
-    /// Freshness of the last query.
-    pub last_freshness: Option<Freshness>,
-    /// Inside BEGIN ... COMMIT.
-    pub in_transaction: bool,
-    /// Open cursors.
-    pub cursors: crate::cursors::Cursors,
-    /// Watermarks pinned by the client (Flight tickets carry the snapshot taken when the
-    /// FlightInfo was made); logical tables not listed use the current watermark.
-    pub pinned: Pins,
-    /// Which frontend the session belongs to (`rest`, `pgwire`, `flight`), for metrics.
-    pub frontend: &'static str,
-    /// One-statement sessions (REST) skip keeping `last_freshness`.
-    pub forget_freshness: bool,
-    /// The authenticated user (empty when anonymous): permissions and the query log.
-    pub user: String,
-    /// The user's statement timeout: the session's own may only be shorter.
-    pub user_timeout: Option<std::time::Duration>,
-}
 
 /// What a split query runs with besides its SQL.
 #[derive(Clone, Copy)]
@@ -99,45 +76,11 @@ fn cache_summary(legs: &[LegReport]) -> Option<String> {
 
 /// True when the session asked to bypass caches (`SET tidemark.cache = off`).
 fn bypass_cache(session: &Session) -> bool {
-    session.settings.get("tidemark.cache").is_some_and(|v| v.eq_ignore_ascii_case("off"))
+    session.setting("tidemark.cache").is_some_and(|v| v.eq_ignore_ascii_case("off"))
 }
 
 /// Pinned watermarks by lower-case logical table name.
 pub type Pins = HashMap<String, crate::watermark::Watermark>;
-
-impl Session {
-    /// An empty session of a frontend.
-    pub fn new(frontend: &'static str) -> Session {
-        Session { frontend, ..Default::default() }
-    }
-
-    /// The session parameters forwarded to the warehouse with each query.
-    pub fn warehouse_params(&self) -> SessionParams {
-        let mut params: SessionParams = self
-            .settings
-            .iter()
-            .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Some(limit) = self.user_timeout {
-            let own = self.settings.get("statement_timeout").and_then(|t| timeout_of(t));
-            let t = own.filter(|o| !o.is_zero() && *o < limit).unwrap_or(limit);
-            params.retain(|(k, _)| k != "statement_timeout");
-            params.push(("statement_timeout".into(), format!("{}ms", t.as_millis())));
-            params.sort();
-        }
-        params
-    }
-}
-
-/// A statement_timeout setting as a duration (PostgreSQL's plain numbers are milliseconds).
-fn timeout_of(text: &str) -> Option<std::time::Duration> {
-    let t = text.trim().trim_matches('\'');
-    match t.parse::<u64>() {
-        Ok(ms) => Some(std::time::Duration::from_millis(ms)),
-        Err(_) => crate::config::parse_duration("statement_timeout", t).ok(),
-    }
-}
 
 /// One leg as reported in freshness.
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +169,47 @@ pub struct QueryResult {
     pub tag: String,
     /// For answers from the answer cache: encodings frontends made of it before.
     pub memo: Option<Arc<crate::cache::Memo>>,
+    /// Warnings and notices for the client (pgwire sends them as NoticeResponse).
+    pub notices: Vec<Notice>,
+    /// For `COPY ... TO STDOUT`: how the rows are to be written.
+    pub copy: Option<crate::plan::copy::CopyOptions>,
+    /// How the statement changed the transaction block.
+    pub txn: TxnChange,
+}
+
+/// How a statement changes the client's transaction block (pgwire's ReadyForQuery status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxnChange {
+    /// No change.
+    #[default]
+    None,
+    /// A block began (BEGIN).
+    Began,
+    /// The block ended (COMMIT, ROLLBACK).
+    Ended,
+    /// The block is usable again after an error (ROLLBACK TO SAVEPOINT).
+    Resumed,
+}
+
+impl QueryResult {
+    /// An answer with nothing but its rows, freshness and tag.
+    pub fn new(
+        schema: SchemaRef,
+        stream: BoxStream<'static, Result<RecordBatch>>,
+        freshness: Freshness,
+        tag: &str,
+    ) -> QueryResult {
+        QueryResult {
+            schema,
+            stream,
+            freshness,
+            tag: tag.into(),
+            memo: None,
+            notices: vec![],
+            copy: None,
+            txn: TxnChange::None,
+        }
+    }
 }
 
 /// A logical table as `GET /v1/tables` lists it.
@@ -399,8 +383,8 @@ impl Engine {
         params: &[Param],
         session: &mut Session,
     ) -> Result<QueryResult> {
-        let search_path = session.settings.get("search_path").map(String::as_str);
-        self.authorize(sql, &session.user, search_path).await?;
+        let search_path = session.setting("search_path").map(str::to_string);
+        self.authorize(sql, &session.user, search_path.as_deref()).await?;
         let wp = session.warehouse_params();
         let bypass = bypass_cache(session);
         let text = self.text_key(sql, params, &wp, session.pinned.is_empty() && !bypass);
@@ -544,6 +528,9 @@ impl Engine {
                 "invalid byte sequence for encoding \"UTF8\": 0x00 (SQL text cannot hold NUL)",
             ));
         }
+        if plan::copy::is_copy(sql) {
+            return Ok(Class::Local(Local::CopyOut(plan::copy::parse(sql)?)));
+        }
         let stmts = match plan::parse(self.dialect(), sql) {
             Ok(s) => s,
             // The parser does not know every PostgreSQL form; the warehouse (whose sessions
@@ -564,11 +551,16 @@ impl Engine {
             return Err(Error::ReadOnly(kind));
         }
         Ok(match stmt {
-            Statement::Query(q) => match self.logical_table(&Statement::Query(q.clone())) {
-                Ok(table) => Class::Split { query: q, table },
-                Err(reason) => Class::Passthrough { reason },
-            },
-            other => local_of(other)?,
+            Statement::Query(q) => {
+                if let Some(calls) = plan::local::setting_calls(&q) {
+                    return Ok(Class::Local(Local::Settings(calls)));
+                }
+                match self.logical_table(&Statement::Query(q.clone())) {
+                    Ok(table) => Class::Split { query: q, table },
+                    Err(reason) => Class::Passthrough { reason },
+                }
+            }
+            other => Class::Local(plan::local::local_of(other)?),
         })
     }
 
@@ -801,13 +793,7 @@ impl Engine {
         freshness.degraded = win.degraded;
         freshness.realtime_reaches = win.reaches;
         freshness.windows = win.report;
-        Ok(QueryResult {
-            schema,
-            stream: stream::once(async { Ok(batch) }).boxed(),
-            freshness,
-            tag: "SELECT".into(),
-            memo: None,
-        })
+        Ok(QueryResult::new(schema, stream::once(async { Ok(batch) }).boxed(), freshness, "SELECT"))
     }
 
     /// Streams unbounded, unsorted row legs one after the other; each leg starts when the
@@ -849,7 +835,7 @@ impl Engine {
                 })
                 .boxed();
         let freshness = self.split_freshness(plan, reports, now);
-        Ok(QueryResult { schema, stream, freshness, tag: "SELECT".into(), memo: None })
+        Ok(QueryResult::new(schema, stream, freshness, "SELECT"))
     }
 
     fn split_freshness(&self, plan: &SplitPlan, legs: Vec<LegReport>, now: i64) -> Freshness {
@@ -914,106 +900,7 @@ impl Engine {
             realtime_reaches: None,
         };
         let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
-        Ok(QueryResult { schema, stream, freshness, tag, memo: None })
-    }
-
-    async fn local(
-        &self,
-        local: Local,
-        params: &[Param],
-        session: &mut Session,
-    ) -> Result<QueryResult> {
-        match local {
-            Local::Declare { name, hold, query } => {
-                let r = self.inner_query(&query, params, session).await?;
-                session.cursors.declare(
-                    &name,
-                    r.schema,
-                    r.stream,
-                    hold || !session.in_transaction,
-                )?;
-                Ok(empty("DECLARE CURSOR"))
-            }
-            Local::Fetch { name, count } => {
-                let (schema, batches) = session.cursors.fetch(&name, count).await?;
-                let freshness = session.last_freshness.clone().unwrap_or_else(Freshness::local);
-                Ok(QueryResult {
-                    schema,
-                    stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
-                    freshness,
-                    tag: "FETCH".into(),
-                    memo: None,
-                })
-            }
-            Local::Close(name) => {
-                session.cursors.close(name.as_deref())?;
-                Ok(empty("CLOSE CURSOR"))
-            }
-            Local::CopyOut(query) => {
-                let mut r = self.inner_query(&query, params, session).await?;
-                r.tag = "COPY".into();
-                Ok(r)
-            }
-            Local::Set { name, value } => {
-                session.settings.insert(name, value);
-                Ok(empty("SET"))
-            }
-            Local::Reset(name) => {
-                if name == "all" {
-                    session.settings.clear();
-                } else {
-                    session.settings.remove(&name);
-                }
-                Ok(empty("RESET"))
-            }
-            Local::Show(name) => self.show(&name, session).await,
-            Local::Begin => {
-                session.in_transaction = true;
-                Ok(empty("BEGIN"))
-            }
-            Local::Commit => {
-                session.in_transaction = false;
-                session.cursors.end_transaction();
-                Ok(empty("COMMIT"))
-            }
-            Local::Rollback => {
-                session.in_transaction = false;
-                session.cursors.end_transaction();
-                Ok(empty("ROLLBACK"))
-            }
-            Local::Discard => {
-                session.settings.clear();
-                Ok(empty("DISCARD ALL"))
-            }
-            Local::Noop(tag) => Ok(empty(&tag)),
-            Local::Explain(inner) => {
-                let e = self.explain(&inner, &session.warehouse_params()).await?;
-                let lines = explain_lines(&e);
-                text_result("QUERY PLAN", lines, "EXPLAIN")
-            }
-        }
-    }
-
-    async fn show(&self, name: &str, session: &Session) -> Result<QueryResult> {
-        if name == "tidemark.freshness" {
-            let text = match &session.last_freshness {
-                Some(f) => serde_json::to_string(f).unwrap_or_default(),
-                None => "{}".into(),
-            };
-            return text_result("tidemark.freshness", vec![text], "SHOW");
-        }
-        if let Some(v) = session.settings.get(name) {
-            return text_result(name, vec![v.clone()], "SHOW");
-        }
-        let wp = session.warehouse_params();
-        self.passthrough(
-            &format!("SHOW {name}"),
-            &[],
-            "SHOW of a warehouse setting".into(),
-            None,
-            &wp,
-        )
-        .await
+        Ok(QueryResult::new(schema, stream, freshness, &tag))
     }
 
     /// Users, grants and API keys.
@@ -1040,6 +927,12 @@ impl Engine {
     /// of restricted users must parse.
     pub async fn authorize(&self, sql: &str, user: &str, search_path: Option<&str>) -> Result<()> {
         let Some(grants) = self.access.restricted(user) else { return Ok(()) };
+        // COPY is parsed by tidemark itself: what it reads is its query
+        let copied = match plan::copy::is_copy(sql) {
+            true => Some(plan::copy::parse(sql)?.query()),
+            false => None,
+        };
+        let sql = copied.as_deref().unwrap_or(sql);
         let stmts = plan::parse(self.dialect(), sql).map_err(|e| {
             Error::PermissionDenied(format!(
                 "permission denied: statements of user {user:?} must parse so their permissions can be checked ({e})"
@@ -1079,18 +972,24 @@ impl Engine {
     ) -> Result<Described> {
         let search_path = wp.iter().find(|(k, _)| k == "search_path").map(|(_, v)| v.as_str());
         self.authorize(sql, user, search_path).await?;
-        let text = |name: &str| Described {
-            columns: vec![Column { name: name.into(), ty: Type::TEXT }],
-            params: vec![],
-        };
+        let text =
+            |name: &str| Described { columns: vec![Column::new(name, Type::TEXT)], params: vec![] };
         match self.classify(sql)? {
+            Class::Local(Local::Show(name)) if name.starts_with("tidemark.") => Ok(text(&name)),
             Class::Local(Local::Show(name)) => {
-                if name.starts_with("tidemark.") {
-                    Ok(text(&name))
-                } else {
-                    self.describe(&format!("SHOW {name}"), wp).await
+                match self.describe(&format!("SHOW {name}"), wp).await {
+                    // a custom parameter the session may have set (`SET myapp.x = ...`)
+                    Err(e) if e.sqlstate() == "42704" && name.contains('.') => Ok(text(&name)),
+                    other => other,
                 }
             }
+            Class::Local(Local::Settings(calls)) => Ok(Described {
+                columns: calls
+                    .iter()
+                    .map(|(name, _)| Column::new(name.clone(), Type::TEXT))
+                    .collect(),
+                params: vec![],
+            }),
             Class::Local(Local::Explain(_)) => Ok(text("QUERY PLAN")),
             Class::Local(_) => Ok(Described { columns: vec![], params: vec![] }),
             Class::Passthrough { .. } | Class::Split { .. } => self.describe(sql, wp).await,
@@ -1266,164 +1165,31 @@ fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
         }
     }
     let batches = answer.batches.clone();
-    QueryResult {
-        schema: answer.schema.clone(),
-        stream: stream::iter(batches.into_iter().map(Ok)).boxed(),
-        freshness,
-        tag: "SELECT".into(),
-        memo: Some(answer.memo.clone()),
-    }
+    let stream = stream::iter(batches.into_iter().map(Ok)).boxed();
+    let mut r = QueryResult::new(answer.schema.clone(), stream, freshness, "SELECT");
+    r.memo = Some(answer.memo.clone());
+    r
 }
 
 fn empty(tag: &str) -> QueryResult {
-    QueryResult {
-        schema: Arc::new(arrow_schema::Schema::empty()),
-        stream: stream::empty().boxed(),
-        freshness: Freshness::local(),
-        tag: tag.into(),
-        memo: None,
-    }
+    let schema = Arc::new(arrow_schema::Schema::empty());
+    QueryResult::new(schema, stream::empty().boxed(), Freshness::local(), tag)
+}
+
+/// A local answer of text columns (`columns`) and rows of text or NULL.
+fn text_rows(columns: &[String], rows: Vec<Vec<Option<String>>>, tag: &str) -> Result<QueryResult> {
+    let cols: Vec<Column> = columns.iter().map(|c| Column::new(c.clone(), Type::TEXT)).collect();
+    let schema = schema_for(&cols);
+    let rows = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(|v| v.map_or(Value::Null, Value::Text)).collect())
+        .collect();
+    let batch = batch_from_rows(&schema, &cols, rows)?;
+    let stream = stream::once(async { Ok(batch) }).boxed();
+    Ok(QueryResult::new(schema, stream, Freshness::local(), tag))
 }
 
 fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResult> {
-    let cols = vec![Column { name: column.into(), ty: Type::TEXT }];
-    let schema = schema_for(&cols);
-    let rows = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
-    let batch = batch_from_rows(&schema, &cols, rows)?;
-    Ok(QueryResult {
-        schema,
-        stream: stream::once(async { Ok(batch) }).boxed(),
-        freshness: Freshness::local(),
-        tag: tag.into(),
-        memo: None,
-    })
-}
-
-fn declare_of(stmts: Vec<sqlparser::ast::Declare>) -> Result<Local> {
-    let [d]: [sqlparser::ast::Declare; 1] =
-        stmts.try_into().map_err(|_| Error::NotSupported("DECLARE of several cursors".into()))?;
-    let query =
-        d.for_query.ok_or_else(|| Error::NotSupported("DECLARE without a cursor query".into()))?;
-    let name = d
-        .names
-        .first()
-        .map(|n| n.value.clone())
-        .ok_or_else(|| Error::Syntax("cursor name".into()))?;
-    Ok(Local::Declare { name, hold: d.hold == Some(true), query: query.to_string() })
-}
-
-fn fetch_count(direction: &sqlparser::ast::FetchDirection) -> Result<Option<u64>> {
-    use sqlparser::ast::FetchDirection as D;
-    let num = |v: &sqlparser::ast::ValueWithSpan| {
-        v.to_string()
-            .parse::<u64>()
-            .map_err(|_| Error::NotSupported("FETCH count must be a positive number".into()))
-    };
-    Ok(match direction {
-        D::Next => Some(1),
-        D::Count { limit } => Some(num(limit)?),
-        D::Forward { limit: Some(l) } => Some(num(l)?),
-        D::Forward { limit: None } => Some(1),
-        D::All | D::ForwardAll => None,
-        _ => return Err(Error::NotSupported("only forward FETCH on NO SCROLL cursors".into())),
-    })
-}
-
-fn copy_of(source: sqlparser::ast::CopySource, plain: bool) -> Result<Local> {
-    if !plain {
-        return Err(Error::NotSupported(
-            "COPY options: tidemark serves COPY ... TO STDOUT in text format".into(),
-        ));
-    }
-    Ok(Local::CopyOut(match source {
-        sqlparser::ast::CopySource::Query(q) => q.to_string(),
-        sqlparser::ast::CopySource::Table { table_name, columns } => {
-            let cols = if columns.is_empty() {
-                "*".to_string()
-            } else {
-                columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
-            };
-            format!("SELECT {cols} FROM {table_name}")
-        }
-    }))
-}
-
-/// SET of one parameter: `DEFAULT` resets it; client_encoding must stay UTF8.
-fn set_local(name: String, value: String) -> Result<Local> {
-    if value.eq_ignore_ascii_case("default") {
-        return Ok(Local::Reset(name));
-    }
-    if name == "client_encoding"
-        && !matches!(value.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE")
-    {
-        return Err(Error::NotSupported(format!(
-            "client_encoding {value}: tidemark speaks UTF8 only"
-        )));
-    }
-    if matches!(name.as_str(), "transaction_read_only" | "default_transaction_read_only")
-        && matches!(value.to_ascii_lowercase().as_str(), "off" | "false" | "0")
-    {
-        return Err(Error::ReadOnly(format!("SET {name} = {value}")));
-    }
-    Ok(Local::Set { name, value })
-}
-
-fn local_of(stmt: Statement) -> Result<Class> {
-    use sqlparser::ast::Set;
-    let local = match stmt {
-        Statement::Set(Set::SingleAssignment { variable, values, .. }) => {
-            let value = values
-                .iter()
-                .map(|v| v.to_string().trim_matches('\'').to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            set_local(variable.to_string().to_lowercase(), value)?
-        }
-        Statement::Set(Set::SetTimeZone { value, .. }) => {
-            set_local("timezone".into(), value.to_string().trim_matches('\'').to_string())?
-        }
-        Statement::Set(Set::SetNames { charset_name, .. }) => {
-            set_local("client_encoding".into(), charset_name.value)?
-        }
-        Statement::Set(Set::SetTransaction { modes, .. }) => {
-            let text = format!("{modes:?}").to_lowercase();
-            if text.contains("readwrite") {
-                return Err(Error::ReadOnly("SET TRANSACTION READ WRITE".into()));
-            }
-            Local::Noop("SET".into())
-        }
-        Statement::Set(other) => return Err(Error::NotSupported(format!("{other}"))),
-        Statement::Reset(r) => {
-            Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase())
-        }
-        Statement::ShowVariable { variable } => Local::Show(
-            variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join("."),
-        ),
-        Statement::StartTransaction { .. } => Local::Begin,
-        Statement::Commit { .. } => Local::Commit,
-        Statement::Rollback { .. } => Local::Rollback,
-        Statement::Discard { .. } => Local::Discard,
-        // Protocol-level prepared statements live in the frontend and close with the
-        // connection; SQL DEALLOCATE (psycopg sends it after a failed transaction) is accepted.
-        Statement::Deallocate { .. } => Local::Noop("DEALLOCATE".into()),
-        Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
-        Statement::Declare { stmts, .. } => declare_of(stmts)?,
-        Statement::Fetch { name, direction, .. } => {
-            Local::Fetch { name: name.value, count: fetch_count(&direction)? }
-        }
-        Statement::Close { cursor } => Local::Close(match cursor {
-            sqlparser::ast::CloseCursor::All => None,
-            sqlparser::ast::CloseCursor::Specific { name } => Some(name.value),
-        }),
-        Statement::Copy { source, options, legacy_options, .. } => {
-            copy_of(source, options.is_empty() && legacy_options.is_empty())?
-        }
-        other => {
-            return Err(Error::NotSupported(format!(
-                "statement {}",
-                other.to_string().split_whitespace().next().unwrap_or("")
-            )))
-        }
-    };
-    Ok(Class::Local(local))
+    let rows = lines.into_iter().map(|l| vec![Some(l)]).collect();
+    text_rows(&[column.to_string()], rows, tag)
 }

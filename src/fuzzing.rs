@@ -138,7 +138,7 @@ fn split_and_reparse(stmt: &Statement, d: Dialect) {
         _ => 1,
     };
     let described = Described {
-        columns: (0..n).map(|i| Column { name: format!("c{i}"), ty: Type::INT8 }).collect(),
+        columns: (0..n).map(|i| Column::new(format!("c{i}"), Type::INT8)).collect(),
         params: vec![],
     };
     let Some(at) = parse_timestamp("2026-01-02 00:00:00") else { return };

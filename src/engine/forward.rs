@@ -70,8 +70,8 @@ impl Engine {
     /// the caller takes the normal path ([`Engine::execute`]).
     pub async fn forward(&self, sql: &str, session: &mut Session) -> Option<Result<Forwarded>> {
         let pool = self.warehouse.raw().filter(|p| p.usable())?;
-        if !session.settings.is_empty()
-            || session.in_transaction
+        if session.has_answer_settings()
+            || session.in_transaction()
             || !session.pinned.is_empty()
             || session.user_timeout.is_some()
             || self.access.restricted(&session.user).is_some()

@@ -26,6 +26,8 @@ use crate::error::{Error, Result};
 pub const PG_TYPE: &str = "pg_type";
 /// Metadata key holding the PostgreSQL type OID of a field.
 pub const PG_OID: &str = "pg_oid";
+/// Metadata key holding the PostgreSQL type modifier of a field (`numeric(p,s)`), when any.
+pub const PG_TYPMOD: &str = "pg_typmod";
 
 /// The Arrow type used for a PostgreSQL type. numeric maps to Utf8 holding the exact
 /// decimal text (PostgreSQL numerics have per-value scale, which Decimal128 cannot hold).
@@ -48,8 +50,21 @@ pub fn arrow_type(ty: &Type) -> DataType {
 
 /// An Arrow schema for warehouse columns.
 pub fn schema_for(columns: &[Column]) -> SchemaRef {
-    let fields: Vec<Field> = columns.iter().map(|c| field_for(&c.name, &c.ty)).collect();
-    Arc::new(Schema::new(fields))
+    Arc::new(Schema::new(columns.iter().map(field_of).collect::<Vec<_>>()))
+}
+
+/// The field of a warehouse column: Arrow type from the type the engine holds; metadata
+/// with the type clients are told and the type modifier.
+pub fn field_of(c: &Column) -> Field {
+    let shown = c.shown.as_ref().unwrap_or(&c.ty);
+    let mut meta = HashMap::from([
+        (PG_TYPE.to_string(), shown.name().to_string()),
+        (PG_OID.to_string(), shown.oid().to_string()),
+    ]);
+    if c.typmod >= 0 {
+        meta.insert(PG_TYPMOD.to_string(), c.typmod.to_string());
+    }
+    Field::new(&c.name, arrow_type(&c.ty), true).with_metadata(meta)
 }
 
 /// One field with its PostgreSQL type in metadata.

@@ -77,6 +77,32 @@ pub fn supported_type(ty: &Type) -> bool {
     )
 }
 
+/// Types the engine holds as their text but whose own type clients are told, because their
+/// binary form can be made from the text: one- or more-dimensional arrays of booleans,
+/// numbers and text, and `int2vector` / `oidvector` (catalog columns such as
+/// `pg_index.indkey` that drivers' metadata queries read).
+pub fn shown_from_text(ty: &Type) -> bool {
+    match ty.kind() {
+        tokio_postgres::types::Kind::Array(elem) => matches!(
+            *elem,
+            Type::BOOL
+                | Type::INT2
+                | Type::INT4
+                | Type::INT8
+                | Type::OID
+                | Type::FLOAT4
+                | Type::FLOAT8
+                | Type::NUMERIC
+                | Type::TEXT
+                | Type::VARCHAR
+                | Type::BPCHAR
+                | Type::NAME
+                | Type::CHAR
+        ),
+        _ => false,
+    }
+}
+
 type DecodeResult = Result<Cell, Box<dyn StdError + Sync + Send>>;
 
 impl<'a> FromSql<'a> for Cell {

@@ -57,8 +57,40 @@ impl ToSql for Param {
 pub struct Column {
     /// Output name.
     pub name: String,
-    /// PostgreSQL type.
+    /// PostgreSQL type the engine holds the values as.
     pub ty: Type,
+    /// Type modifier (`numeric(p,s)`: `((p << 16) | s) + 4`); -1 when there is none.
+    pub typmod: i32,
+    /// For a column held as its text (an array, an `int2vector`): the warehouse's own type,
+    /// which clients are told (pgwire sends its OID and, in binary, its binary form).
+    pub shown: Option<Type>,
+}
+
+impl Column {
+    /// A column of type `ty` without a type modifier.
+    pub fn new(name: impl Into<String>, ty: Type) -> Column {
+        Column { name: name.into(), ty, typmod: -1, shown: None }
+    }
+
+    /// A column as tokio-postgres describes it.
+    pub fn of(c: &tokio_postgres::Column) -> Column {
+        Column {
+            name: c.name().into(),
+            ty: c.type_().clone(),
+            typmod: c.type_modifier(),
+            shown: None,
+        }
+    }
+}
+
+/// The `(precision, scale)` a `numeric` type modifier declares (`numeric(p,s)`: `((p << 16) |
+/// (s & 0x7ff)) + 4`, the scale possibly negative); None for unconstrained numeric.
+pub fn numeric_typmod(typmod: i32) -> Option<(i32, i32)> {
+    if typmod < 4 {
+        return None;
+    }
+    let m = typmod - 4;
+    Some(((m >> 16) & 0xffff, ((m & 0x7ff) ^ 1024) - 1024))
 }
 
 /// What the warehouse says about a statement without running it.
@@ -292,11 +324,7 @@ impl Warehouse {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             if out.is_empty() {
-                let cols: Vec<Column> = row
-                    .columns()
-                    .iter()
-                    .map(|c| Column { name: c.name().into(), ty: c.type_().clone() })
-                    .collect();
+                let cols: Vec<Column> = row.columns().iter().map(Column::of).collect();
                 check_types(&cols)?;
             }
             out.push(decode_row(row, row.len())?);
@@ -351,11 +379,7 @@ impl Warehouse {
             None => None,
         };
         let columns = match &first {
-            Some(row) => row
-                .columns()
-                .iter()
-                .map(|c| Column { name: c.name().into(), ty: c.type_().clone() })
-                .collect(),
+            Some(row) => row.columns().iter().map(Column::of).collect(),
             None => {
                 guard.disarm();
                 let stmt = guard.conn()?.prepare_typed(sql, types).await?;
@@ -386,9 +410,10 @@ impl Warehouse {
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let conn = self.conn_for(sql, session).await?;
         let mut stmt = conn.prepare_typed(sql, types).await?;
-        if check_types(&described(&stmt).columns).is_err() {
+        let original = described(&stmt).columns;
+        if check_types(&original).is_err() {
             // Types the engine does not hold (arrays, ranges, ...) are served as their text.
-            if let Some(wrapped) = as_text_query(sql, &described(&stmt).columns) {
+            if let Some(wrapped) = as_text_query(sql, &original) {
                 if let Ok(s) = conn.prepare_typed(&wrapped, types).await {
                     stmt = s;
                 }
@@ -397,7 +422,18 @@ impl Warehouse {
         if stmt.params().len() != params.len() {
             return Err(param_count(stmt.params().len(), params.len()));
         }
-        let columns = described(&stmt).columns;
+        let columns: Vec<Column> = described(&stmt)
+            .columns
+            .into_iter()
+            .zip(&original)
+            .map(|(c, o)| {
+                if supported_type(&o.ty) {
+                    c
+                } else {
+                    held_as_text(Column { name: c.name, ..o.clone() })
+                }
+            })
+            .collect();
         check_types(&columns)?;
         let schema = schema_for(&columns);
         let mut guard = CancelOnDrop::new(conn);
@@ -512,11 +548,7 @@ fn decode_row(row: &tokio_postgres::Row, n: usize) -> Result<Vec<Value>> {
 
 fn described(stmt: &Statement) -> Described {
     Described {
-        columns: stmt
-            .columns()
-            .iter()
-            .map(|c| Column { name: c.name().to_string(), ty: c.type_().clone() })
-            .collect(),
+        columns: stmt.columns().iter().map(Column::of).collect(),
         params: stmt.params().to_vec(),
     }
 }
@@ -528,12 +560,16 @@ fn param_count(expected: usize, given: usize) -> Error {
     ))
 }
 
+/// A column the engine holds as its text: still shown with its own type when pgwire can
+/// send that type's binary form from the text (arrays of simple types), else as text.
+fn held_as_text(c: Column) -> Column {
+    let shown = super::value::shown_from_text(&c.ty).then(|| c.ty.clone());
+    Column { ty: Type::TEXT, typmod: -1, shown, ..c }
+}
+
 /// Columns of types the engine does not hold, reported as text (used for empty results).
 fn text_for_unsupported(columns: Vec<Column>) -> Vec<Column> {
-    columns
-        .into_iter()
-        .map(|c| if supported_type(&c.ty) { c } else { Column { name: c.name, ty: Type::TEXT } })
-        .collect()
+    columns.into_iter().map(|c| if supported_type(&c.ty) { c } else { held_as_text(c) }).collect()
 }
 
 /// Wraps a query so every column the engine cannot decode is cast to text, keeping names.

@@ -35,10 +35,11 @@ use prost::Message;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::config::Config;
+use super::arrow_out::{convert_stream, ArrowOut};
+use crate::config::{Config, NumericMode};
 use crate::engine::{Engine, Freshness, Session};
 use crate::error::{Error, Result};
-use crate::exec::arrow::{field_for, schema_for};
+use crate::exec::arrow::{field_for, field_of, schema_for};
 use crate::exec::value::Value;
 use crate::exec::warehouse::{Column, Param};
 use crate::watermark::Watermark;
@@ -89,6 +90,7 @@ pub struct FlightFrontend {
     max_bytes: usize,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
+    numeric: NumericMode,
 }
 
 impl FlightFrontend {
@@ -111,6 +113,7 @@ impl FlightFrontend {
             max_bytes: config.flight.max_message_bytes,
             sql_info: sql_info()?,
             xdbc: xdbc_info()?,
+            numeric: config.arrow.numeric,
         })
     }
 
@@ -147,14 +150,26 @@ impl FlightFrontend {
         }
     }
 
-    /// FlightInfo for a query: schema from the warehouse's description, a ticket with the
-    /// watermark pinned now, and the freshness so far in app_metadata.
+    /// How numerics are sent for a request: `x-tidemark-numeric: decimal | text`, else
+    /// `[arrow] numeric`.
+    fn numeric_of<T>(&self, req: &Request<T>) -> NumericMode {
+        req.metadata()
+            .get("x-tidemark-numeric")
+            .and_then(|v| v.to_str().ok())
+            .and_then(NumericMode::parse)
+            .unwrap_or(self.numeric)
+    }
+
+    /// FlightInfo for a query: schema from the warehouse's description (none when an
+    /// unconstrained numeric's scale depends on the answer: clients then read the schema
+    /// of the stream), a ticket with the watermark pinned now, and the freshness so far in
+    /// app_metadata.
     async fn flight_info(
         &self,
         user: &str,
         sql: &str,
         params: Vec<Param>,
-        descriptor: FlightDescriptor,
+        (descriptor, mode): (FlightDescriptor, NumericMode),
     ) -> std::result::Result<FlightInfo, Status> {
         let described =
             self.engine.describe_statement(sql, &Vec::new(), user).await.map_err(status)?;
@@ -176,10 +191,11 @@ impl FlightFrontend {
         let handle = TicketStatementQuery { statement_handle: ticket.encode_to_vec().into() };
         let endpoint =
             FlightEndpoint::new().with_ticket(Ticket::new(handle.as_any().encode_to_vec()));
-        let schema = schema_for(&described.columns);
-        Ok(FlightInfo::new()
-            .try_with_schema(&schema)
-            .map_err(|e| Status::internal(e.to_string()))?
+        let mut info = FlightInfo::new();
+        if let Some(schema) = ArrowOut::static_schema(&schema_for(&described.columns), mode) {
+            info = info.try_with_schema(&schema).map_err(|e| Status::internal(e.to_string()))?;
+        }
+        Ok(info
             .with_endpoint(endpoint)
             .with_descriptor(descriptor)
             .with_app_metadata(fresh.encode_to_vec()))
@@ -190,7 +206,7 @@ impl FlightFrontend {
         &self,
         user: &str,
         ticket: proto::QueryTicket,
-        bypass: bool,
+        (bypass, mode): (bool, NumericMode),
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
         let mut session = self.engine.session_for("flight", user);
         if bypass {
@@ -210,13 +226,12 @@ impl FlightFrontend {
             self.engine.execute(&ticket.sql, &params, &mut session).await.map_err(status)?;
         let meta = freshness_proto(&result.freshness).encode_to_vec();
         let max_rows = self.max_rows;
-        let batches = result
-            .stream
+        // the first batch carries the schema (the stream always has one, maybe empty)
+        let batches = convert_stream(result.schema, result.stream, mode)
             .map_ok(move |b| futures::stream::iter(split_rows(b, max_rows).into_iter().map(Ok)))
             .try_flatten()
             .map_err(|e| FlightError::Tonic(Box::new(status(e))));
         let stream = FlightDataEncoderBuilder::new()
-            .with_schema(result.schema)
             .with_max_flight_data_size(self.max_bytes)
             .with_metadata(meta.into())
             .build(batches)
@@ -518,8 +533,9 @@ impl FlightSqlService for FlightFrontend {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let user = self.check(&request)?;
+        let mode = self.numeric_of(&request);
         let descriptor = request.into_inner();
-        Ok(Response::new(self.flight_info(&user, &query.query, vec![], descriptor).await?))
+        Ok(Response::new(self.flight_info(&user, &query.query, vec![], (descriptor, mode)).await?))
     }
 
     async fn do_get_statement(
@@ -530,7 +546,7 @@ impl FlightSqlService for FlightFrontend {
         let user = self.check(&request)?;
         let t = proto::QueryTicket::decode(ticket.statement_handle.as_ref())
             .map_err(|_| Status::invalid_argument("22023: bad ticket"))?;
-        self.run(&user, t, no_cache(&request)).await
+        self.run(&user, t, (no_cache(&request), self.numeric_of(&request))).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -548,14 +564,22 @@ impl FlightSqlService for FlightFrontend {
             .params
             .iter()
             .enumerate()
-            .map(|(i, t)| Column { name: format!("${}", i + 1), ty: t.clone() })
+            .map(|(i, t)| Column::new(format!("${}", i + 1), t.clone()))
             .collect();
         let param_schema =
             Schema::new(params.iter().map(|c| field_for(&c.name, &c.ty)).collect::<Vec<_>>());
         let handle = proto::QueryTicket { sql: query.query.clone(), ..Default::default() };
+        // empty when the result schema depends on the answer (see flight_info)
+        let dataset_schema = match ArrowOut::static_schema(
+            &schema_for(&described.columns),
+            self.numeric_of(&request),
+        ) {
+            Some(schema) => ipc_schema(&schema)?,
+            None => Default::default(),
+        };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode_to_vec().into(),
-            dataset_schema: ipc_schema(&schema_for(&described.columns))?,
+            dataset_schema,
             parameter_schema: ipc_schema(&param_schema)?,
         })
     }
@@ -591,7 +615,9 @@ impl FlightSqlService for FlightFrontend {
             .iter()
             .map(|p| if p.is_null { Param::Null } else { Param::Text(p.text.clone()) })
             .collect();
-        Ok(Response::new(self.flight_info(&user, &t.sql, params, request.into_inner()).await?))
+        let mode = self.numeric_of(&request);
+        let info = self.flight_info(&user, &t.sql, params, (request.into_inner(), mode)).await?;
+        Ok(Response::new(info))
     }
 
     async fn do_get_prepared_statement(
@@ -601,7 +627,7 @@ impl FlightSqlService for FlightFrontend {
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
         let user = self.check(&request)?;
         let t = self.ticket_of_handle(&query.prepared_statement_handle)?;
-        self.run(&user, t, no_cache(&request)).await
+        self.run(&user, t, (no_cache(&request), self.numeric_of(&request))).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -689,7 +715,7 @@ impl FlightSqlService for FlightFrontend {
             .await?;
         let columns = if include {
             self.catalog_rows(
-                "SELECT a.attrelid::int8, a.attname::text, a.atttypid::int8 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                "SELECT a.attrelid::int8, a.attname::text, a.atttypid::int8, a.atttypmod::int8 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE a.attnum > 0 AND NOT a.attisdropped \
                  AND c.relkind IN ('r', 'v', 'm', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 1, a.attnum",
             )
@@ -697,12 +723,19 @@ impl FlightSqlService for FlightFrontend {
         } else {
             vec![]
         };
+        let mode = self.numeric_of(&request);
         let mut by_table: HashMap<i64, Vec<arrow_schema::Field>> = HashMap::new();
         for c in &columns {
-            if let (Value::Int(rel), Value::Text(name), Value::Int(oid)) = (&c[0], &c[1], &c[2]) {
+            if let [Value::Int(rel), Value::Text(name), Value::Int(oid), Value::Int(typmod)] =
+                &c[..]
+            {
                 let ty = tokio_postgres::types::Type::from_oid(*oid as u32)
                     .unwrap_or(tokio_postgres::types::Type::TEXT);
-                by_table.entry(*rel).or_default().push(field_for(name, &ty));
+                let col = Column { typmod: *typmod as i32, ..Column::new(name.clone(), ty) };
+                by_table
+                    .entry(*rel)
+                    .or_default()
+                    .push(super::arrow_out::table_field(&field_of(&col), mode));
             }
         }
         let mut b = query.into_builder();

@@ -17,6 +17,8 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::arrow_out::convert_all;
+use crate::config::NumericMode;
 use crate::engine::{Engine, Freshness};
 use crate::error::Error;
 use crate::exec::arrow::{pg_type_name, value_at};
@@ -173,8 +175,13 @@ async fn respond(
         Some(m) => m.get_or_make(kind, make),
         None => make(),
     };
+    let numeric = numeric_mode(engine, headers);
     let mut resp = if accept.contains(ARROW_STREAM) {
-        let body = encode("arrow", &|| Ok(arrow_ipc(&schema, &batches)?.into()))?;
+        let kind = variant(accept, numeric);
+        let body = encode(kind, &|| {
+            let (schema, batches) = convert_all(&schema, &batches, numeric)?;
+            Ok(arrow_ipc(&schema, &batches)?.into())
+        })?;
         ([(header::CONTENT_TYPE, ARROW_STREAM)], body).into_response()
     } else if accept.contains("text/csv") {
         let body = encode("csv", &|| Ok(csv(&schema, &batches).into()))?;
@@ -201,17 +208,30 @@ async fn respond(
     freshness_headers(resp.headers_mut(), &result.freshness);
     let f = &result.freshness;
     if let (false, "split", Some(w)) = (no_cache, f.plan.as_str(), &f.batch_watermark) {
-        if let Some(tag) = engine.etag(sql, params, w, variant(accept)) {
+        if let Some(tag) = engine.etag(sql, params, w, variant(accept, numeric)) {
             validators(resp.headers_mut(), &tag, engine.max_age_secs());
         }
     }
     Ok(resp)
 }
 
-/// The representation an Accept header selects (part of the ETag).
-fn variant(accept: &str) -> &'static str {
+/// How numerics go into Arrow answers: the `tidemark-numeric: decimal | text` header, else
+/// `[arrow] numeric`.
+fn numeric_mode(engine: &Engine, headers: &HeaderMap) -> NumericMode {
+    headers
+        .get("tidemark-numeric")
+        .and_then(|v| v.to_str().ok())
+        .and_then(NumericMode::parse)
+        .unwrap_or(engine.config().arrow.numeric)
+}
+
+/// The representation an Accept header (and the numeric mode) selects: part of the ETag.
+fn variant(accept: &str, numeric: NumericMode) -> &'static str {
     if accept.contains(ARROW_STREAM) {
-        "arrow"
+        match numeric {
+            NumericMode::Decimal => "arrow",
+            NumericMode::Text => "arrow-text",
+        }
     } else if accept.contains("text/csv") {
         "csv"
     } else {
@@ -239,7 +259,7 @@ async fn not_modified(
 ) -> Option<Response> {
     let given = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
     let w = engine.current_watermark(sql).await?;
-    let tag = engine.etag(sql, params, &w, variant(accept))?;
+    let tag = engine.etag(sql, params, &w, variant(accept, numeric_mode(engine, headers)))?;
     let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
     if !given.split(',').any(|t| bare(t) == bare(&tag) || t.trim() == "*") {
         return None;

@@ -1,5 +1,6 @@
 //! Frontends: each decodes its protocol, calls the engine, and encodes Arrow batches.
 
+pub mod arrow_out;
 pub mod flight;
 pub mod http;
 pub mod openapi;

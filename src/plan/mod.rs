@@ -2,7 +2,9 @@
 //! Passthrough or Split, and for Split render one SQL per leg plus the merge spec.
 
 pub mod chunks;
+pub mod copy;
 pub mod expr;
+pub mod local;
 pub mod prune;
 pub mod shape;
 pub mod split;
@@ -16,6 +18,7 @@ use sqlparser::parser::Parser;
 use crate::config::Dialect;
 use crate::error::{Error, Result};
 
+pub use local::{Local, Scope, SettingCall};
 pub use split::{Layer, Leg, SplitPlan};
 
 /// The sqlparser dialect for a warehouse dialect.
@@ -37,54 +40,6 @@ pub fn parse_expr(d: Dialect, sql: &str) -> Result<Expr> {
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| Error::internal(format!("cannot parse generated expression {sql:?}: {e}")))
-}
-
-/// A statement that never reaches the warehouse.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Local {
-    /// `SET name = value` (or `SET name TO value`).
-    Set {
-        /// Parameter name, lower case.
-        name: String,
-        /// Value text.
-        value: String,
-    },
-    /// `RESET name` / `RESET ALL` (name `all`).
-    Reset(String),
-    /// `SHOW name` answered from session state (`tidemark.*` and parameters set in the session).
-    Show(String),
-    /// BEGIN / START TRANSACTION (read-only sessions only).
-    Begin,
-    /// COMMIT / END.
-    Commit,
-    /// ROLLBACK / ABORT.
-    Rollback,
-    /// DISCARD ALL and friends.
-    Discard,
-    /// EXPLAIN of the lambda plan of the inner statement text.
-    Explain(String),
-    /// Accepted and ignored (e.g. `SET TRANSACTION READ ONLY`); the command tag.
-    Noop(String),
-    /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
-    Declare {
-        /// Cursor name.
-        name: String,
-        /// WITH HOLD: survives the end of the transaction.
-        hold: bool,
-        /// The query text.
-        query: String,
-    },
-    /// `FETCH [n] FROM name` (None: ALL).
-    Fetch {
-        /// Cursor name.
-        name: String,
-        /// Rows to read.
-        count: Option<u64>,
-    },
-    /// `CLOSE name` / `CLOSE ALL`.
-    Close(Option<String>),
-    /// `COPY (query) TO STDOUT` in text format: the query's rows as COPY data.
-    CopyOut(String),
 }
 
 /// How tidemark will run one statement.
@@ -154,10 +109,13 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
         | Statement::Discard { .. }
         | Statement::Explain { .. }
         | Statement::Reset(_)
         | Statement::Deallocate { .. }
+        | Statement::UNLISTEN { .. }
         | Statement::Declare { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. }

@@ -53,7 +53,7 @@ fn try_plan(dialect: Dialect, sql: &str, out: &[&str]) -> Result<SplitPlan, Erro
     let stmt = super::parse(dialect, sql).unwrap().remove(0);
     let sqlparser::ast::Statement::Query(q) = stmt else { panic!("not a query") };
     let described = Described {
-        columns: out.iter().map(|n| Column { name: n.to_string(), ty: Type::INT8 }).collect(),
+        columns: out.iter().map(|n| Column::new(n.to_string(), Type::INT8)).collect(),
         params: vec![],
     };
     let w = Watermark { value: Value::Timestamp(parse_timestamp("2026-01-02 00:00:00").unwrap()) };

@@ -6,18 +6,16 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, SchemaRef};
 use bytes::{BufMut, BytesMut};
-use num_bigint::Sign;
-use num_traits::Zero;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tokio_postgres::types::FromSql;
 
+use super::binary::write_cell;
 use crate::error::{Error, Result};
 use crate::exec::arrow::{value_at, PG_OID};
-use crate::exec::decimal::Decimal;
-use crate::exec::value::{float_text, to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
+use crate::exec::value::{float_text, Cell, Value};
 use crate::exec::warehouse::{Column, Param};
 
 /// The wire format of result column `idx` (clients may send fewer codes than columns).
@@ -74,26 +72,22 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Result
     for row in 0..batch.num_rows() {
         let mut buf = BytesMut::with_capacity(16 * fields.len());
         for (col, info) in fields.iter().enumerate() {
-            let v = value_at(batch.column(col), schema.field(col), row);
-            encode_cell(&mut buf, &v, info.datatype(), info.format())?;
+            let (array, field) = (batch.column(col), schema.field(col));
+            match info.format() {
+                FieldFormat::Binary => write_cell(&mut buf, array, field, info.datatype(), row)?,
+                FieldFormat::Text => match text_cell(&value_at(array, field, row), info.datatype())
+                {
+                    None => buf.put_i32(-1),
+                    Some(t) => {
+                        buf.put_i32(t.len() as i32);
+                        buf.put_slice(t.as_bytes());
+                    }
+                },
+            }
         }
         out.push(DataRow::new(buf, fields.len() as i16));
     }
     Ok(out)
-}
-
-fn encode_cell(buf: &mut BytesMut, v: &Value, ty: &Type, format: FieldFormat) -> Result<()> {
-    if v.is_null() {
-        buf.put_i32(-1);
-        return Ok(());
-    }
-    let bytes = match format {
-        FieldFormat::Text => text_of(v, ty).into_bytes(),
-        FieldFormat::Binary => binary_of(v, ty)?,
-    };
-    buf.put_i32(bytes.len() as i32);
-    buf.put_slice(&bytes);
-    Ok(())
 }
 
 /// Text form of a cell as PostgreSQL prints it (None for NULL).
@@ -110,98 +104,6 @@ fn text_of(v: &Value, ty: &Type) -> String {
         Value::Float(f) => float_text(*f, *ty == Type::FLOAT4),
         other => other.to_pg_text().unwrap_or_default(),
     }
-}
-
-fn binary_of(v: &Value, ty: &Type) -> Result<Vec<u8>> {
-    let unsupported = || Error::NotSupported(format!("binary output of type {}", ty.name()));
-    Ok(match (v, ty) {
-        (Value::Bool(b), _) => vec![*b as u8],
-        (Value::Int(i), &Type::INT2) => (*i as i16).to_be_bytes().to_vec(),
-        (Value::Int(i), &Type::INT4) => (*i as i32).to_be_bytes().to_vec(),
-        (Value::Int(i), &Type::OID) => (*i as u32).to_be_bytes().to_vec(),
-        (Value::Int(i), &Type::INT8) => i.to_be_bytes().to_vec(),
-        (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_be_bytes().to_vec(),
-        (Value::Float(f), &Type::FLOAT8) => f.to_be_bytes().to_vec(),
-        (Value::Other(s), &Type::NUMERIC) | (Value::Text(s), &Type::NUMERIC) => {
-            match Decimal::parse(s) {
-                Some(d) => numeric_binary(&d),
-                None if s == "NaN" => vec![0, 0, 0, 0, 0xC0, 0, 0, 0],
-                None => return Err(unsupported()),
-            }
-        }
-        (Value::Numeric(d), _) => numeric_binary(d),
-        (Value::Date(d), _) => d.saturating_sub(PG_EPOCH_DAYS).to_be_bytes().to_vec(),
-        (Value::Timestamp(t), _) | (Value::TimestampTz(t), _) => {
-            to_pg_epoch(*t).to_be_bytes().to_vec()
-        }
-        (Value::Time(t), _) => t.to_be_bytes().to_vec(),
-        (Value::Bytes(b), _) => b.clone(),
-        (Value::Text(s), &Type::JSONB) => {
-            let mut out = vec![1u8];
-            out.extend_from_slice(s.as_bytes());
-            out
-        }
-        (Value::Other(s), &Type::UUID) => uuid_binary(s).ok_or_else(unsupported)?,
-        (Value::Text(s), _) if !matches!(*ty, Type::INTERVAL | Type::UUID) => s.as_bytes().to_vec(),
-        _ => return Err(unsupported()),
-    })
-}
-
-fn uuid_binary(s: &str) -> Option<Vec<u8>> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect()
-}
-
-/// PostgreSQL binary numeric: ndigits, weight, sign, dscale, base-10000 digits.
-fn numeric_binary(d: &Decimal) -> Vec<u8> {
-    let neg = d.mant.sign() == Sign::Minus;
-    let digits = if d.mant.is_zero() { String::new() } else { d.mant.magnitude().to_string() };
-    let scale = d.scale as usize;
-    // pad so the fractional part is a multiple of 4 digits and the integer part too
-    let frac_pad = (4 - scale % 4) % 4;
-    let mut s = digits.clone();
-    s.push_str(&"0".repeat(frac_pad));
-    let int_len = digits.len().saturating_sub(scale);
-    let frac_len = scale + frac_pad;
-    let lead_pad = (4 - int_len % 4) % 4;
-    if digits.len() < scale {
-        s = format!("{}{}", "0".repeat(scale - digits.len()), s);
-    }
-    let s = format!("{}{}", "0".repeat(lead_pad), s);
-    let groups: Vec<i16> = s
-        .as_bytes()
-        .chunks(4)
-        .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
-        .collect();
-    let int_groups = (int_len + lead_pad) / 4;
-    let mut weight = int_groups as i32 - 1;
-    let _ = frac_len;
-    // strip leading and trailing zero groups
-    let mut start = 0;
-    while start < groups.len() && groups[start] == 0 {
-        start += 1;
-        weight -= 1;
-    }
-    let mut end = groups.len();
-    while end > start && groups[end - 1] == 0 {
-        end -= 1;
-    }
-    let kept = &groups[start..end];
-    if kept.is_empty() {
-        weight = 0;
-    }
-    let mut out = Vec::with_capacity(8 + 2 * kept.len());
-    out.extend_from_slice(&(kept.len() as i16).to_be_bytes());
-    out.extend_from_slice(&(weight as i16).to_be_bytes());
-    out.extend_from_slice(&(if neg { 0x4000u16 } else { 0 }).to_be_bytes());
-    out.extend_from_slice(&(d.scale as u16).to_be_bytes());
-    for g in kept {
-        out.extend_from_slice(&g.to_be_bytes());
-    }
-    out
 }
 
 /// Decodes bound parameters (text or binary) into engine parameters (text form).
@@ -271,16 +173,6 @@ pub fn row_description_from_wire(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numeric_binary_round_trips() {
-        for s in ["0", "12.50", "-100000", "0.0001", "123456789.123456789", "-0.5", "10000", "0.00"]
-        {
-            let d = Decimal::parse(s).unwrap();
-            let back = Decimal::from_pg_binary(&numeric_binary(&d)).unwrap().unwrap();
-            assert_eq!(back.to_string(), s, "{s}");
-        }
-    }
 
     #[test]
     fn hostile_binary_parameters_are_refused_not_panicking() {

@@ -2,11 +2,15 @@
 //! optional TLS, a connection limit, cancel, and the query handlers in [`query`].
 
 pub mod auth;
+pub mod binary;
+pub mod copy;
 pub mod encode;
 pub mod idle;
 pub mod query;
+pub mod startup;
 pub mod statements;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -69,7 +73,7 @@ impl<S: StartupHandler> StartupHandler for Limited<S> {
 
 /// Trust authentication: any user, no password.
 struct Trust {
-    driver: AuthDriver<DefaultServerParameterProvider>,
+    driver: AuthDriver<startup::Announced>,
 }
 
 #[async_trait]
@@ -172,9 +176,17 @@ pub async fn serve(
     };
     let manager = Arc::new(ConnectionManager::new());
     let params = server_parameters(&engine).await;
+    let announced = HashMap::from([
+        ("timezone", params.time_zone.clone()),
+        ("datestyle", params.date_style.clone()),
+        ("intervalstyle", params.interval_style.clone()),
+        ("client_encoding", "UTF8".to_string()),
+        ("application_name", String::new()),
+    ]);
+    let params = startup::Announced(params);
     let idle = crate::config::parse_duration("pg.idle_timeout", &config.pg.idle_timeout)?;
     let registry = Arc::new(idle::Registry::new(!idle.is_zero()));
-    let gateway = Arc::new(Gateway::new(engine, registry.clone()));
+    let gateway = Arc::new(Gateway::new(engine, registry.clone(), announced));
     let conns = Conns { tls, registry, idle };
     let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
     let slots = Arc::new(Semaphore::new(config.pg.max_connections));
