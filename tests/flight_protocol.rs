@@ -102,9 +102,14 @@ async fn statement_matches_oracle_with_freshness() {
         proto::Freshness::decode(info.app_metadata.as_ref()).expect("freshness in FlightInfo");
     assert_eq!(fresh.table, "events");
     assert!(!fresh.batch_watermark.is_empty());
-    let schema = info.clone().try_decode_schema().unwrap();
+    // sum(numeric) is unconstrained: its Decimal128 scale comes from the answer, so the
+    // FlightInfo has no schema and the stream's schema says decimal128(38, 2)
+    assert!(info.schema.is_empty(), "FlightInfo schema before the answer is known");
+    let batches = fetch(&mut c, info.clone()).await;
+    let schema = batches[0].schema();
     assert_eq!(schema.field(2).metadata().get("pg_type").map(String::as_str), Some("numeric"));
-    let got = texts(&fetch(&mut c, info.clone()).await);
+    assert_eq!(schema.field(2).data_type(), &arrow_schema::DataType::Decimal128(38, 2));
+    let got = texts(&batches);
     assert_eq!(got, oracle_texts(&s.db, &q.replace("{T}", "events_oracle")).await);
     // the first FlightData message carries the freshness of the run
     let ticket = info.endpoint[0].ticket.clone().unwrap();

@@ -11,7 +11,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
     TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -222,6 +222,10 @@ pub fn value_at(array: &ArrayRef, field: &Field, row: usize) -> Value {
             Value::Time(array.as_primitive::<Time64MicrosecondType>().value(row))
         }
         DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(row).to_vec()),
+        // numerics converted for Arrow clients, read back as their exact text
+        DataType::Decimal128(..) => {
+            Value::Other(array.as_primitive::<Decimal128Type>().value_as_string(row))
+        }
         DataType::Utf8 => {
             let s = array.as_string::<i32>().value(row).to_string();
             if numeric {

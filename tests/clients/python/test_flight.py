@@ -5,7 +5,7 @@ Usage: test_flight.py FLIGHT_URI ORACLE_DSN [USERNAMES PASSWORD]
 FLIGHT_URI reaches tidemark (`grpc://127.0.0.1:PORT`, logical table `events`); ORACLE_DSN
 reaches the warehouse database directly, where `events_oracle` holds every event exactly once.
 Every answer from tidemark is compared with the same query over `events_oracle`, run with
-psycopg 3 (numerics loaded as their exact text, which is what tidemark's Arrow numerics hold).
+psycopg 3 (numerics loaded as `decimal.Decimal`, as tidemark's Arrow Decimal128 numerics are).
 
 With USERNAMES (comma-separated) and PASSWORD (tidemark configured with `[[users]]`, every one
 of them with that password), every connection authenticates as the first user (Flight Handshake
@@ -24,6 +24,7 @@ Run by tests/flight_clients.rs with the venv that scripts/clients.sh creates.
 
 import math
 import sys
+from decimal import Decimal
 import traceback
 import warnings
 from datetime import date, datetime, timezone
@@ -35,7 +36,6 @@ import pandas
 import polars
 import psycopg
 import pyarrow as pa
-from psycopg.types.string import TextLoader
 
 passed = 0
 failures = []
@@ -52,7 +52,7 @@ EVENT_COLUMNS = [
     ("user_id", pa.int32(), "int4"),
     ("country", pa.string(), "text"),
     ("device", pa.string(), "text"),
-    ("amount", pa.string(), "numeric"),
+    ("amount", pa.decimal128(12, 2), "numeric"),
     ("qty", pa.int16(), "int2"),
     ("score", pa.float64(), "float8"),
     ("big", pa.int64(), "int8"),
@@ -90,7 +90,11 @@ def group(name):
 
 def cell_equal(got, want):
     """One value from Arrow against the oracle's: floats within 1e-9 (relative), everything else
-    exactly and of the same Python type (so True never equals 1, nor '1.50' equal '1.5')."""
+    exactly and of the same Python type (so True never equals 1), Decimals with the same scale
+    too (so 1.50 never equals 1.5)."""
+    if isinstance(want, Decimal):
+        return (isinstance(got, Decimal) and got == want
+                and got.as_tuple().exponent == want.as_tuple().exponent)
     if isinstance(want, float):
         if not isinstance(got, float):
             return False
@@ -211,8 +215,6 @@ def connect(user=None, secret=None):
 
 oracle = psycopg.connect(oracle_dsn, connect_timeout=10, autocommit=True)
 oracle.execute("SET TIME ZONE 'UTC'")
-# numeric as PostgreSQL's exact text (what tidemark's Utf8 numeric columns hold).
-oracle.adapters.register_loader("numeric", TextLoader)
 
 try:
     conn = connect(username, password)
@@ -285,8 +287,8 @@ def _():
     same("row count", table.num_rows, len(want))
     same_rows("every row equals the oracle's", table_rows(table), want)
     amounts = [v for v in table.column("amount").to_pylist() if v is not None]
-    check("numerics keep their scale ('12.50', not '12.5')",
-          amounts and all("." in a and len(a.split(".")[1]) == 2 for a in amounts), amounts[:5])
+    check("numerics keep their scale (12.50, not 12.5)",
+          amounts and all(a.as_tuple().exponent == -2 for a in amounts), amounts[:5])
 
 
 @group("fetch_arrow_table: types of expressions")
@@ -308,7 +310,7 @@ def _():
         ("ts", pa.timestamp("us"), "timestamp", datetime(2024, 3, 5, 1, 2, 3, 456789)),
         ("tstz", pa.timestamp("us", tz="UTC"), "timestamptz",
          datetime(2024, 3, 5, 10, 0, 0, tzinfo=timezone.utc)),
-        ("n", pa.string(), "numeric", "12345678901234567890.123456789"),
+        ("n", pa.decimal128(38, 9), "numeric", Decimal("12345678901234567890.123456789")),
     ]
     same("column names", table.schema.names, [e[0] for e in expected])
     for name, arrow_type, pg, value in expected:
@@ -342,9 +344,9 @@ def _():
         table = cur.fetch_arrow_table()
     same_rows("GROUP BY country equals the oracle", table_rows(table), oracle_rows(sql))
     check("count is int64", table.schema.field(1).type == pa.int64(), table.schema)
-    check("sum(amount) is exact text (numeric)",
-          table.schema.field(2).type == pa.string() and pg_type(table.schema.field(2)) == "numeric",
-          table.schema)
+    check("sum(amount) is decimal128(38, 2) (numeric, the scale PostgreSQL shows)",
+          table.schema.field(2).type == pa.decimal128(38, 2)
+          and pg_type(table.schema.field(2)) == "numeric", table.schema)
     sql = ("SELECT sum(big), avg(qty), min(event_time), max(day), bool_or(flag), sum(score) "
            "FROM {T}")
     with conn.cursor() as cur:
@@ -374,6 +376,72 @@ def _():
     check("polars.from_arrow gives a DataFrame", isinstance(pl, polars.DataFrame), type(pl))
     same("polars row count", pl.height, len(want))
     same_rows("polars rows", [tuple(r) for r in pl.iter_rows()], want)
+
+
+# Dashboard-style queries whose numeric columns used to reach pandas and Polars as text:
+# AVG of integers, SUM of bigint (past 2^63), casts to numeric(p,s), ratios.
+DASHBOARD = [
+    "SELECT country, count(*) AS n, avg(amount) AS avg_amount, sum(big) AS sum_big "
+    "FROM {T} GROUP BY 1 ORDER BY 1",
+    "SELECT device, avg(qty) AS avg_qty, avg(user_id) AS avg_user, sum(qty) AS sum_qty "
+    "FROM {T} GROUP BY 1 ORDER BY 1",
+    "SELECT date_trunc('day', event_time) AS day, sum(amount) AS revenue, "
+    "round(avg(amount), 2) AS avg2 FROM {T} GROUP BY 1 ORDER BY 1",
+    "SELECT avg(flag::int) AS share, avg(big) AS avg_big, sum(amount)::numeric(20,2) AS total "
+    "FROM {T}",
+    "SELECT country, (sum(amount) / nullif(count(*), 0))::numeric(12,4) AS per_event, "
+    "avg(score) AS avg_score FROM {T} GROUP BY 1 ORDER BY 1",
+    "SELECT id, amount, amount::numeric(10,1) AS rounded, qty::numeric AS q FROM {T} "
+    "ORDER BY id LIMIT 50",
+]
+
+
+def is_number(v):
+    return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+
+
+def same_number(got, want):
+    """Numbers equal to the oracle's within a relative 1e-9 (exact types compare exactly)."""
+    if isinstance(want, Decimal) and isinstance(got, Decimal):
+        return got == want
+    return math.isclose(float(got), float(want), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def numeric_columns(rows):
+    """Columns whose non-NULL oracle values are all numbers."""
+    if not rows:
+        return []
+    return [j for j in range(len(rows[0]))
+            if all(is_number(r[j]) for r in rows if r[j] is not None)
+            and any(r[j] is not None for r in rows)]
+
+
+@group("dashboard queries: numbers as numbers in pandas and Polars")
+def _():
+    for sql in DASHBOARD:
+        want = oracle_rows(sql)
+        with conn.cursor() as cur:
+            cur.execute(on_events(sql))
+            df = cur.fetch_df()
+        pl = polars.read_database(on_events(sql), connection=conn)
+        for j in numeric_columns(want):
+            name = df.columns[j]
+            col = df[name]
+            values = [v for v in col.tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            numeric_dtype = pandas.api.types.is_numeric_dtype(col) or all(isinstance(v, Decimal) for v in values)
+            check(f"{sql[:40]}... pandas {name}: numbers ({col.dtype})", numeric_dtype, values[:3])
+            check(f"{sql[:40]}... polars {name}: numeric dtype", pl[name].dtype.is_numeric(), pl[name].dtype)
+            try:
+                col.dropna().mean()
+                pl[name].mean()
+            except Exception as exc:  # noqa: BLE001
+                check(f"{sql[:40]}... {name}: mean()", False, repr(exc))
+            got = [tuple(r) for r in pl.iter_rows()]
+            pairs = [(g[j], w[j]) for g, w in zip(got, want)]
+            check(f"{sql[:40]}... {name}: values equal the oracle's",
+                  len(got) == len(want) and all((g is None) == (w is None) and (w is None or same_number(g, w))
+                                                 for g, w in pairs),
+                  pairs[:3])
 
 
 # ---------------------------------------------------------------------------------------------
