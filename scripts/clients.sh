@@ -2,8 +2,10 @@
 # Makes sure the client toolchains that tests/pg_clients.rs and tests/flight_clients.rs drive
 # are installed:
 #   - psql (PostgreSQL's client; scripts/services.sh installs it too);
-#   - a Python venv at .venv with psycopg 3, ADBC's Flight SQL driver, pyarrow, pandas and Polars
+#   - a Python venv at .venv with psycopg 3 and psycopg2, SQLAlchemy 2, asyncpg, ADBC's Flight
+#     SQL and PostgreSQL drivers, connectorx, pyodbc, pyarrow, pandas and Polars
 #     (tests/clients/python/requirements.txt, from PyPI; reinstalled when that file changes);
+#   - psqlODBC and unixODBC (Debian's odbc-postgresql, unixodbc), with apt-get when missing;
 #   - node-postgres in tests/clients/node/node_modules (npm ci from the committed package-lock.json);
 #   - a JDK (javac, java) and pgjdbc at /usr/share/java/postgresql.jar (Debian's
 #     libpostgresql-jdbc-java), with apt-get when missing.
@@ -59,7 +61,7 @@ ensure_python_client() {
   local want have stamp=$CLIENTS_VENV/.requirements.sha256
   want=$(sha256sum "$CLIENTS_PY_REQ" | cut -d' ' -f1)
   have=$(cat "$stamp" 2>/dev/null || true)
-  if [[ $have == "$want" ]] && "$CLIENTS_VENV/bin/python" -c 'import psycopg, adbc_driver_flightsql.dbapi, pyarrow' >/dev/null 2>&1; then
+  if [[ $have == "$want" ]] && "$CLIENTS_VENV/bin/python" -c 'import psycopg, psycopg2, sqlalchemy, asyncpg, adbc_driver_flightsql.dbapi, adbc_driver_postgresql.dbapi, connectorx, pyodbc, pyarrow' >/dev/null 2>&1; then
     clients_log "Python clients present in .venv (requirements.txt sha256 ${want:0:12})"
     return 0
   fi
@@ -113,7 +115,16 @@ ensure_java_client() {
   clients_log "JDK present ($(javac -version 2>&1)), pgjdbc at $CLIENTS_JDBC_JAR"
 }
 
-# Everything tests/pg_clients.rs needs.
+# psqlODBC's Unicode driver registered with unixODBC (pyodbc loads libodbc.so.2).
+ensure_odbc_client() {
+  if command -v odbcinst >/dev/null 2>&1 && odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1; then
+    clients_log "psqlODBC present ($(odbcinst -q -d -n 'PostgreSQL Unicode' | grep -m1 '^Driver='))"
+    return 0
+  fi
+  clients_apt_install odbc-postgresql unixodbc
+}
+
+# Everything tests/pg_clients.rs and tests/client_matrix.rs need.
 # openssl makes the throwaway certificate of the TLS test.
 ensure_openssl() {
   command -v openssl >/dev/null 2>&1 && return 0
@@ -126,6 +137,7 @@ ensure_clients() {
   ensure_python_client
   ensure_node_client
   ensure_java_client
+  ensure_odbc_client
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

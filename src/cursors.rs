@@ -52,10 +52,9 @@ impl Cursors {
                 message: format!("cursor \"{name}\" already exists"),
             });
         }
-        self.0.insert(
-            name.to_string(),
-            Cursor { schema, stream: std::sync::Mutex::new(stream), pending: None, hold },
-        );
+        // fused: FETCH after the end reads nothing (warehouse streams must not be polled again)
+        let stream = std::sync::Mutex::new(stream.fuse().boxed());
+        self.0.insert(name.to_string(), Cursor { schema, stream, pending: None, hold });
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use crate::config::{Config, Dialect};
 use crate::error::{Error, Result};
 use crate::exec::arrow::{batch_from_rows, schema_for};
 use crate::exec::merge::{merge_aggregate, merge_rows, MergeCtx};
-use crate::exec::value::{timestamp_text, Value};
+use crate::exec::value::{supported_type, timestamp_text, Value};
 use crate::exec::warehouse::{Column, Described, Param, SessionParams, Warehouse};
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
 use crate::plan::{self, Class, Explain, ExplainLeg, Local};
@@ -36,6 +36,7 @@ mod session;
 mod tracked;
 mod windows_leg;
 
+pub use crate::plan::local::parse_move;
 pub use forward::Forwarded;
 pub use session::{Notice, Scope, Session};
 pub use tracked::ResultLimits;
@@ -531,6 +532,10 @@ impl Engine {
         if plan::copy::is_copy(sql) {
             return Ok(Class::Local(Local::CopyOut(plan::copy::parse(sql)?)));
         }
+        if let Some(m) = plan::local::parse_move(sql) {
+            let (name, count) = m?;
+            return Ok(Class::Local(Local::Move { name, count }));
+        }
         let stmts = match plan::parse(self.dialect(), sql) {
             Ok(s) => s,
             // The parser does not know every PostgreSQL form; the warehouse (whose sessions
@@ -625,6 +630,12 @@ impl Engine {
             .ok_or_else(|| Error::internal("unknown logical table"))?
             .clone();
         let described = self.describe(sql, wp).await?;
+        if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
+            return Err(Error::unsplittable(format!(
+                "result type {} is served as text",
+                c.ty.name()
+            )));
+        }
         if !split::substitute_now(&mut query, now_micros, self.dialect()) {
             return Err(Error::unsplittable("now() with arguments"));
         }

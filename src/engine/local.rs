@@ -50,7 +50,7 @@ impl Engine {
         session: &mut Session,
     ) -> Result<QueryResult> {
         Ok(match local {
-            Local::Declare { .. } | Local::Fetch { .. } | Local::Close(_) => {
+            Local::Declare { .. } | Local::Fetch { .. } | Local::Close(_) | Local::Move { .. } => {
                 return self.cursor(local, params, session).await
             }
             Local::CopyOut(copy) => return self.copy_out(copy, params, session).await,
@@ -143,6 +143,11 @@ impl Engine {
             Local::Close(name) => {
                 session.cursors.close(name.as_deref())?;
                 Ok(empty("CLOSE CURSOR"))
+            }
+            Local::Move { name, count } => {
+                let (_, batches) = session.cursors.fetch(&name, count).await?;
+                let moved: usize = batches.iter().map(|b| b.num_rows()).sum();
+                Ok(empty(&format!("MOVE {moved}")))
             }
             other => Err(Error::internal(format!("not a cursor statement: {other:?}"))),
         }

@@ -105,6 +105,13 @@ pub enum Local {
     },
     /// `CLOSE name` / `CLOSE ALL`.
     Close(Option<String>),
+    /// `MOVE [FORWARD] [n | ALL] [FROM | IN] name`: skip rows (None: ALL).
+    Move {
+        /// Cursor name.
+        name: String,
+        /// Rows to skip.
+        count: Option<u64>,
+    },
     /// `COPY (query) TO STDOUT` in any of PostgreSQL's formats.
     CopyOut(CopyOut),
 }
@@ -329,6 +336,41 @@ fn setting_call(e: &Expr) -> Option<SettingCall> {
     }
 }
 
+/// `MOVE [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name` (forward only, as FETCH):
+/// the cursor name and the rows to skip (None: ALL). None when the text is not a MOVE.
+pub fn parse_move(sql: &str) -> Option<Result<(String, Option<u64>)>> {
+    let text = sql.trim().trim_end_matches(';');
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    if !words.first()?.eq_ignore_ascii_case("move") {
+        return None;
+    }
+    let name = words.pop().filter(|_| words.len() > 1).map(|n| n.trim_matches('"').to_string());
+    let Some(name) = name else {
+        return Some(Err(Error::Syntax("MOVE needs a cursor name".into())));
+    };
+    let upper: Vec<String> = words[1..].iter().map(|w| w.to_ascii_uppercase()).collect();
+    let mut rest: Vec<&str> = upper.iter().map(String::as_str).collect();
+    if matches!(rest.last(), Some(&"FROM" | &"IN")) {
+        rest.pop();
+    }
+    let count = match rest.as_slice() {
+        [] | ["NEXT"] | ["FORWARD"] => Some(1),
+        ["ALL"] | ["FORWARD", "ALL"] => None,
+        [n] | ["FORWARD", n] => match n.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Some(Err(Error::NotSupported(
+                    "only forward MOVE on NO SCROLL cursors".into(),
+                )))
+            }
+        },
+        _ => {
+            return Some(Err(Error::NotSupported("only forward MOVE on NO SCROLL cursors".into())))
+        }
+    };
+    Some(Ok((name, count)))
+}
+
 fn declare_of(stmts: Vec<sqlparser::ast::Declare>) -> Result<Local> {
     let [d]: [sqlparser::ast::Declare; 1] =
         stmts.try_into().map_err(|_| Error::NotSupported("DECLARE of several cursors".into()))?;
@@ -412,5 +454,13 @@ mod tests {
             ])
         );
         assert!(local("SELECT current_setting(x) FROM t").is_err());
+        assert_eq!(
+            parse_move("MOVE FORWARD 100 __asyncpg_portal_4__").unwrap().unwrap(),
+            ("__asyncpg_portal_4__".into(), Some(100))
+        );
+        assert_eq!(parse_move("move all in \"c\";").unwrap().unwrap(), ("c".into(), None));
+        assert_eq!(parse_move("MOVE c").unwrap().unwrap(), ("c".into(), Some(1)));
+        assert_eq!(parse_move("MOVE BACKWARD 2 FROM c").unwrap().unwrap_err().sqlstate(), "0A000");
+        assert!(parse_move("SELECT 1").is_none());
     }
 }

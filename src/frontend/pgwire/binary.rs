@@ -15,7 +15,8 @@ use tokio_postgres::types::Kind;
 
 use crate::error::{Error, Result};
 use crate::exec::arrow::value_at;
-use crate::exec::value::{to_pg_epoch, Value, PG_EPOCH_DAYS};
+use crate::exec::value::{to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
+use tokio_postgres::types::FromSql;
 
 /// Appends the binary form of row `row` of `array` (typed `ty`) to `out` as
 /// `int32 length` + bytes, or `-1` for NULL.
@@ -404,6 +405,68 @@ fn element_value(text: &str, elem: &Type) -> Option<Value> {
     })
 }
 
+/// The text form of a binary array (`array_recv`'s input): `{1,2,NULL}`, nested braces for
+/// more dimensions, `[lb:ub]=` when a lower bound is not 1; elements decoded with `elem`.
+pub fn array_text(raw: &[u8], elem: &Type) -> Option<String> {
+    let int = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(raw.get(at..at + 4)?.try_into().ok()?))
+    };
+    let ndim = usize::try_from(int(0)?).ok().filter(|n| *n <= 6)?;
+    let mut at = 12;
+    let mut dims = Vec::with_capacity(ndim);
+    let mut bounds = String::new();
+    for _ in 0..ndim {
+        let (len, lower) = (usize::try_from(int(at)?).ok()?, int(at + 4)?);
+        if lower != 1 {
+            bounds.push_str(&format!("[{lower}:{}]", lower as i64 + len as i64 - 1));
+        }
+        dims.push(len);
+        at += 8;
+    }
+    if ndim == 0 {
+        return Some("{}".into());
+    }
+    let total = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d))?;
+    let mut items = Vec::with_capacity(total.min(1 << 16));
+    for _ in 0..total {
+        let len = int(at)?;
+        at += 4;
+        if len < 0 {
+            items.push("NULL".to_string());
+            continue;
+        }
+        let bytes = raw.get(at..at + len as usize)?;
+        at += len as usize;
+        let Cell(v) = Cell::from_sql(elem, bytes).ok()?;
+        items.push(quote_element(&crate::frontend::pgwire::encode::text_cell(&v, elem)?));
+    }
+    let body = nest(&items, &dims);
+    Some(if bounds.is_empty() { body } else { format!("{bounds}={body}") })
+}
+
+/// Quotes an array element as `array_out` does when it must.
+fn quote_element(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s.eq_ignore_ascii_case("null")
+        && !s.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+    if plain {
+        return s.to_string();
+    }
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `{...}` per dimension around the row-major elements.
+fn nest(items: &[String], dims: &[usize]) -> String {
+    match dims {
+        [] | [_] => format!("{{{}}}", items.join(",")),
+        [first, rest @ ..] => {
+            let size = items.len() / first.max(&1);
+            let parts: Vec<String> = items.chunks(size.max(1)).map(|c| nest(c, rest)).collect();
+            format!("{{{}}}", parts.join(","))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +515,21 @@ mod tests {
             vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23]
         );
         assert!(array_binary("{{1},{2,3}}", &Type::INT4_ARRAY).is_none());
+    }
+
+    #[test]
+    fn arrays_round_trip_through_their_text() {
+        for (text, ty, elem) in [
+            ("{a,\"b c\",NULL,\"\",\"q\\\"\"}", Type::TEXT_ARRAY, Type::TEXT),
+            ("{{1,2},{3,4}}", Type::INT4_ARRAY, Type::INT4),
+            ("{}", Type::INT8_ARRAY, Type::INT8),
+            ("{1.50,NULL}", Type::NUMERIC_ARRAY, Type::NUMERIC),
+        ] {
+            let raw = array_binary(text, &ty).unwrap();
+            assert_eq!(array_text(&raw, &elem).unwrap(), text);
+        }
+        let raw = array_binary("1 2", &Type::INT2_VECTOR).unwrap();
+        assert_eq!(array_text(&raw, &Type::INT2).unwrap(), "[0:1]={1,2}");
     }
 
     #[test]

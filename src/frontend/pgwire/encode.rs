@@ -127,6 +127,12 @@ pub fn decode_params(
                 return Ok(Param::Text(text.to_string()));
             }
             let ty = types.get(i).cloned().unwrap_or(Type::UNKNOWN);
+            if let tokio_postgres::types::Kind::Array(elem) = ty.kind() {
+                let text = super::binary::array_text(bytes, elem).ok_or_else(|| {
+                    Error::data("22P03", format!("invalid binary array parameter ${}", i + 1))
+                })?;
+                return Ok(Param::Text(text));
+            }
             let Cell(v) = Cell::from_sql(&ty, bytes).map_err(|e| {
                 Error::data("22P03", format!("invalid binary parameter ${}: {e}", i + 1))
             })?;

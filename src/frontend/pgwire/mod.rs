@@ -155,8 +155,8 @@ async fn warehouse_version(engine: &Engine) -> Option<String> {
     let r = engine.execute("SHOW server_version", &[], &mut s).await.ok()?;
     let batches: Vec<_> = r.stream.try_collect().await.ok()?;
     let b = batches.first()?;
-    let v = crate::exec::arrow::value_at(b.column(0), b.schema().field(0), 0);
-    v.to_pg_text().map(|t| t.split_whitespace().next().unwrap_or("15.0").to_string())
+    // the warehouse's own text ("15.19 (Debian 15.19-0+deb12u1)"), as PostgreSQL reports it
+    crate::exec::arrow::value_at(b.column(0), b.schema().field(0), 0).to_pg_text()
 }
 
 /// Binds the pgwire listener and serves it until `shutdown` flips; returns the bound address.

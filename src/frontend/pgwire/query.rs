@@ -10,8 +10,8 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, MemPortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_ERROR, SEVERITY_NOTICE};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
@@ -491,6 +491,7 @@ impl Gateway {
     async fn simple<C>(&self, client: &mut C, query: &str) -> PgWireResult<TransactionStatus>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -510,6 +511,10 @@ impl Gateway {
             }
         }
         for sql in stmts {
+            if let Some(moved) = self.move_portal(client, sql).await? {
+                client.feed(PgWireBackendMessage::CommandComplete(Tag::new(&moved).into())).await?;
+                continue;
+            }
             let stmt = Stmt { sql, params: &[], fmt: None, describe: true, max_rows: 0, status };
             match self.run(client, stmt).await {
                 Ok(resp) => {
@@ -523,6 +528,41 @@ impl Gateway {
             }
         }
         Ok(status)
+    }
+
+    /// `MOVE n name` where `name` is a protocol portal (as PostgreSQL, tidemark lets SQL reach
+    /// portals by name: asyncpg's `Cursor.forward` sends it): skips its rows and returns the
+    /// tag. None when the statement is not a MOVE of a portal (SQL cursors are the engine's).
+    async fn move_portal<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Option<String>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let Some(Ok((name, count))) = crate::engine::parse_move(sql) else { return Ok(None) };
+        // the simple-query handler sees the store without its statement type: the extended
+        // handler's store holds [`Prepared`] statements
+        let store = client.portal_store().as_any().downcast_ref::<MemPortalStore<Prepared>>();
+        let Some(Entry::Value(portal)) = store.and_then(|s| s.get_portal(&name)) else {
+            return Ok(None);
+        };
+        let mut moved = 0usize;
+        loop {
+            // fetch(0) reads every remaining row
+            let chunk = match count {
+                None => 0,
+                Some(c) if c as usize <= moved => break,
+                Some(c) => (c as usize - moved).min(4096),
+            };
+            let mut fetched = portal.fetch(chunk).await?;
+            while let Some(row) = fetched.response.data_rows().next().await {
+                row?;
+                moved += 1;
+            }
+            if !fetched.suspended {
+                break;
+            }
+        }
+        Ok(Some(format!("MOVE {moved}")))
     }
 
     /// The closing message of one statement of a simple query.
