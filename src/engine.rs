@@ -532,6 +532,9 @@ impl Engine {
         if plan::copy::is_copy(sql) {
             return Ok(Class::Local(Local::CopyOut(plan::copy::parse(sql)?)));
         }
+        if let Some(reset) = plan::local::parse_reset(sql) {
+            return Ok(Class::Local(reset));
+        }
         if let Some(m) = plan::local::parse_move(sql) {
             let (name, count) = m?;
             return Ok(Class::Local(Local::Move { name, count }));

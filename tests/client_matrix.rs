@@ -243,3 +243,239 @@ fn psql(conninfo: &str, commands: &[&str]) -> ClientRun {
     cmd.arg("-d").arg(conninfo).env("PAGER", "").env("COLUMNS", "200");
     run_blocking(format!("psql {}", commands.join(" ")), cmd)
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the clients send, statement by statement, against PostgreSQL's own answers
+// ---------------------------------------------------------------------------------------------
+
+/// Each session sequence gives through tidemark exactly the rows, command tags, warnings and
+/// ReadyForQuery statuses PostgreSQL gives on the warehouse database.
+#[test]
+fn session_statements_answer_as_postgres_does() {
+    use common::raw::RawPg;
+    let s = suite();
+    let sequences: &[&[&str]] = &[
+        &["SHOW TRANSACTION ISOLATION LEVEL", "SHOW TIME ZONE", "SHOW DateStyle"],
+        &[
+            "SET TIME ZONE 'Europe/Berlin'",
+            "SHOW TIME ZONE",
+            "SELECT current_setting('TimeZone')",
+            "RESET TIME ZONE",
+            "SHOW timezone",
+        ],
+        &[
+            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+            "SHOW TRANSACTION ISOLATION LEVEL",
+            "COMMIT",
+            "SHOW transaction_isolation",
+        ],
+        &[
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "SHOW default_transaction_isolation",
+            "SHOW transaction_isolation",
+            "START TRANSACTION",
+            "SHOW transaction_isolation",
+            "COMMIT",
+        ],
+        &[
+            "START TRANSACTION",
+            "SET LOCAL search_path = pg_catalog",
+            "SHOW search_path",
+            "COMMIT",
+            "SHOW search_path",
+        ],
+        &["SET LOCAL search_path = x", "SHOW search_path"],
+        &[
+            "BEGIN",
+            "SET search_path = a",
+            "SAVEPOINT s",
+            "SET search_path = b",
+            "ROLLBACK TO s",
+            "SHOW search_path",
+            "RELEASE s",
+            "SHOW search_path",
+            "ROLLBACK",
+            "SHOW search_path",
+        ],
+        &[
+            "BEGIN",
+            "SAVEPOINT s",
+            "SELECT 1/0",
+            "SELECT 1",
+            "ROLLBACK TO SAVEPOINT s",
+            "SELECT 2",
+            "RELEASE SAVEPOINT s",
+            "COMMIT",
+        ],
+        &["BEGIN", "SELECT 1/0", "COMMIT", "SELECT 3"],
+        &["SAVEPOINT s", "RELEASE s", "ROLLBACK TO s", "COMMIT", "BEGIN", "BEGIN", "ROLLBACK"],
+        &["BEGIN; SELECT 1; SAVEPOINT p; SELECT 2", "ROLLBACK TO p; COMMIT"],
+        &[
+            "SELECT set_config('application_name', 'matrix', false)",
+            "SHOW application_name",
+            "SELECT current_setting('application_name') AS a, current_setting('nope.x', true) AS b",
+        ],
+        &[
+            "SET myapp.v = '5'",
+            "SELECT current_setting('myapp.v')",
+            "SHOW myapp.v",
+            "BEGIN",
+            "SELECT set_config('myapp.v', '6', true)",
+            "SHOW myapp.v",
+            "COMMIT",
+            "SHOW myapp.v",
+        ],
+        &[
+            "SET extra_float_digits = 2",
+            "SET application_name = 'x'",
+            "DISCARD ALL",
+            "SHOW extra_float_digits",
+            "SHOW application_name",
+            "BEGIN",
+            "DISCARD ALL",
+            "ROLLBACK",
+        ],
+        &["SELECT current_setting('no_such_setting')", "SELECT 4"],
+        &["SHOW no_such_setting", "BEGIN", "SHOW no_such_setting", "ROLLBACK"],
+        &["DEALLOCATE ALL", "UNLISTEN *", "CLOSE ALL", "DISCARD PLANS"],
+    ];
+    for seq in sequences {
+        let mut tm = RawPg::connect(s.pg_port, "postgres", &s.db_name);
+        let mut pg = RawPg::connect(5432, "postgres", &s.db_name);
+        for sql in *seq {
+            let (got, want) = (tm.query(sql), pg.query(sql));
+            let view = |r: &common::raw::Reply| {
+                let rows: Vec<Vec<u8>> =
+                    r.msgs.iter().filter(|m| m.tag == b'D').map(|m| m.body.clone()).collect();
+                (r.tags(), rows, r.error(), r.notices(), r.status)
+            };
+            assert_eq!(view(&got), view(&want), "{sql:?} in {seq:?}: tidemark, then PostgreSQL");
+        }
+    }
+}
+
+/// What tidemark refuses gets the right SQLSTATE and leaves the connection usable, in the right
+/// transaction state.
+#[test]
+fn refused_statements_leave_the_session_usable() {
+    use common::raw::RawPg;
+    let s = suite();
+    let mut c = RawPg::connect(s.pg_port, "analyst", &s.db_name);
+    for (sql, code) in [
+        ("LISTEN events", "25006"),
+        ("COPY events_batch FROM STDIN", "25006"),
+        ("COPY (SELECT 1) TO '/tmp/tidemark_copy'", "25006"),
+        ("COPY (SELECT 1) TO PROGRAM 'true'", "25006"),
+        ("BEGIN READ WRITE", "25006"),
+        ("SET TRANSACTION READ WRITE", "25006"),
+        ("SET client_encoding = 'LATIN1'", "0A000"),
+        ("COMMIT AND CHAIN", "0A000"),
+        ("MOVE BACKWARD 1 FROM c", "0A000"),
+        ("FETCH 1 FROM no_such_cursor", "34000"),
+        ("COPY (SELECT 1) TO STDOUT (FORMAT csv, FORCE_QUOTE (nope))", "42P10"),
+    ] {
+        let r = c.query(sql);
+        assert_eq!(r.error().as_deref(), Some(code), "{sql}: {:?}", r.msgs);
+        assert_eq!(r.status, 'I', "{sql} outside a block leaves it idle");
+        let r = c.query(&format!("BEGIN; {sql}"));
+        assert_eq!((r.error().as_deref(), r.status), (Some(code), 'E'), "{sql} in a block");
+        assert_eq!(c.query("SELECT 1").error().as_deref(), Some("25P02"));
+        let r = c.query("ROLLBACK");
+        assert_eq!((r.tags(), r.status), (vec!["ROLLBACK".to_string()], 'I'));
+        assert_eq!(c.query("SELECT 1").tags(), vec!["SELECT 1"], "usable after {sql}");
+    }
+}
+
+/// COPY TO STDOUT in every format and option gives PostgreSQL's bytes, message by message,
+/// for split, row and pass-through queries over the logical table (against the same query
+/// over the oracle table); bad options give PostgreSQL's SQLSTATE.
+#[test]
+fn copy_out_is_postgres_byte_for_byte() {
+    use common::raw::RawPg;
+    let s = suite();
+    let queries = [
+        // (no float aggregate: merged float sums may differ in the last bits, by design)
+        "SELECT country, count(*), sum(amount), avg(qty), min(event_time), sum(big), \
+         bool_or(flag), max(score) FROM {T} GROUP BY 1 ORDER BY 1",
+        "SELECT * FROM {T} ORDER BY id LIMIT 700",
+        "SELECT * FROM {T} WHERE id < 0",
+        "SELECT device, count(DISTINCT user_id), array_agg(DISTINCT country ORDER BY country) \
+         FROM {T} GROUP BY 1 ORDER BY 1",
+        "SELECT id, device, E'tab\\there' AS t, '' AS e, NULL::text AS n, interval '1 day 02:03' \
+         AS i, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '{\"k\": [1, 2]}'::jsonb AS j \
+         FROM {T} ORDER BY id LIMIT 50",
+    ];
+    let options = [
+        "",
+        "(FORMAT text)",
+        "(FORMAT text, HEADER, DELIMITER '|', NULL 'NUL')",
+        "(FORMAT csv)",
+        "(FORMAT csv, HEADER true, QUOTE '''', ESCAPE '\\', FORCE_QUOTE *)",
+        "(FORMAT csv, HEADER, DELIMITER ';', NULL '-', FORCE_QUOTE (device))",
+        "(FORMAT binary)",
+        "WITH BINARY",
+        "WITH CSV HEADER",
+        "WITH CSV HEADER QUOTE AS '|' FORCE QUOTE device",
+        "DELIMITER AS ',' NULL AS ''",
+    ];
+    let mut tm = RawPg::connect(s.pg_port, "analyst", &s.db_name);
+    let mut pg = RawPg::connect(5432, "postgres", &s.db_name);
+    for q in queries {
+        for o in options {
+            let (a, b) = (q.replace("{T}", "events"), q.replace("{T}", "events_oracle"));
+            if o.contains("device") && !q.contains("device") {
+                continue;
+            }
+            let got = tm.query(&format!("COPY ({a}) TO STDOUT {o}"));
+            let want = pg.query(&format!("COPY ({b}) TO STDOUT {o}"));
+            assert_eq!(want.error(), None, "the oracle's COPY ({b}) {o}");
+            assert_eq!(got.error(), None, "COPY ({a}) {o}: {:?}", got.msgs);
+            let shown = |r: &common::raw::Reply| -> Vec<String> {
+                r.copy_data().iter().map(|d| String::from_utf8_lossy(d).into_owned()).collect()
+            };
+            assert_eq!(shown(&got), shown(&want), "COPY ({a}) TO STDOUT {o}");
+            assert!(got.copy_data() == want.copy_data(), "COPY ({a}) TO STDOUT {o}: bytes");
+            assert_eq!((got.tags(), got.status), (want.tags(), want.status), "{a} {o}");
+            let start = |r: &common::raw::Reply| r.msgs.iter().find(|m| m.tag == b'H').cloned();
+            assert_eq!(
+                start(&got).map(|m| m.body),
+                start(&want).map(|m| m.body),
+                "CopyOutResponse"
+            );
+        }
+    }
+    let got = tm.query("COPY countries (code, region) TO STDOUT (FORMAT csv)");
+    let want = pg.query("COPY countries (code, region) TO STDOUT (FORMAT csv)");
+    assert_eq!(got.copy_data(), want.copy_data(), "COPY table (columns)");
+    for bad in [
+        "(FORMAT xml)",
+        "(FORMAT binary, DELIMITER ',')",
+        "(FORMAT binary, NULL 'x')",
+        "(FORMAT binary, HEADER)",
+        "(DELIMITER 'ab')",
+        "(QUOTE '\"')",
+        "(ESCAPE '\\')",
+        "(FORCE_QUOTE *)",
+        "(FORMAT csv, DELIMITER '\"')",
+        "(DELIMITER '\\')",
+        "(DELIMITER 'a')",
+        "(FORMAT csv, NULL '\"')",
+        "(DELIMITER ',', NULL 'a,b')",
+        "(HEADER match)",
+        "(FORMAT csv, FORCE_NOT_NULL (a))",
+        "(FORMAT csv, FORCE_NULL (a))",
+        "(HEADER, HEADER)",
+        "(ENCODING 'LATIN1')",
+    ] {
+        let got = tm.query(&format!("COPY (SELECT 1 AS a) TO STDOUT {bad}"));
+        let want = pg.query(&format!("COPY (SELECT 1 AS a) TO STDOUT {bad}"));
+        let expected = match bad {
+            // PostgreSQL converts to LATIN1; tidemark speaks UTF8 only
+            "(ENCODING 'LATIN1')" => Some("0A000".to_string()),
+            _ => want.error(),
+        };
+        assert!(expected.is_some(), "PostgreSQL accepted COPY {bad}");
+        assert_eq!(got.error(), expected, "COPY ... TO STDOUT {bad}");
+        assert_eq!(got.status, 'I');
+    }
+}

@@ -26,9 +26,11 @@ fn fixed_setting(name: &str, session: &Session) -> Option<String> {
     }
 }
 
-/// The session's own value of a parameter, if it has one.
+/// The session's own value of a parameter, if it has one. `application_name` is the
+/// client's (empty when it sent none), never the name tidemark's warehouse connections use.
 fn session_value(name: &str, session: &Session) -> Option<String> {
-    fixed_setting(name, session).or_else(|| session.setting(name).map(str::to_string))
+    let own = fixed_setting(name, session).or_else(|| session.setting(name).map(str::to_string));
+    own.or_else(|| (name == "application_name").then(String::new))
 }
 
 fn with_notice(mut r: QueryResult, notice: Option<Notice>) -> QueryResult {
@@ -93,8 +95,9 @@ impl Engine {
     /// BEGIN, COMMIT, ROLLBACK and savepoints.
     fn transaction(&self, local: Local, session: &mut Session) -> Result<QueryResult> {
         Ok(match local {
-            Local::Begin { isolation } => {
-                with_txn(with_notice(empty("BEGIN"), session.begin(isolation)), TxnChange::Began)
+            Local::Begin { isolation, start } => {
+                let tag = if start { "START TRANSACTION" } else { "BEGIN" };
+                with_txn(with_notice(empty(tag), session.begin(isolation)), TxnChange::Began)
             }
             Local::Commit => {
                 with_txn(with_notice(empty("COMMIT"), session.commit()), TxnChange::Ended)
@@ -142,7 +145,7 @@ impl Engine {
             }
             Local::Close(name) => {
                 session.cursors.close(name.as_deref())?;
-                Ok(empty("CLOSE CURSOR"))
+                Ok(empty(if name.is_some() { "CLOSE CURSOR" } else { "CLOSE CURSOR ALL" }))
             }
             Local::Move { name, count } => {
                 let (_, batches) = session.cursors.fetch(&name, count).await?;

@@ -314,11 +314,13 @@ fn check_characters(o: &CopyOptions) -> Result<()> {
             return Err(invalid("COPY delimiter and quote must be different"));
         }
         if o.null.as_bytes().contains(&o.quote) {
-            return Err(invalid("CSV quote character must not appear in the NULL specification"));
+            return Err(not_supported(
+                "CSV quote character must not appear in the NULL specification",
+            ));
         }
     }
     if o.null.as_bytes().contains(&d) {
-        return Err(invalid("COPY delimiter must not appear in the NULL specification"));
+        return Err(not_supported("COPY delimiter must not appear in the NULL specification"));
     }
     Ok(())
 }

@@ -62,6 +62,8 @@ pub enum Local {
     Begin {
         /// Isolation level asked for, lower case.
         isolation: Option<String>,
+        /// Spelled START TRANSACTION (its command tag).
+        start: bool,
     },
     /// COMMIT / END.
     Commit,
@@ -149,11 +151,12 @@ pub fn local_of(stmt: Statement) -> Result<Local> {
         }
         Statement::Set(other) => return Err(Error::NotSupported(format!("{other}"))),
         Statement::Reset(r) => {
-            Local::Reset(r.to_string().trim_start_matches("RESET").trim().to_lowercase())
+            let name = r.to_string().trim_start_matches("RESET").trim().to_lowercase();
+            Local::Reset(folded_name(&name).unwrap_or(name))
         }
         Statement::ShowVariable { variable } => Local::Show(show_name(&variable)),
-        Statement::StartTransaction { modes, .. } => {
-            Local::Begin { isolation: transaction_modes(&modes)? }
+        Statement::StartTransaction { modes, begin, .. } => {
+            Local::Begin { isolation: transaction_modes(&modes)?, start: !begin }
         }
         Statement::Commit { chain: true, .. } | Statement::Rollback { chain: true, .. } => {
             return Err(Error::NotSupported("COMMIT AND CHAIN / ROLLBACK AND CHAIN".into()))
@@ -166,6 +169,9 @@ pub fn local_of(stmt: Statement) -> Result<Local> {
         Statement::Discard { object_type } => Local::Discard(object_type.to_string()),
         // Protocol-level prepared statements live in the frontend and close with the
         // connection; SQL DEALLOCATE (psycopg sends it after a failed transaction) is accepted.
+        Statement::Deallocate { name, .. } if name.value.eq_ignore_ascii_case("all") => {
+            Local::Noop("DEALLOCATE ALL".into())
+        }
         Statement::Deallocate { .. } => Local::Noop("DEALLOCATE".into()),
         // nothing is ever listened to (LISTEN is refused), so UNLISTEN (asyncpg's pool reset
         // sends `UNLISTEN *`) has nothing to do
@@ -188,15 +194,23 @@ pub fn local_of(stmt: Statement) -> Result<Local> {
     })
 }
 
+/// The parameter a multi-word spelling names (`TIME ZONE` is `timezone`).
+fn folded_name(words: &str) -> Option<String> {
+    Some(
+        match words {
+            "transaction isolation level" => "transaction_isolation",
+            "time zone" => "timezone",
+            "session authorization" => "session_authorization",
+            _ => return None,
+        }
+        .into(),
+    )
+}
+
 /// The parameter a SHOW names, with PostgreSQL's multi-word spellings folded.
 fn show_name(variable: &[sqlparser::ast::Ident]) -> String {
     let words: Vec<String> = variable.iter().map(|i| i.value.to_lowercase()).collect();
-    match words.join(" ").as_str() {
-        "transaction isolation level" => "transaction_isolation".into(),
-        "time zone" => "timezone".into(),
-        "session authorization" => "session_authorization".into(),
-        _ => words.join("."),
-    }
+    folded_name(&words.join(" ")).unwrap_or_else(|| words.join("."))
 }
 
 /// The column name PostgreSQL gives SHOW's answer for a parameter (its canonical spelling).
@@ -336,6 +350,17 @@ fn setting_call(e: &Expr) -> Option<SettingCall> {
     }
 }
 
+/// `RESET TIME ZONE`, `RESET SESSION AUTHORIZATION`, `RESET TRANSACTION ISOLATION LEVEL`
+/// (spellings the SQL parser does not know) as the RESET of the parameter they name.
+pub fn parse_reset(sql: &str) -> Option<Local> {
+    let text = sql.trim().trim_end_matches(';').to_lowercase();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.split_first() {
+        Some((&"reset", rest)) if rest.len() > 1 => folded_name(&rest.join(" ")).map(Local::Reset),
+        _ => None,
+    }
+}
+
 /// `MOVE [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name` (forward only, as FETCH):
 /// the cursor name and the rows to skip (None: ALL). None when the text is not a MOVE.
 pub fn parse_move(sql: &str) -> Option<Result<(String, Option<u64>)>> {
@@ -427,7 +452,7 @@ mod tests {
         );
         assert_eq!(
             local("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY").unwrap(),
-            Local::Begin { isolation: Some("serializable".into()) }
+            Local::Begin { isolation: Some("serializable".into()), start: false }
         );
         assert_eq!(local("START TRANSACTION READ WRITE").unwrap_err().sqlstate(), "25006");
         assert_eq!(local("ROLLBACK TO p").unwrap(), Local::RollbackTo("p".into()));
@@ -462,5 +487,7 @@ mod tests {
         assert_eq!(parse_move("MOVE c").unwrap().unwrap(), ("c".into(), Some(1)));
         assert_eq!(parse_move("MOVE BACKWARD 2 FROM c").unwrap().unwrap_err().sqlstate(), "0A000");
         assert!(parse_move("SELECT 1").is_none());
+        assert_eq!(parse_reset("RESET TIME ZONE;"), Some(Local::Reset("timezone".into())));
+        assert_eq!(parse_reset("RESET timezone"), None);
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod pgserver;
+pub mod raw;
 pub mod redis;
 
 use std::cmp::Ordering;
