@@ -369,10 +369,10 @@ pub fn parse_move(sql: &str) -> Option<Result<(String, Option<u64>)>> {
     if !words.first()?.eq_ignore_ascii_case("move") {
         return None;
     }
-    let name = words.pop().filter(|_| words.len() > 1).map(|n| n.trim_matches('"').to_string());
-    let Some(name) = name else {
+    if words.len() < 2 {
         return Some(Err(Error::Syntax("MOVE needs a cursor name".into())));
-    };
+    }
+    let name = words.pop().map(|n| n.trim_matches('"').to_string()).unwrap_or_default();
     let upper: Vec<String> = words[1..].iter().map(|w| w.to_ascii_uppercase()).collect();
     let mut rest: Vec<&str> = upper.iter().map(String::as_str).collect();
     if matches!(rest.last(), Some(&"FROM" | &"IN")) {

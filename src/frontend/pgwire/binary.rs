@@ -2,96 +2,24 @@
 //! binary COPY: written straight from Arrow arrays for the common types, from values for
 //! the rest.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Time64MicrosecondType,
-    TimestampMicrosecondType,
-};
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::{DataType, Field};
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use pgwire::api::Type;
 use tokio_postgres::types::Kind;
 
 use crate::error::{Error, Result};
-use crate::exec::arrow::value_at;
 use crate::exec::value::{to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
 use tokio_postgres::types::FromSql;
 
-/// Appends the binary form of row `row` of `array` (typed `ty`) to `out` as
-/// `int32 length` + bytes, or `-1` for NULL.
-pub fn write_cell(
-    out: &mut BytesMut,
-    array: &ArrayRef,
-    field: &Field,
-    ty: &Type,
-    row: usize,
-) -> Result<()> {
-    if array.is_null(row) {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        return Ok(());
-    }
-    let fixed = |out: &mut BytesMut, bytes: &[u8]| {
-        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-        out.extend_from_slice(bytes);
-    };
-    match (array.data_type(), ty) {
-        (DataType::Int16, _) => {
-            fixed(out, &array.as_primitive::<Int16Type>().value(row).to_be_bytes())
-        }
-        (DataType::Int32, _) => {
-            fixed(out, &array.as_primitive::<Int32Type>().value(row).to_be_bytes())
-        }
-        (DataType::Int64, &Type::OID) => {
-            fixed(out, &(array.as_primitive::<Int64Type>().value(row) as u32).to_be_bytes())
-        }
-        (DataType::Int64, _) => {
-            fixed(out, &array.as_primitive::<Int64Type>().value(row).to_be_bytes())
-        }
-        (DataType::Float32, _) => {
-            fixed(out, &array.as_primitive::<Float32Type>().value(row).to_be_bytes())
-        }
-        (DataType::Float64, _) => {
-            fixed(out, &array.as_primitive::<Float64Type>().value(row).to_be_bytes())
-        }
-        (DataType::Boolean, _) => fixed(out, &[array.as_boolean().value(row) as u8]),
-        (DataType::Date32, _) => {
-            let d = array.as_primitive::<Date32Type>().value(row);
-            fixed(out, &d.saturating_sub(PG_EPOCH_DAYS).to_be_bytes())
-        }
-        (DataType::Timestamp(..), _) => {
-            let t = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            fixed(out, &to_pg_epoch(t).to_be_bytes())
-        }
-        (DataType::Time64(_), _) => {
-            fixed(out, &array.as_primitive::<Time64MicrosecondType>().value(row).to_be_bytes())
-        }
-        (DataType::Binary, _) => fixed(out, array.as_binary::<i32>().value(row)),
-        (DataType::Utf8, t) if is_plain_text(t) => {
-            fixed(out, array.as_string::<i32>().value(row).as_bytes())
-        }
-        (DataType::Utf8, &Type::NUMERIC) => {
-            let s = array.as_string::<i32>().value(row);
-            let len_at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            numeric_from_text(s, out).ok_or_else(|| unsupported(ty))?;
-            let len = (out.len() - len_at - 4) as i32;
-            out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
-        }
-        _ => fixed(out, &binary_of(&value_at(array, field, row), ty)?),
-    }
-    Ok(())
-}
-
 /// Text types whose binary form is their UTF-8 text.
-fn is_plain_text(ty: &Type) -> bool {
+pub fn is_plain_text(ty: &Type) -> bool {
     matches!(
         *ty,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN
     )
 }
 
-fn unsupported(ty: &Type) -> Error {
+/// The error for a value whose binary form tidemark cannot make.
+pub fn unsupported(ty: &Type) -> Error {
     Error::NotSupported(format!("binary output of type {}", ty.name()))
 }
 

@@ -8,8 +8,8 @@ use arrow_schema::SchemaRef;
 use bytes::{Bytes, BytesMut};
 use pgwire::api::Type;
 
-use super::binary::write_cell;
 use super::encode::{field_type, text_cell};
+use super::rows::Rows;
 use crate::error::Result;
 use crate::exec::arrow::value_at;
 use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
@@ -73,16 +73,12 @@ impl CopyWriter {
         Some(line.into())
     }
 
-    /// One message per row of the batch.
+    /// One message per row of the batch (slices of one buffer).
     pub fn rows(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>> {
-        let mut out = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            out.push(match self.opts.format {
-                CopyFormat::Binary => self.binary_row(batch, row)?,
-                _ => self.text_row(batch, row),
-            });
+        if self.opts.format == CopyFormat::Binary {
+            return self.binary_rows(batch);
         }
-        Ok(out)
+        Ok((0..batch.num_rows()).map(|row| self.text_row(batch, row)).collect())
     }
 
     /// The last message: the binary trailer (with the signature when no row was sent).
@@ -98,17 +94,19 @@ impl CopyWriter {
         Some(out.freeze())
     }
 
-    fn binary_row(&mut self, batch: &RecordBatch, row: usize) -> Result<Bytes> {
-        let mut out = BytesMut::with_capacity(8 + 12 * self.types.len());
-        if std::mem::take(&mut self.signature_pending) {
-            out.extend_from_slice(BINARY_HEADER);
+    fn binary_rows(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>> {
+        let writers = Rows::new(batch, &self.types, |_| true);
+        let mut buf = BytesMut::with_capacity(batch.get_array_memory_size() + 64);
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            if std::mem::take(&mut self.signature_pending) {
+                buf.extend_from_slice(BINARY_HEADER);
+            }
+            buf.extend_from_slice(&(self.types.len() as i16).to_be_bytes());
+            writers.write_row(&mut buf, row)?;
+            out.push(buf.split().freeze());
         }
-        out.extend_from_slice(&(self.types.len() as i16).to_be_bytes());
-        let schema = batch.schema();
-        for (col, ty) in self.types.iter().enumerate() {
-            write_cell(&mut out, batch.column(col), schema.field(col), ty, row)?;
-        }
-        Ok(out.freeze())
+        Ok(out)
     }
 
     fn text_row(&self, batch: &RecordBatch, row: usize) -> Bytes {

@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, SchemaRef};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use tokio_postgres::types::FromSql;
 
-use super::binary::write_cell;
+use super::rows::Rows;
 use crate::error::{Error, Result};
-use crate::exec::arrow::{value_at, PG_OID};
+use crate::exec::arrow::PG_OID;
 use crate::exec::value::{float_text, Cell, Value};
 use crate::exec::warehouse::{Column, Param};
 
@@ -65,27 +65,15 @@ pub fn fields_for_columns(columns: &[Column], format: Option<&Format>) -> Vec<Fi
         .collect()
 }
 
-/// Encodes every row of a batch.
+/// Encodes every row of a batch (the rows' cells in one buffer, split per row).
 pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Result<Vec<DataRow>> {
-    let schema = batch.schema();
+    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+    let rows = Rows::new(batch, &types, |i| fields[i].format() == FieldFormat::Binary);
+    let mut buf = BytesMut::with_capacity(batch.get_array_memory_size() + 64);
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
-        let mut buf = BytesMut::with_capacity(16 * fields.len());
-        for (col, info) in fields.iter().enumerate() {
-            let (array, field) = (batch.column(col), schema.field(col));
-            match info.format() {
-                FieldFormat::Binary => write_cell(&mut buf, array, field, info.datatype(), row)?,
-                FieldFormat::Text => match text_cell(&value_at(array, field, row), info.datatype())
-                {
-                    None => buf.put_i32(-1),
-                    Some(t) => {
-                        buf.put_i32(t.len() as i32);
-                        buf.put_slice(t.as_bytes());
-                    }
-                },
-            }
-        }
-        out.push(DataRow::new(buf, fields.len() as i16));
+        rows.write_row(&mut buf, row)?;
+        out.push(DataRow::new(buf.split(), fields.len() as i16));
     }
     Ok(out)
 }

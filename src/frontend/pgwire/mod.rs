@@ -7,6 +7,7 @@ pub mod copy;
 pub mod encode;
 pub mod idle;
 pub mod query;
+pub mod rows;
 pub mod startup;
 pub mod statements;
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Pulling a large result into Python, in one run: 1,000,000 rows x 10 mixed columns of a logical
 # table (split over a batch and a speed table by the watermark)
-#   (a) through tidemark's Arrow Flight SQL frontend with ADBC into a pyarrow Table,
-#   (b) with psycopg 3 directly from PostgreSQL (the union view) into Python (fetchall),
-#   (c) with PostgreSQL's own COPY (SELECT * FROM view) TO STDOUT (FORMAT binary), read fully
-#       through psycopg, as the floor.
+#   - through tidemark's Arrow Flight SQL frontend with ADBC's Flight SQL driver,
+#   - through tidemark's pgwire listener with ADBC's PostgreSQL driver (binary COPY) and with
+#     psycopg 3, and tidemark's binary COPY read as bytes,
+#   - directly from PostgreSQL (the union view) with ADBC's PostgreSQL driver and psycopg 3,
+#   - with PostgreSQL's own COPY (SELECT * FROM view) TO STDOUT (FORMAT binary), read fully
+#     through psycopg, as the floor.
 # Prints a markdown table of the times and ratios and tidemark's peak memory (a benchmark, not a
 # test: nothing here fails on timing).
 #
-#   loadtests/flight_pull.sh               # 3 timed runs of each path, median reported
-#   REPEAT=5 ROWS=2000000 loadtests/flight_pull.sh
+#   loadtests/pull.sh                      # 3 timed runs of each path, median reported
+#   REPEAT=5 ROWS=2000000 loadtests/pull.sh
+#   PATHS=adbc_tm,copy loadtests/pull.sh   # a subset (see loadtests/pull.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh
@@ -22,6 +25,7 @@ REPEAT=${REPEAT:-3}
 DB=tidemark_flight_bench
 PGURL="postgres://postgres@127.0.0.1:5432/$DB"
 PORT=${PORT:-55451}
+TM_PG_PORT=${TM_PG_PORT:-55452}
 WORK=$(mktemp -d)
 trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -63,6 +67,7 @@ SQL
 cat > "$WORK/tidemark.toml" <<TOML
 [listen]
 flight = "127.0.0.1:$PORT"
+pg = "127.0.0.1:$TM_PG_PORT"
 [warehouse]
 url = "$PGURL"
 [[tables]]
@@ -82,9 +87,11 @@ for _ in $(seq 150); do
 done
 [[ $listening -eq 1 ]] || { echo "error: tidemark's Flight SQL listener did not open 127.0.0.1:$PORT" >&2; exit 1; }
 
-.venv/bin/python loadtests/flight_pull.py \
-  --flight "grpc://127.0.0.1:$PORT" --pg "host=127.0.0.1 port=5432 user=postgres dbname=$DB" \
-  --table events --rows "$ROWS" --repeat "$REPEAT" --pid "$TM_PID"
+.venv/bin/python loadtests/pull.py \
+  --flight "grpc://127.0.0.1:$PORT" --tm-pg "postgresql://postgres@127.0.0.1:$TM_PG_PORT/$DB" \
+  --pg "postgresql://postgres@127.0.0.1:5432/$DB" \
+  --table events --rows "$ROWS" --repeat "$REPEAT" --pid "$TM_PID" \
+  ${PATHS:+--paths "$PATHS"}
 
 kill "$TM_PID" 2>/dev/null || true
 wait "$TM_PID" 2>/dev/null || true
