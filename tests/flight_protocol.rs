@@ -119,6 +119,15 @@ async fn statement_matches_oracle_with_freshness() {
         proto::Freshness::decode(first.app_metadata.as_ref()).expect("freshness in FlightData");
     assert_eq!(run.plan, "split");
     assert_eq!(run.legs.len(), 2);
+    // x-tidemark-numeric: text keeps numerics as their exact text (the schema is then static)
+    c.set_header("x-tidemark-numeric", "text");
+    let info = c.execute(q.replace("{T}", "events"), None).await.expect("execute as text");
+    let schema = info.clone().try_decode_schema().expect("a FlightInfo schema");
+    assert_eq!(schema.field(2).data_type(), &arrow_schema::DataType::Utf8);
+    assert_eq!(
+        texts(&fetch(&mut c, info).await),
+        oracle_texts(&s.db, &q.replace("{T}", "events_oracle")).await
+    );
     s.stop().await;
 }
 

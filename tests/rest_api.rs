@@ -289,18 +289,64 @@ fn csv_fields(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// `Accept: application/vnd.apache.arrow.stream` gives an Arrow IPC stream.
+/// `Accept: application/vnd.apache.arrow.stream` gives an Arrow IPC stream, numerics as
+/// Decimal128 (`tidemark-numeric: text` keeps their exact text).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrow_output() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    use arrow_schema::DataType;
     let s = stack("rest_arrow").await;
-    let sql = "SELECT country, count(*) AS n, sum(amount) AS total FROM events GROUP BY country";
+    let sql = "SELECT country, count(*) AS n, sum(amount) AS total, min(amount) AS low \
+               FROM events GROUP BY country ORDER BY country";
     let (status, headers, bytes) = query_accept(&s, sql, ARROW_STREAM).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     let content_type = header(&headers, "content-type").unwrap_or_default();
     assert!(content_type.starts_with(ARROW_STREAM), "content-type {content_type:?}");
-    assert!(bytes.len() > 8, "an Arrow stream has at least a schema message");
     assert_eq!(&bytes[..4], &[0xFF_u8; 4], "IPC continuation marker");
+    let batches = arrow_batches(&bytes);
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(38, 2), "sum(numeric(12,2))");
+    // aggregates drop the type modifier: min(amount) is unconstrained numeric too
+    assert_eq!(schema.field(3).data_type(), &DataType::Decimal128(38, 2), "min(numeric(12,2))");
+    let (_, _, rows) =
+        query_accept(&s, "SELECT id, amount FROM events ORDER BY id LIMIT 5", ARROW_STREAM).await;
+    let declared = arrow_batches(&rows)[0].schema();
+    assert_eq!(declared.field(1).data_type(), &DataType::Decimal128(12, 2), "numeric(12,2)");
+    let oracle = s.db.query(&sql.replace("FROM events", "FROM events_oracle"), &[]).await.unwrap();
+    let totals: Vec<Option<String>> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(2).as_primitive::<arrow_array::types::Decimal128Type>().clone();
+            (0..a.len())
+                .map(move |i| a.is_valid(i).then(|| a.value_as_string(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let want: Vec<Option<String>> = oracle
+        .iter()
+        .map(|r| r.get::<_, Option<tidemark::exec::value::Cell>>(2).and_then(|c| c.0.to_pg_text()))
+        .collect();
+    assert_eq!(totals, want, "Decimal128 totals equal the oracle's");
+    let request = s
+        .http
+        .post(s.url("/v1/query"))
+        .header("accept", ARROW_STREAM)
+        .header("tidemark-numeric", "text")
+        .json(&json!({ "sql": sql }));
+    let (status, _, text_bytes) = common::send(request).await;
+    assert_eq!(status, 200);
+    let text = arrow_batches(&text_bytes);
+    assert_eq!(text[0].schema().field(2).data_type(), &DataType::Utf8, "numerics as text");
     s.stop().await;
+}
+
+/// The record batches of an Arrow IPC stream.
+fn arrow_batches(bytes: &[u8]) -> Vec<arrow_array::RecordBatch> {
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .expect("an Arrow IPC stream");
+    reader.map(|b| b.expect("a record batch")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -94,10 +94,11 @@ def _():
 @group("Polars read_database_uri")
 def _():
     for name, sql in QUERIES[:3] + QUERIES[4:]:
-        for engine in ["adbc", "connectorx"]:
-            got = polars.read_database_uri(on_events(sql), tm_url, engine=engine)
-            want = polars.read_database_uri(on_oracle(sql), oracle_url, engine=engine)
-            check(f"{name} ({engine}): equal frames", got.equals(want),
+        for engine, protocol in [("adbc", None), ("connectorx", "binary"), ("connectorx", "cursor")]:
+            kwargs = {"protocol": protocol} if protocol else {}
+            got = polars.read_database_uri(on_events(sql), tm_url, engine=engine, **kwargs)
+            want = polars.read_database_uri(on_oracle(sql), oracle_url, engine=engine, **kwargs)
+            check(f"{name} ({engine} {protocol or ''}): equal frames", got.equals(want),
                   f"\n    tidemark {got.head(3)}\n    oracle   {want.head(3)}")
 
 
