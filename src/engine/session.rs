@@ -116,7 +116,8 @@ impl Session {
     /// True when some parameter may change how the warehouse answers (the fast path then
     /// stays off, as it runs on connections with the warehouse's defaults).
     pub fn has_answer_settings(&self) -> bool {
-        self.effective().iter().any(|(k, v)| !cosmetic(k, v))
+        let locals = self.txn.iter().flat_map(|t| t.locals.iter());
+        self.defaults.iter().chain(&self.settings).chain(locals).any(|(k, v)| !cosmetic(k, v))
     }
 
     /// `SET [LOCAL] name = value`; SET LOCAL outside a transaction block does nothing and

@@ -105,16 +105,27 @@ impl CopyOut {
     }
 }
 
-/// Whether `sql` is a COPY statement (its first word, after comments, is COPY).
+/// Whether `sql` is a COPY statement (its first word, after comments, is COPY). Cheap: it
+/// runs for every statement classified.
 pub fn is_copy(sql: &str) -> bool {
-    let mut t = Tokenizer::new(&PostgreSqlDialect {}, sql);
-    let Ok(tokens) = t.tokenize() else {
-        return sql.trim_start().get(..4).is_some_and(|w| w.eq_ignore_ascii_case("copy"));
-    };
-    tokens
-        .iter()
-        .find(|t| !matches!(t, Token::Whitespace(_)))
-        .is_some_and(|t| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("copy")))
+    first_word(sql).eq_ignore_ascii_case("copy")
+}
+
+/// The first word of a statement, after whitespace and `--` / `/* */` comments.
+pub fn first_word(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// Parses a COPY statement. `COPY ... FROM` and COPY to a file or program are refused with
@@ -675,5 +686,6 @@ mod tests {
         assert_eq!(code("COPY t TO STDOUT (DELIMITER 'x')"), "22023");
         assert_eq!(code("COPY (SELECT 1 TO STDOUT"), "42601");
         assert!(is_copy("  /* c */ copy t to stdout") && !is_copy("SELECT 'copy'"));
+        assert!(is_copy("-- x\nCOPY(SELECT 1) TO STDOUT") && !is_copy("copying"));
     }
 }

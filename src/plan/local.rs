@@ -353,6 +353,9 @@ fn setting_call(e: &Expr) -> Option<SettingCall> {
 /// `RESET TIME ZONE`, `RESET SESSION AUTHORIZATION`, `RESET TRANSACTION ISOLATION LEVEL`
 /// (spellings the SQL parser does not know) as the RESET of the parameter they name.
 pub fn parse_reset(sql: &str) -> Option<Local> {
+    if !super::copy::first_word(sql).eq_ignore_ascii_case("reset") {
+        return None;
+    }
     let text = sql.trim().trim_end_matches(';').to_lowercase();
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.split_first() {
@@ -364,6 +367,9 @@ pub fn parse_reset(sql: &str) -> Option<Local> {
 /// `MOVE [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name` (forward only, as FETCH):
 /// the cursor name and the rows to skip (None: ALL). None when the text is not a MOVE.
 pub fn parse_move(sql: &str) -> Option<Result<(String, Option<u64>)>> {
+    if !super::copy::first_word(sql).eq_ignore_ascii_case("move") {
+        return None;
+    }
     let text = sql.trim().trim_end_matches(';');
     let mut words: Vec<&str> = text.split_whitespace().collect();
     if !words.first()?.eq_ignore_ascii_case("move") {
