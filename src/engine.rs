@@ -36,7 +36,8 @@ mod session;
 mod tracked;
 mod windows_leg;
 
-pub use crate::plan::local::parse_move;
+pub use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
+pub use crate::plan::local::{check_setting, parse_move};
 pub use forward::Forwarded;
 pub use session::{Notice, Scope, Session};
 pub use tracked::ResultLimits;

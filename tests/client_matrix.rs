@@ -354,6 +354,52 @@ fn session_statements_answer_as_postgres_does() {
     }
 }
 
+/// SHOW ALL lists every parameter the warehouse has (name, setting, description), with the
+/// session's own values in place.
+#[test]
+fn show_all_lists_the_warehouse_parameters_with_the_sessions_values() {
+    use common::raw::RawPg;
+    let s = suite();
+    let mut tm = RawPg::connect(s.pg_port, "analyst", &s.db_name);
+    let mut pg = RawPg::connect(5432, "postgres", &s.db_name);
+    let names = |r: &common::raw::Reply| -> Vec<(String, String)> {
+        r.msgs
+            .iter()
+            .filter(|m| m.tag == b'D')
+            .map(|m| {
+                let cells = data_row(&m.body);
+                (cells[0].clone().unwrap_or_default(), cells[1].clone().unwrap_or_default())
+            })
+            .collect()
+    };
+    tm.query("SET search_path = app, public");
+    let (got, want) = (names(&tm.query("SHOW ALL")), names(&pg.query("SHOW ALL")));
+    let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&got), keys(&want), "the same parameters, in the same order");
+    let value = |k: &str| got.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(value("search_path"), Some("app, public"), "the session's value");
+    assert_eq!(value("transaction_read_only"), Some("on"));
+    assert_eq!(value("application_name"), Some(""));
+}
+
+/// The cells of a DataRow body.
+fn data_row(body: &[u8]) -> Vec<Option<String>> {
+    let n = i16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut at = 2;
+    (0..n)
+        .map(|_| {
+            let len = i32::from_be_bytes(body[at..at + 4].try_into().expect("a length"));
+            at += 4;
+            if len < 0 {
+                return None;
+            }
+            let cell = String::from_utf8_lossy(&body[at..at + len as usize]).into_owned();
+            at += len as usize;
+            Some(cell)
+        })
+        .collect()
+}
+
 /// What tidemark refuses gets the right SQLSTATE and leaves the connection usable, in the right
 /// transaction state.
 #[test]

@@ -331,6 +331,15 @@ impl Value {
         })
     }
 
+    /// PostgreSQL text output of the value as a column of type `ty` (None for NULL): a float4
+    /// prints with float4's shortest digits.
+    pub fn pg_text_as(&self, ty: &Type) -> Option<String> {
+        match self {
+            Value::Float(f) => Some(float_text(*f, *ty == Type::FLOAT4)),
+            other => other.to_pg_text(),
+        }
+    }
+
     /// Orders two non-null values the way PostgreSQL does for the same type; `None` when the
     /// comparison is not one the engine can make exactly (mixed or opaque types).
     pub fn compare(&self, other: &Value) -> Option<Ordering> {

@@ -366,7 +366,7 @@ pub fn array_text(raw: &[u8], elem: &Type) -> Option<String> {
         let bytes = raw.get(at..at + len as usize)?;
         at += len as usize;
         let Cell(v) = Cell::from_sql(elem, bytes).ok()?;
-        items.push(quote_element(&crate::frontend::pgwire::encode::text_cell(&v, elem)?));
+        items.push(quote_element(&v.pg_text_as(elem)?));
     }
     let body = nest(&items, &dims);
     Some(if bounds.is_empty() { body } else { format!("{bounds}={body}") })

@@ -8,11 +8,11 @@ use arrow_schema::SchemaRef;
 use bytes::{Bytes, BytesMut};
 use pgwire::api::Type;
 
-use super::encode::{field_type, text_cell};
+use super::encode::field_type;
 use super::rows::Rows;
+use crate::engine::{CopyFormat, CopyOptions, ForceQuote};
 use crate::error::Result;
 use crate::exec::arrow::value_at;
-use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
 
 /// The binary COPY signature, flags (no OIDs) and an empty header extension.
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -118,7 +118,7 @@ impl CopyWriter {
                 line.push(self.opts.delimiter);
             }
             let v = value_at(batch.column(col), schema.field(col), row);
-            match (text_cell(&v, ty), self.opts.format) {
+            match (v.pg_text_as(ty), self.opts.format) {
                 (None, _) => line.extend_from_slice(self.opts.null.as_bytes()),
                 (Some(t), CopyFormat::Csv) => {
                     self.csv_value(&mut line, &t, self.force[col], single)

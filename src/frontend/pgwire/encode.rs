@@ -15,7 +15,7 @@ use tokio_postgres::types::FromSql;
 use super::rows::Rows;
 use crate::error::{Error, Result};
 use crate::exec::arrow::PG_OID;
-use crate::exec::value::{float_text, Cell, Value};
+use crate::exec::value::Cell;
 use crate::exec::warehouse::{Column, Param};
 
 /// The wire format of result column `idx` (clients may send fewer codes than columns).
@@ -76,22 +76,6 @@ pub fn encode_batch(batch: &RecordBatch, fields: &Arc<Vec<FieldInfo>>) -> Result
         out.push(DataRow::new(buf.split(), fields.len() as i16));
     }
     Ok(out)
-}
-
-/// Text form of a cell as PostgreSQL prints it (None for NULL).
-pub fn text_cell(v: &Value, ty: &Type) -> Option<String> {
-    if v.is_null() {
-        None
-    } else {
-        Some(text_of(v, ty))
-    }
-}
-
-fn text_of(v: &Value, ty: &Type) -> String {
-    match v {
-        Value::Float(f) => float_text(*f, *ty == Type::FLOAT4),
-        other => other.to_pg_text().unwrap_or_default(),
-    }
 }
 
 /// Decodes bound parameters (text or binary) into engine parameters (text form).

@@ -28,6 +28,7 @@ use super::copy::CopyWriter;
 use super::encode::{
     decode_params, encode_batch, fields_for_columns, fields_for_schema, row_description_from_wire,
 };
+use super::startup::REPORTED;
 use super::statements::{is_blank, split_statements};
 use crate::engine::{Engine, QueryResult, Session, TxnChange};
 use crate::error::Error;
@@ -84,15 +85,6 @@ pub fn pg_error(e: Error) -> PgWireError {
         e.to_string(),
     )))
 }
-
-/// Parameters PostgreSQL reports with ParameterStatus when they change.
-pub const REPORTED: &[(&str, &str)] = &[
-    ("application_name", "application_name"),
-    ("datestyle", "DateStyle"),
-    ("intervalstyle", "IntervalStyle"),
-    ("timezone", "TimeZone"),
-    ("client_encoding", "client_encoding"),
-];
 
 /// A parsed (described) statement of the extended protocol.
 #[derive(Clone, Debug)]
@@ -311,7 +303,7 @@ impl Gateway {
         &self,
         client: &mut C,
         result: QueryResult,
-        opts: crate::plan::copy::CopyOptions,
+        opts: crate::engine::CopyOptions,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,

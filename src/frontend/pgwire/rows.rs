@@ -13,7 +13,6 @@ use bytes::{BufMut, BytesMut};
 use pgwire::api::Type;
 
 use super::binary::{binary_of, is_plain_text, numeric_from_text, unsupported};
-use super::encode::text_cell;
 use crate::error::Result;
 use crate::exec::arrow::value_at;
 use crate::exec::value::{float_text, to_pg_epoch, PG_EPOCH_DAYS};
@@ -118,7 +117,7 @@ impl<'a> Rows<'a> {
             Col::Text(a) | Col::Numeric(a) => put(out, a.value(row).as_bytes()),
             _ => {
                 let v = value_at(self.batch.column(i), self.field(i), row);
-                put(out, text_cell(&v, ty).unwrap_or_default().as_bytes())
+                put(out, v.pg_text_as(ty).unwrap_or_default().as_bytes())
             }
         }
     }

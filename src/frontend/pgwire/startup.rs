@@ -7,6 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use pgwire::api::auth::{DefaultServerParameterProvider, ServerParameterProvider};
 use pgwire::api::ClientInfo;
 
+/// Parameters PostgreSQL reports with ParameterStatus when they change.
+pub const REPORTED: &[(&str, &str)] = &[
+    ("application_name", "application_name"),
+    ("datestyle", "DateStyle"),
+    ("intervalstyle", "IntervalStyle"),
+    ("timezone", "TimeZone"),
+    ("client_encoding", "client_encoding"),
+];
+
 /// Startup keys that are not session parameters (or that tidemark fixes: UTF8 only).
 const NOT_SETTINGS: &[&str] = &["user", "database", "replication", "client_encoding", "options"];
 
@@ -24,7 +33,7 @@ pub fn startup_defaults(meta: &HashMap<String, String>) -> BTreeMap<String, Stri
     if let Some(options) = meta.get("options") {
         out.extend(parse_options(options));
     }
-    out.retain(|k, v| crate::plan::local::check_setting(k, v).is_ok());
+    out.retain(|k, v| crate::engine::check_setting(k, v).is_ok());
     out
 }
 
@@ -73,7 +82,7 @@ impl ServerParameterProvider for Announced {
     {
         let mut params = self.0.server_parameters(client)?;
         let defaults = startup_defaults(client.metadata());
-        for (key, name) in super::query::REPORTED {
+        for (key, name) in REPORTED {
             if let Some(v) = defaults.get(*key) {
                 params.insert(name.to_string(), v.clone());
             }
