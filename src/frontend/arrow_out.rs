@@ -255,14 +255,19 @@ pub fn convert_all(
     Ok((out.schema(), converted))
 }
 
-/// An engine stream in the client schema, read ahead up to [`LOOK_AHEAD`] rows to choose
-/// unconstrained numeric scales. It always yields at least one batch (an empty one for an
-/// empty answer), so a writer knows the schema.
+/// An engine stream in the client schema, and that schema when it does not depend on the
+/// values. When it does, the stream is read ahead up to [`LOOK_AHEAD`] rows to choose
+/// unconstrained numeric scales, and yields at least one batch (an empty one for an empty
+/// answer), so that a writer learns the schema from it.
 pub fn convert_stream(
     schema: SchemaRef,
     mut batches: BoxStream<'static, Result<RecordBatch>>,
     mode: NumericMode,
-) -> BoxStream<'static, Result<RecordBatch>> {
+) -> (Option<SchemaRef>, BoxStream<'static, Result<RecordBatch>>) {
+    if let Some(fixed) = ArrowOut::static_schema(&schema, mode) {
+        let out = ArrowOut::new(&schema, mode, &[], false);
+        return (Some(fixed), batches.map(move |b| b.and_then(|b| out.convert(&b))).boxed());
+    }
     let head = async move {
         let (mut ahead, mut rows, mut ended) = (Vec::new(), 0, false);
         while rows < LOOK_AHEAD {
@@ -289,7 +294,7 @@ pub fn convert_stream(
         let rest = batches.map(move |b| b.and_then(|b| out.convert(&b)));
         stream::iter(first).chain(rest).boxed()
     };
-    stream::once(head).flatten().boxed()
+    (None, stream::once(head).flatten().boxed())
 }
 
 #[cfg(test)]

@@ -226,12 +226,17 @@ impl FlightFrontend {
             self.engine.execute(&ticket.sql, &params, &mut session).await.map_err(status)?;
         let meta = freshness_proto(&result.freshness).encode_to_vec();
         let max_rows = self.max_rows;
-        // the first batch carries the schema (the stream always has one, maybe empty)
-        let batches = convert_stream(result.schema, result.stream, mode)
+        // without a static schema, the first batch carries it (there is always one)
+        let (schema, batches) = convert_stream(result.schema, result.stream, mode);
+        let batches = batches
             .map_ok(move |b| futures::stream::iter(split_rows(b, max_rows).into_iter().map(Ok)))
             .try_flatten()
             .map_err(|e| FlightError::Tonic(Box::new(status(e))));
-        let stream = FlightDataEncoderBuilder::new()
+        let mut encoder = FlightDataEncoderBuilder::new();
+        if let Some(schema) = schema {
+            encoder = encoder.with_schema(schema);
+        }
+        let stream = encoder
             .with_max_flight_data_size(self.max_bytes)
             .with_metadata(meta.into())
             .build(batches)
