@@ -247,17 +247,21 @@ impl Engine {
         text_rows(&columns, vec![row], "SELECT")
     }
 
-    /// `current_setting(name, missing_ok)` on the warehouse, with the session's parameters.
+    /// `current_setting(name)` on the warehouse, with the session's parameters; an unknown
+    /// name is NULL when `missing_ok` (the one-argument form, which Redshift also has).
     async fn warehouse_setting(
         &self,
         name: &str,
         missing_ok: bool,
         session: &Session,
     ) -> Result<Option<String>> {
-        let sql = "SELECT current_setting($1, $2)";
-        let params = [Param::Text(name.into()), Param::Text(missing_ok.to_string())];
-        let types = [Type::TEXT, Type::BOOL];
-        let f = self.warehouse.fetch(sql, &types, &params, &session.warehouse_params()).await?;
+        let sql = "SELECT current_setting($1)";
+        let params = [Param::Text(name.into())];
+        let wp = session.warehouse_params();
+        let f = match self.warehouse.fetch(sql, &[Type::TEXT], &params, &wp).await {
+            Err(e) if missing_ok && e.sqlstate() == "42704" => return Ok(None),
+            other => other?,
+        };
         Ok(f.rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| match v {
             Value::Null => None,
             other => other.to_pg_text(),
