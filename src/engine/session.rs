@@ -103,6 +103,12 @@ impl Session {
             .map(String::as_str)
     }
 
+    /// True when the session itself set `name` (SET, SET LOCAL), not only its startup packet.
+    fn set_in_session(&self, name: &str) -> bool {
+        self.settings.contains_key(name)
+            || self.txn.as_ref().is_some_and(|t| t.locals.contains_key(name))
+    }
+
     /// Every parameter the session has a value for, with its current value.
     pub fn effective(&self) -> BTreeMap<String, String> {
         let mut all = self.defaults.clone();
@@ -274,12 +280,15 @@ impl Session {
             .unwrap_or_else(|| "read committed".into())
     }
 
-    /// The session parameters forwarded to the warehouse with each query.
+    /// The session parameters forwarded to the warehouse with each query. A startup
+    /// `application_name` stays with tidemark (SHOW and current_setting answer it): forwarding
+    /// every client's name would make pooled connections switch settings between clients.
     pub fn warehouse_params(&self) -> SessionParams {
         let mut params: SessionParams = self
             .effective()
             .into_iter()
             .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.as_str()))
+            .filter(|(k, _)| k != "application_name" || self.set_in_session(k))
             .collect();
         if let Some(limit) = self.user_timeout {
             let own = self.setting("statement_timeout").and_then(timeout_of);
