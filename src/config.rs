@@ -331,6 +331,83 @@ pub struct Warehouse {
     /// How often the watermark table is polled (e.g. "1s").
     #[serde(default = "default_watermark_poll")]
     pub watermark_poll: String,
+    /// `[warehouse.tls]`: TLS to the warehouse (over the URL's `sslmode`, `sslrootcert`, ...).
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it, certificate not checked.
+    #[default]
+    Prefer,
+    /// TLS always, certificate not checked.
+    Require,
+    /// TLS always, chain checked against the roots.
+    VerifyCa,
+    /// TLS always, chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's spelling (`verify-full`).
+    pub fn parse(text: &str) -> Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => return Err(Error::Config(format!("warehouse sslmode {other:?}: expected disable, prefer, require, verify-ca or verify-full"))),
+        })
+    }
+
+    /// Whether a connection without TLS is refused.
+    pub fn requires_tls(self) -> bool {
+        matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// The TLS settings of the warehouse connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// `sslmode`.
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// `sslrootcert`: PEM file of trusted roots (default: the system's).
+    #[serde(default)]
+    pub root_cert: Option<String>,
+    /// `sslcert`: PEM client certificate chain.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// `sslkey`: PEM private key of the client certificate.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+impl TlsSettings {
+    /// These settings with `over`'s given values in place (`[warehouse.tls]` over the URL).
+    pub fn overridden_by(self, over: &TlsSettings) -> TlsSettings {
+        TlsSettings {
+            sslmode: over.sslmode.or(self.sslmode),
+            root_cert: over.root_cert.clone().or(self.root_cert),
+            client_cert: over.client_cert.clone().or(self.client_cert),
+            client_key: over.client_key.clone().or(self.client_key),
+        }
+    }
+
+    /// The effective mode: libpq's `require` with a root certificate checks the chain.
+    pub fn mode(&self) -> SslMode {
+        match (self.sslmode.unwrap_or_default(), &self.root_cert) {
+            (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+            (mode, _) => mode,
+        }
+    }
 }
 
 /// Redis / ElastiCache settings (used by the windows layer).
@@ -557,9 +634,8 @@ impl Config {
             addr.parse::<SocketAddr>()
                 .map_err(|_| Error::Config(format!("invalid listen address {addr:?}")))?;
         }
-        self.warehouse
-            .url
-            .parse::<tokio_postgres::Config>()
+        let (url, _) = crate::conninfo::split_url(&self.warehouse.url)?;
+        url.parse::<tokio_postgres::Config>()
             .map_err(|e| Error::Config(format!("invalid warehouse.url: {e}")))?;
         self.warehouse.connect_timeout()?;
         self.warehouse.statement_timeout()?;

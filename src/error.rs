@@ -146,6 +146,22 @@ impl Error {
     }
 }
 
+/// An error with its causes (`error performing TLS handshake: invalid peer certificate:
+/// UnknownIssuer`): the top-level messages of tokio-postgres and rustls alone do not say why.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         if let Some(db) = e.as_db_error() {
@@ -169,7 +185,7 @@ impl From<tokio_postgres::Error> for Error {
             return Error::Warehouse { sqlstate: code.code().to_string(), message: e.to_string() };
         }
         // Errors without a server response are I/O or protocol failures.
-        Error::Unavailable(e.to_string())
+        Error::Unavailable(with_causes(&e))
     }
 }
 
@@ -187,7 +203,7 @@ impl From<deadpool_postgres::PoolError> for Error {
                     other => other,
                 }
             }
-            other => Error::Unavailable(other.to_string()),
+            other => Error::Unavailable(with_causes(&other)),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod access;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod conninfo;
 pub mod cursors;
 pub mod demo;
 pub mod engine;

@@ -1,7 +1,7 @@
 //! `tidemark setup`: creates, idempotently, the watermark table and one exactly-once union
 //! view per logical table in the warehouse.
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::catalog::{quote_ident, quote_name};
 use crate::config::{Config, TableConfig};
@@ -16,7 +16,7 @@ pub struct SetupReport {
 
 /// Connects with a writable session (setup is the only writer) and creates everything.
 pub async fn run(config: &Config) -> Result<SetupReport> {
-    let client = connect(&config.warehouse.url).await?;
+    let client = connect(&config.warehouse).await?;
     let mut report = SetupReport::default();
     let wm = &config.warehouse.watermark_table;
     let mut time_type: Option<String> = None;
@@ -50,12 +50,16 @@ pub async fn run(config: &Config) -> Result<SetupReport> {
     Ok(report)
 }
 
-async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|e| match e.as_db_error() {
-            Some(_) => Error::from(e),
-            None => Error::Unavailable(format!("cannot connect to the warehouse: {e}")),
-        })?;
+/// A connection with the warehouse's TLS settings (setup writes, so not from the pool).
+async fn connect(w: &crate::config::Warehouse) -> Result<Client> {
+    let (pg, tls) = crate::exec::tls::warehouse_connection(w)?;
+    let (client, conn) = pg.connect(tls.connector()).await.map_err(|e| match e.as_db_error() {
+        Some(_) => Error::from(e),
+        None => Error::Unavailable(format!(
+            "cannot connect to the warehouse: {}",
+            crate::error::with_causes(&e)
+        )),
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "setup connection closed");

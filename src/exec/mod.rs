@@ -7,5 +7,6 @@ pub mod decimal;
 pub mod eval;
 pub mod merge;
 pub mod raw;
+pub mod tls;
 pub mod value;
 pub mod warehouse;

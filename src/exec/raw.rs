@@ -17,41 +17,52 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::admission::Admission;
+use super::tls::{MaybeTls, WarehouseTls};
 
 use crate::error::{Error, Result};
 
-/// Where the warehouse listens: a TCP address or a Unix socket path.
+/// Where the warehouse listens: a TCP address (and the host name TLS checks) or a Unix
+/// socket path.
 #[derive(Clone, Debug)]
 enum Addr {
-    Tcp(String),
+    Tcp(String, String),
     Unix(std::path::PathBuf),
 }
 
 impl std::fmt::Display for Addr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Addr::Tcp(a) => f.write_str(a),
+            Addr::Tcp(a, _) => f.write_str(a),
             Addr::Unix(p) => write!(f, "{}", p.display()),
         }
     }
 }
 
-/// A connected socket of either kind.
-#[derive(Debug)]
+/// A connected socket of either kind (TCP with TLS as the warehouse's sslmode says).
 enum Sock {
-    Tcp(TcpStream),
+    Tcp(MaybeTls<TcpStream>),
     Unix(tokio::net::UnixStream),
 }
 
+impl std::fmt::Debug for Sock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sock::Tcp(MaybeTls::Tls(_)) => "Sock::Tls",
+            Sock::Tcp(MaybeTls::Plain(_)) => "Sock::Tcp",
+            Sock::Unix(_) => "Sock::Unix",
+        })
+    }
+}
+
 impl Sock {
-    async fn connect(addr: &Addr) -> std::io::Result<Sock> {
+    async fn connect(addr: &Addr, tls: &WarehouseTls) -> Result<Sock> {
         Ok(match addr {
-            Addr::Tcp(a) => {
-                let s = TcpStream::connect(a).await?;
-                s.set_nodelay(true)?;
-                Sock::Tcp(s)
+            Addr::Tcp(a, host) => {
+                let s = TcpStream::connect(a).await.map_err(io_err)?;
+                s.set_nodelay(true).map_err(io_err)?;
+                Sock::Tcp(tls.negotiate(s, host).await?)
             }
-            Addr::Unix(p) => Sock::Unix(tokio::net::UnixStream::connect(p).await?),
+            Addr::Unix(p) => Sock::Unix(tokio::net::UnixStream::connect(p).await.map_err(io_err)?),
         })
     }
 
@@ -66,8 +77,9 @@ impl Sock {
     /// says goodbye with a FATAL error): reading would not block on a healthy idle socket.
     fn stale(&self) -> bool {
         let mut probe = [0u8; 1];
+        // (with TLS this reads the raw socket: any byte there makes the connection stale)
         let r = match self {
-            Sock::Tcp(s) => s.try_read(&mut probe),
+            Sock::Tcp(s) => s.get_ref().try_read(&mut probe),
             Sock::Unix(s) => s.try_read(&mut probe),
         };
         !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
@@ -81,7 +93,7 @@ impl Sock {
     }
 }
 
-/// Where and as whom raw connections log in (taken from the warehouse URL).
+/// Where and as whom raw connections log in (taken from the warehouse URL), and with what TLS.
 #[derive(Clone, Debug)]
 pub struct RawConfig {
     addr: Addr,
@@ -90,16 +102,21 @@ pub struct RawConfig {
     dbname: String,
     options: String,
     connect_timeout: Duration,
+    tls: WarehouseTls,
 }
 
 impl RawConfig {
     /// The raw settings of a tokio-postgres config, or None when it names several hosts
     /// (multi-host URLs keep the normal path).
-    pub fn from_pg(pg: &tokio_postgres::Config, connect_timeout: Duration) -> Option<RawConfig> {
+    pub fn from_pg(
+        pg: &tokio_postgres::Config,
+        connect_timeout: Duration,
+        tls: WarehouseTls,
+    ) -> Option<RawConfig> {
         use tokio_postgres::config::Host;
         let port = pg.get_ports().first().copied().unwrap_or(5432);
         let addr = match pg.get_hosts() {
-            [Host::Tcp(h)] => Addr::Tcp(format!("{h}:{port}")),
+            [Host::Tcp(h)] => Addr::Tcp(format!("{h}:{port}"), h.clone()),
             [Host::Unix(dir)] => Addr::Unix(dir.join(format!(".s.PGSQL.{port}"))),
             _ => return None,
         };
@@ -111,6 +128,7 @@ impl RawConfig {
             password: pg.get_password().map(<[u8]>::to_vec),
             options: pg.get_options().unwrap_or("").to_string(),
             connect_timeout,
+            tls,
         })
     }
 }
@@ -206,10 +224,9 @@ fn check_default(body: &[u8]) -> Result<()> {
 impl RawConn {
     /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
     pub async fn connect(cfg: &RawConfig) -> Result<RawConn> {
-        let sock = tokio::time::timeout(cfg.connect_timeout, Sock::connect(&cfg.addr))
+        let sock = tokio::time::timeout(cfg.connect_timeout, Sock::connect(&cfg.addr, &cfg.tls))
             .await
-            .map_err(|_| Error::Unavailable(format!("connecting to {} timed out", cfg.addr)))?
-            .map_err(io_err)?;
+            .map_err(|_| Error::Unavailable(format!("connecting to {} timed out", cfg.addr)))??;
         let mut conn = RawConn {
             sock,
             buf: BytesMut::with_capacity(16 * 1024),
@@ -444,9 +461,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if conn.busy {
-            let (addr, key) = (self.pool.cfg.addr.clone(), conn.key);
+            let (cfg, key) = (self.pool.cfg.clone(), conn.key);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(cancel(addr, key));
+                rt.spawn(async move { cancel(&cfg, key).await });
             }
         } else if conn.reusable {
             self.pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
@@ -454,12 +471,13 @@ impl Drop for Lease {
     }
 }
 
-/// Sends a CancelRequest for the backend `key` (best effort).
-async fn cancel(addr: Addr, key: (i32, i32)) {
+/// Sends a CancelRequest for the backend `key` (best effort), over TLS when the
+/// connections use it.
+async fn cancel(cfg: &RawConfig, key: (i32, i32)) {
     let mut buf = BytesMut::new();
     frontend::cancel_request(key.0, key.1, &mut buf);
     if let Ok(Ok(mut sock)) =
-        tokio::time::timeout(Duration::from_secs(5), Sock::connect(&addr)).await
+        tokio::time::timeout(Duration::from_secs(5), Sock::connect(&cfg.addr, &cfg.tls)).await
     {
         let _ = sock.write_all(&buf).await;
         let mut sink = BytesMut::with_capacity(1);

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
 use futures::stream::{BoxStream, StreamExt};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
-use tokio_postgres::{NoTls, Statement};
+use tokio_postgres::Statement;
 
 use super::arrow::schema_for;
 use super::value::{supported_type, Cell, Value};
@@ -131,6 +131,7 @@ pub struct Warehouse {
     applied: Arc<Mutex<HashMap<ConnKey, SessionParams>>>,
     raw: Option<Arc<super::raw::RawPool>>,
     admission: Arc<Admission>,
+    tls: super::tls::WarehouseTls,
 }
 
 /// Session parameters a client set that change how the warehouse evaluates its queries
@@ -159,13 +160,8 @@ impl Warehouse {
     /// Builds the pool; connections are opened lazily, so this succeeds while the
     /// warehouse is down.
     pub fn new(config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Result<Warehouse> {
-        let mut pg: tokio_postgres::Config = config
-            .warehouse
-            .url
-            .parse()
-            .map_err(|e| Error::Config(format!("invalid warehouse.url: {e}")))?;
+        let (mut pg, tls) = super::tls::warehouse_connection(&config.warehouse)?;
         let connect = config.warehouse.connect_timeout()?;
-        pg.connect_timeout(connect);
         let mut options = String::new();
         if config.warehouse.dialect == crate::config::Dialect::Postgres {
             // Defence in depth: even a statement the parser let through cannot write.
@@ -185,11 +181,11 @@ impl Warehouse {
         let queue_wait =
             crate::config::parse_duration("limits.queue_timeout", &limits.queue_timeout)?;
         let admission = Arc::new(Admission::new(slots, limits.queue, queue_wait));
-        let raw = super::raw::RawConfig::from_pg(&pg, connect)
+        let raw = super::raw::RawConfig::from_pg(&pg, connect, tls.clone())
             .map(|c| Arc::new(super::raw::RawPool::new(c, admission.clone())));
         let mgr = Manager::from_config(
             pg,
-            NoTls,
+            tls.connector(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(mgr)
@@ -202,7 +198,7 @@ impl Warehouse {
             })
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw, admission })
+        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw, admission, tls })
     }
 
     /// The pool of raw connections for the pass-through fast path (None for warehouse URLs
@@ -316,7 +312,7 @@ impl Warehouse {
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
-        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?);
+        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
         let rows = guard.conn()?.query_typed(sql, &typed).await;
         guard.disarm();
@@ -366,7 +362,7 @@ impl Warehouse {
             .collect();
         // PostgreSQL flushes its first replies only when the statement produces output, so the
         // guard must exist before waiting: a dropped future then still cancels the query.
-        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?);
+        let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
         let started = guard.conn()?.query_typed_raw(sql, typed).await;
         let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
@@ -436,7 +432,7 @@ impl Warehouse {
             .collect();
         check_types(&columns)?;
         let schema = schema_for(&columns);
-        let mut guard = CancelOnDrop::new(conn);
+        let mut guard = CancelOnDrop::new(conn, &self.tls);
         let rows = guard.conn()?.query_raw(&stmt, params.iter().cloned()).await;
         let rows = rows.inspect_err(|_| guard.disarm())?;
         let state = StreamState { rows: Box::pin(rows), first: None, columns, guard, done: false };
@@ -499,11 +495,13 @@ struct StreamState {
 struct CancelOnDrop {
     conn: Option<Conn>,
     armed: bool,
+    /// Cancel requests use the warehouse's TLS settings too.
+    tls: super::tls::MakeRustls,
 }
 
 impl CancelOnDrop {
-    fn new(conn: Conn) -> Self {
-        CancelOnDrop { conn: Some(conn), armed: true }
+    fn new(conn: Conn, tls: &super::tls::WarehouseTls) -> Self {
+        CancelOnDrop { conn: Some(conn), armed: true, tls: tls.connector() }
     }
 
     fn conn(&self) -> Result<&Conn> {
@@ -523,9 +521,10 @@ impl Drop for CancelOnDrop {
         }
         let token = conn.cancel_token();
         drop(Object::take(conn.obj));
+        let tls = self.tls.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                match token.cancel_query(NoTls).await {
+                match token.cancel_query(tls).await {
                     Ok(()) => tracing::debug!("cancelled an abandoned warehouse query"),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not cancel an abandoned warehouse query")
