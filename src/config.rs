@@ -334,6 +334,58 @@ pub struct Warehouse {
     /// `[warehouse.tls]`: TLS to the warehouse (over the URL's `sslmode`, `sslrootcert`, ...).
     #[serde(default)]
     pub tls: TlsSettings,
+    /// `[warehouse.credentials]`: where the password comes from (absent: the URL's).
+    pub credentials: Option<CredentialsConfig>,
+}
+
+/// Where the warehouse password (and, for IAM, the user) comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialSource {
+    /// The URL's password, read once.
+    Static,
+    /// A file's first line, re-read whenever the file changes (a mounted Kubernetes secret).
+    File,
+    /// A command's output: the password, or JSON `{"password", "user", "expiration"}` (as AWS
+    /// CLI's `credential_process` prints), run again before the expiration.
+    Command,
+    /// Redshift provisioned: `GetClusterCredentials` (with `db_user`) or
+    /// `GetClusterCredentialsWithIAM` (without: the IAM identity's user).
+    RedshiftIam,
+    /// Redshift Serverless: `GetCredentials`.
+    RedshiftServerlessIam,
+}
+
+/// `[warehouse.credentials]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// The source.
+    pub source: CredentialSource,
+    /// `file`: the password file.
+    pub path: Option<String>,
+    /// `command`: the program and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `command`: how long a password printed without an expiration is used (default 10m).
+    pub refresh: Option<String>,
+    /// IAM: the AWS region.
+    pub region: Option<String>,
+    /// `redshift-iam`: the cluster identifier.
+    pub cluster: Option<String>,
+    /// `redshift-serverless-iam`: the workgroup name.
+    pub workgroup: Option<String>,
+    /// `redshift-iam`: the database user for `GetClusterCredentials`.
+    pub db_user: Option<String>,
+    /// IAM: the database (default: the URL's).
+    pub db_name: Option<String>,
+    /// IAM: how long the credentials last (15m to 60m; default 15m).
+    pub duration: Option<String>,
+    /// `redshift-iam` with `db_user`: create the user if it does not exist.
+    #[serde(default)]
+    pub auto_create: bool,
+    /// IAM: the API endpoint instead of AWS's (a VPC endpoint, or a stand-in in tests).
+    pub endpoint: Option<String>,
 }
 
 /// libpq's `sslmode`.
@@ -425,12 +477,45 @@ pub struct Redis {
     /// Bound on each Redis round trip; slower answers count as Redis being down (degraded).
     #[serde(default = "default_redis_timeout")]
     pub timeout: String,
+    /// RBAC user (ElastiCache user group); the URL's `user:` works too.
+    pub username: Option<String>,
+    /// AUTH token or the RBAC user's password (or `TIDEMARK_REDIS_PASSWORD`, or `password_file`).
+    pub password: Option<String>,
+    /// A file whose first line is the password (a mounted secret).
+    pub password_file: Option<String>,
+    /// `[redis.tls]`: certificates for `rediss://`.
+    #[serde(default)]
+    pub tls: RedisTls,
+}
+
+/// `[redis.tls]`: TLS to Redis (used with `rediss://` URLs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTls {
+    /// PEM roots (default: the system's).
+    pub root_cert: Option<String>,
+    /// PEM client certificate.
+    pub client_cert: Option<String>,
+    /// PEM key of the client certificate.
+    pub client_key: Option<String>,
+    /// Accept any certificate: explicit opt-in only (test setups).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl Redis {
     /// A single-node Redis at `url` with default settings.
     pub fn at(url: &str) -> Redis {
-        Redis { url: url.into(), cluster: false, nodes: vec![], timeout: default_redis_timeout() }
+        Redis {
+            url: url.into(),
+            cluster: false,
+            nodes: vec![],
+            timeout: default_redis_timeout(),
+            username: None,
+            password: None,
+            password_file: None,
+            tls: RedisTls::default(),
+        }
     }
 
     /// The per-operation timeout.
@@ -605,7 +690,8 @@ impl Config {
     }
 
     /// Environment overrides: `TIDEMARK_WAREHOUSE_URL`, `TIDEMARK_LISTEN_HTTP`,
-    /// `TIDEMARK_LISTEN_PG`, `TIDEMARK_LISTEN_FLIGHT`, `TIDEMARK_REDIS_URL`.
+    /// `TIDEMARK_LISTEN_PG`, `TIDEMARK_LISTEN_FLIGHT`, `TIDEMARK_REDIS_URL`,
+    /// `TIDEMARK_REDIS_PASSWORD`.
     fn apply_env(&mut self) {
         if let Ok(v) = std::env::var("TIDEMARK_WAREHOUSE_URL") {
             self.warehouse.url = v;
@@ -624,6 +710,9 @@ impl Config {
                 Some(r) => r.url = v,
                 None => self.redis = Some(Redis::at(&v)),
             }
+        }
+        if let (Ok(v), Some(r)) = (std::env::var("TIDEMARK_REDIS_PASSWORD"), &mut self.redis) {
+            r.password = Some(v);
         }
     }
 

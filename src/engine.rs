@@ -241,6 +241,7 @@ pub struct Engine {
     described: Mutex<HashMap<(SessionParams, String), Described>>,
     legs: LegCache,
     windows: Option<WindowsReader>,
+    push: Option<Arc<crate::watermark_push::PushStatus>>,
     named: crate::queries::NamedQueries,
     recent: rewarm::Recent,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
@@ -279,10 +280,13 @@ impl Engine {
                 tracing::warn!(error = %e, "initial watermark read failed; will keep polling");
             }
             watermarks.clone().spawn_poller(config.warehouse.watermark_poll()?, shutdown.clone());
-            if let Some(r) = &config.redis {
-                crate::watermark_push::spawn(watermarks.clone(), r.url.clone(), shutdown.clone());
-            }
         }
+        let push = match (&windows, config.tables.is_empty()) {
+            (Some(w), false) => {
+                Some(crate::watermark_push::spawn(watermarks.clone(), w.target(), shutdown.clone()))
+            }
+            _ => None,
+        };
         let access_users = config.users.clone();
         let limits = ResultLimits {
             rows: config.limits.max_result_rows,
@@ -298,6 +302,7 @@ impl Engine {
             columns: Mutex::new(HashMap::new()),
             legs,
             windows,
+            push,
             named,
             recent: Default::default(),
             readiness: Mutex::new(None),
@@ -307,6 +312,7 @@ impl Engine {
             access: crate::access::Access::new(&access_users),
             system_names: Default::default(),
         });
+        engine.clone().spawn_redis_check();
         if engine.legs.enabled() {
             engine.spawn_retirer(shutdown.clone());
         }
@@ -446,7 +452,38 @@ impl Engine {
             gauges.push(("tidemark_watermark_age_seconds", vec![("table", t.name.clone())], age));
         }
         gauges.extend(self.warehouse.pool_gauges());
+        for (role, why) in self.redis_roles() {
+            let up = if why.is_none() { 1.0 } else { 0.0 };
+            gauges.push(("tidemark_redis_up", vec![("use", role.to_string())], up));
+        }
         self.metrics.render(&gauges)
+    }
+
+    /// What tidemark uses Redis for (`windows`, `watermark_push`) and, for each, why it is
+    /// unavailable now (None: working, or not tried yet).
+    pub fn redis_roles(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut roles = Vec::new();
+        if let Some(w) = &self.windows {
+            roles.push(("windows", w.unavailable_because()));
+        }
+        if let Some(p) = &self.push {
+            roles.push(("watermark_push", p.unavailable_because()));
+        }
+        roles
+    }
+
+    /// Checks Redis once at start, so a wrong password or certificate is a WARN in the log
+    /// at once rather than a silent loss of the windows layer.
+    fn spawn_redis_check(self: Arc<Self>) {
+        if self.windows.is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            let Some(w) = &self.windows else { return };
+            if let Err(why) = w.probe().await {
+                tracing::warn!(error = %why, "windows layer unavailable at start; answers use the speed table until Redis answers");
+            }
+        });
     }
 
     /// Whether the warehouse answers (`SELECT 1` within 2 s), checked at most once a second;

@@ -194,6 +194,7 @@ fn gauge_help(name: &str) -> &'static str {
         "tidemark_cache_bytes" => "Bytes held per cache (weighted size).",
         "tidemark_watermark_age_seconds" => "Now minus the batch watermark W, per logical table.",
         "tidemark_warehouse_pool_connections" => "Warehouse pool connections by state.",
+        "tidemark_redis_up" => "1 while Redis serves this use (windows, watermark_push), else 0.",
         _ => "tidemark gauge.",
     }
 }

@@ -52,7 +52,14 @@ pub async fn run(config: &Config) -> Result<SetupReport> {
 
 /// A connection with the warehouse's TLS settings (setup writes, so not from the pool).
 async fn connect(w: &crate::config::Warehouse) -> Result<Client> {
-    let (pg, tls) = crate::exec::tls::warehouse_connection(w)?;
+    let (mut pg, tls) = crate::exec::tls::warehouse_connection(w)?;
+    let url_password = pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+    let credentials = crate::exec::credentials::Credentials::new(
+        w.credentials.as_ref(),
+        url_password,
+        pg.get_dbname().map(str::to_string),
+    )?;
+    crate::exec::credentials::Credentials::apply(&credentials.current().await?, &mut pg);
     let (client, conn) = pg.connect(tls.connector()).await.map_err(|e| match e.as_db_error() {
         Some(_) => Error::from(e),
         None => Error::Unavailable(format!(

@@ -3,8 +3,11 @@
 pub mod admission;
 pub mod arrow;
 pub mod columnar;
+pub mod credentials;
 pub mod decimal;
 pub mod eval;
+#[cfg(feature = "redshift-iam")]
+pub mod iam;
 pub mod merge;
 pub mod raw;
 pub mod tls;

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::admission::Admission;
+use super::credentials::{Credential, Credentials};
 use super::tls::{MaybeTls, WarehouseTls};
 
 use crate::error::{Error, Result};
@@ -98,7 +99,7 @@ impl Sock {
 pub struct RawConfig {
     addr: Addr,
     user: String,
-    password: Option<Vec<u8>>,
+    credentials: Arc<Credentials>,
     dbname: String,
     options: String,
     connect_timeout: Duration,
@@ -112,6 +113,7 @@ impl RawConfig {
         pg: &tokio_postgres::Config,
         connect_timeout: Duration,
         tls: WarehouseTls,
+        credentials: Arc<Credentials>,
     ) -> Option<RawConfig> {
         use tokio_postgres::config::Host;
         let port = pg.get_ports().first().copied().unwrap_or(5432);
@@ -125,7 +127,7 @@ impl RawConfig {
             addr,
             dbname: pg.get_dbname().unwrap_or(&user).to_string(),
             user,
-            password: pg.get_password().map(<[u8]>::to_vec),
+            credentials,
             options: pg.get_options().unwrap_or("").to_string(),
             connect_timeout,
             tls,
@@ -222,8 +224,23 @@ fn check_default(body: &[u8]) -> Result<()> {
 }
 
 impl RawConn {
-    /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
+    /// Connects and logs in with the current credential, fetched again when the warehouse
+    /// refuses it (see [`RawConn::connect_as`]).
     pub async fn connect(cfg: &RawConfig) -> Result<RawConn> {
+        let credential = cfg.credentials.current().await?;
+        match Self::connect_as(cfg, &credential).await {
+            Err(Error::Warehouse { sqlstate, .. })
+                if cfg.credentials.rotating() && (sqlstate == "28P01" || sqlstate == "28000") =>
+            {
+                let credential = cfg.credentials.refresh().await?;
+                Self::connect_as(cfg, &credential).await
+            }
+            other => other,
+        }
+    }
+
+    /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
+    async fn connect_as(cfg: &RawConfig, credential: &Credential) -> Result<RawConn> {
         let sock = tokio::time::timeout(cfg.connect_timeout, Sock::connect(&cfg.addr, &cfg.tls))
             .await
             .map_err(|_| Error::Unavailable(format!("connecting to {} timed out", cfg.addr)))??;
@@ -235,15 +252,16 @@ impl RawConn {
             busy: false,
             reusable: true,
         };
-        tokio::time::timeout(cfg.connect_timeout, conn.login(cfg))
+        tokio::time::timeout(cfg.connect_timeout, conn.login(cfg, credential))
             .await
             .map_err(|_| Error::Unavailable("warehouse login timed out".into()))??;
         Ok(conn)
     }
 
-    async fn login(&mut self, cfg: &RawConfig) -> Result<()> {
+    async fn login(&mut self, cfg: &RawConfig, credential: &Credential) -> Result<()> {
+        let user = credential.user.as_deref().unwrap_or(&cfg.user);
         let mut params = vec![
-            ("user", cfg.user.as_str()),
+            ("user", user),
             ("database", cfg.dbname.as_str()),
             ("application_name", "tidemark"),
             ("client_encoding", "UTF8"),
@@ -257,7 +275,9 @@ impl RawConn {
         loop {
             let (tag, mut body) = self.read().await?;
             match tag {
-                b'R' => self.authenticate(cfg, &mut body, &mut scram).await?,
+                b'R' => {
+                    self.authenticate((user, &credential.password), &mut body, &mut scram).await?
+                }
                 b'K' if body.len() >= 8 => self.key = (body.get_i32(), body.get_i32()),
                 b'S' => check_default(&body)?,
                 b'Z' => return Ok(()),
@@ -269,14 +289,13 @@ impl RawConn {
 
     async fn authenticate(
         &mut self,
-        cfg: &RawConfig,
+        (user, password): (&str, &str),
         body: &mut BytesMut,
         scram: &mut Option<ScramSha256>,
     ) -> Result<()> {
-        let password = || {
-            cfg.password
-                .as_deref()
-                .ok_or_else(|| Error::Unavailable("the warehouse asks for a password".into()))
+        let password = || match password.is_empty() {
+            true => Err(Error::Unavailable("the warehouse asks for a password".into())),
+            false => Ok(password.as_bytes()),
         };
         let short = || Error::Unavailable("malformed authentication message".into());
         if body.len() < 4 {
@@ -288,7 +307,7 @@ impl RawConn {
             5 => {
                 let salt: [u8; 4] =
                     body.get(..4).ok_or_else(short)?.try_into().map_err(|_| short())?;
-                let hash = md5_hash(cfg.user.as_bytes(), password()?, salt);
+                let hash = md5_hash(user.as_bytes(), password()?, salt);
                 frontend::password_message(hash.as_bytes(), &mut self.out).map_err(io_err)?;
             }
             10 => {

@@ -181,11 +181,16 @@ impl Warehouse {
         let queue_wait =
             crate::config::parse_duration("limits.queue_timeout", &limits.queue_timeout)?;
         let admission = Arc::new(Admission::new(slots, limits.queue, queue_wait));
-        let raw = super::raw::RawConfig::from_pg(&pg, connect, tls.clone())
+        let credentials = super::credentials::Credentials::new(
+            config.warehouse.credentials.as_ref(),
+            pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
+            pg.get_dbname().map(str::to_string),
+        )?;
+        let raw = super::raw::RawConfig::from_pg(&pg, connect, tls.clone(), credentials.clone())
             .map(|c| Arc::new(super::raw::RawPool::new(c, admission.clone())));
-        let mgr = Manager::from_config(
+        let mgr = Manager::from_connect(
             pg,
-            tls.connector(),
+            LogIn { tls: tls.connector(), credentials: credentials.clone(), patience: connect },
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(mgr)
@@ -549,6 +554,72 @@ fn described(stmt: &Statement) -> Described {
     Described {
         columns: stmt.columns().iter().map(Column::of).collect(),
         params: stmt.params().to_vec(),
+    }
+}
+
+/// Opens pool connections with the current credential; a login refused for its credentials
+/// (28P01, 28000) is tried again with freshly fetched ones for up to `patience` (a rotation
+/// changes the warehouse and the source a moment apart).
+struct LogIn {
+    tls: super::tls::MakeRustls,
+    credentials: Arc<super::credentials::Credentials>,
+    patience: Duration,
+}
+
+/// Whether a connection attempt failed on its credentials.
+fn refused_login(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| matches!(c.code(), "28P01" | "28000"))
+}
+
+impl deadpool_postgres::Connect for LogIn {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        std::result::Result<
+            (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+            tokio_postgres::Error,
+        >,
+    > {
+        let pg = pg.clone();
+        Box::pin(async move {
+            let deadline = std::time::Instant::now() + self.patience;
+            let mut fresh = false;
+            loop {
+                let mut cfg = pg.clone();
+                let credential = match fresh {
+                    false => self.credentials.current().await,
+                    true => self.credentials.refresh().await,
+                };
+                match credential {
+                    Ok(c) => super::credentials::Credentials::apply(&c, &mut cfg),
+                    Err(e) => tracing::warn!(error = %e, "warehouse credentials unavailable"),
+                }
+                match cfg.connect(self.tls.clone()).await {
+                    Ok((client, conn)) => {
+                        let task = tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "warehouse connection ended");
+                            }
+                        });
+                        return Ok((client, task));
+                    }
+                    Err(e)
+                        if refused_login(&e)
+                            && self.credentials.rotating()
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tracing::warn!(
+                            "the warehouse refused the credentials; fetching them again"
+                        );
+                        fresh = true;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
     }
 }
 

@@ -322,10 +322,21 @@ async fn healthz() -> &'static str {
 }
 
 /// 200 `ready` while the warehouse answers, else 503 with the reason (load balancers and
-/// Kubernetes take the replica out of rotation meanwhile).
+/// Kubernetes take the replica out of rotation meanwhile). Redis being unavailable degrades
+/// answers but does not take the replica out: the body says what is degraded and why.
 async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
     match engine.ready().await {
-        Ok(()) => "ready".into_response(),
+        Ok(()) => {
+            let degraded: Vec<String> = engine
+                .redis_roles()
+                .into_iter()
+                .filter_map(|(role, why)| why.map(|w| format!("{role} unavailable ({w})")))
+                .collect();
+            match degraded.is_empty() {
+                true => "ready".into_response(),
+                false => format!("ready, degraded: {}", degraded.join("; ")).into_response(),
+            }
+        }
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }

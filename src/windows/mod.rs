@@ -6,6 +6,7 @@
 //! mark H lives at `tidemark:hwm:{<table>}` as epoch microseconds.
 
 pub mod reader;
+pub mod target;
 
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};

@@ -32,17 +32,17 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
-/// Connection state: connected, or down until an instant.
+/// Connection state: connected, or down until an instant (and why).
 enum State {
     Idle,
     Up(Conn),
-    Down(Instant),
+    Down(Instant, String),
 }
 
 /// The windows reader shared by all queries. Reads are cached for the speed TTL (like speed
 /// legs), so many viewers of one dashboard cost Redis one read per TTL.
 pub struct WindowsReader {
-    config: RedisConfig,
+    target: super::target::RedisTarget,
     timeout: Duration,
     state: Mutex<State>,
     connecting: tokio::sync::Mutex<()>,
@@ -69,7 +69,7 @@ impl WindowsReader {
     pub fn new(config: &RedisConfig, ttl: Duration) -> Result<WindowsReader> {
         Ok(WindowsReader {
             timeout: config.timeout()?,
-            config: config.clone(),
+            target: super::target::RedisTarget::new(config)?,
             state: Mutex::new(State::Idle),
             connecting: tokio::sync::Mutex::new(()),
             hwm: ttl_cache(ttl),
@@ -108,7 +108,7 @@ impl WindowsReader {
     fn current(&self) -> std::result::Result<Option<Conn>, Error> {
         match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
             State::Up(c) => Ok(Some(c.clone())),
-            State::Down(until) if Instant::now() < *until => {
+            State::Down(until, _) if Instant::now() < *until => {
                 Err(unavailable("down; retrying shortly"))
             }
             _ => Ok(None),
@@ -119,25 +119,50 @@ impl WindowsReader {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
-    /// Marks Redis down after a failed round trip (the connection is rebuilt later).
+    /// Marks Redis down after a failed round trip (the connection is rebuilt later); logs a
+    /// WARN when the windows go down or fail for a new reason, not on every retry.
     fn failed(&self, e: Error) -> Error {
-        tracing::warn!(error = %e, "windows unavailable; answering from the speed table");
-        self.set(State::Down(Instant::now() + RETRY_AFTER));
+        let why = e.to_string();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*state, State::Down(_, w) if *w == why) {
+            tracing::warn!(error = %why, "windows unavailable; answering from the speed table");
+        }
+        *state = State::Down(Instant::now() + RETRY_AFTER, why);
         e
     }
 
+    /// The Redis target of `[redis]` (for the watermark push).
+    pub fn target(&self) -> &super::target::RedisTarget {
+        &self.target
+    }
+
+    /// Why the windows are unavailable, if they were the last time Redis was tried.
+    pub fn unavailable_because(&self) -> Option<String> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Down(_, why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// Connects and pings once (the start-up check): the reason when Redis cannot be used.
+    pub async fn probe(&self) -> std::result::Result<(), String> {
+        let ping = self
+            .run(|c| async move {
+                match c {
+                    Conn::Single(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
+                    Conn::Cluster(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
+                }
+            })
+            .await;
+        ping.map(|_| ()).map_err(|e| e.to_string())
+    }
+
     async fn connect(&self) -> Result<Conn> {
-        let seeds: Vec<String> =
-            std::iter::once(self.config.url.clone()).chain(self.config.nodes.clone()).collect();
-        let conn = if self.config.cluster {
-            let client = redis::cluster::ClusterClient::builder(seeds)
-                .connection_timeout(self.timeout)
-                .response_timeout(self.timeout)
-                .build()
-                .map_err(unavailable)?;
+        let conn = if self.target.is_cluster() {
+            let client = self.target.cluster()?;
             Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
-            let client = redis::Client::open(self.config.url.as_str()).map_err(unavailable)?;
+            let client = self.target.client()?;
             Conn::Single(client.get_multiplexed_async_connection().await.map_err(unavailable)?)
         };
         Ok(conn)
