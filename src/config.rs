@@ -418,6 +418,17 @@ impl SslMode {
         })
     }
 
+    /// libpq's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
     /// Whether a connection without TLS is refused.
     pub fn requires_tls(self) -> bool {
         matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)

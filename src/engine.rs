@@ -259,6 +259,7 @@ impl Engine {
         config: Arc<Config>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>> {
+        crate::exec::tls::install_provider();
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let warehouse = Arc::new(Warehouse::new(&config, metrics.clone())?);
         let legs = LegCache::new(&config.cache, metrics.clone())?;
@@ -470,6 +471,11 @@ impl Engine {
             roles.push(("watermark_push", p.unavailable_because()));
         }
         roles
+    }
+
+    /// Connects to Redis and pings it now (`tidemark check`): None without `[redis]`.
+    pub async fn check_redis(&self) -> Option<std::result::Result<(), String>> {
+        Some(self.windows.as_ref()?.probe().await)
     }
 
     /// Checks Redis once at start, so a wrong password or certificate is a WARN in the log

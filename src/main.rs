@@ -86,6 +86,8 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // rustls with ring for every library that asks the process for its provider
+    tidemark::exec::tls::install_provider();
     // TIDEMARK_LOG_FORMAT=json writes one JSON object per line (query log lines included).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -187,7 +189,12 @@ async fn check(path: &str) -> Result<()> {
     let engine = tidemark::engine::Engine::start(config.clone(), rx).await?;
     let mut session = tidemark::engine::Session::default();
     engine.execute("SELECT 1", &[], &mut session).await?;
-    println!("warehouse {}: reachable", config.warehouse.url);
+    let warehouse = tidemark::exec::tls::describe_warehouse(&config.warehouse)?;
+    println!("warehouse {warehouse}: reachable");
+    if let Some(r) = engine.check_redis().await {
+        r.map_err(|why| tidemark::error::Error::Unavailable(format!("windows layer: {why}")))?;
+        println!("redis: reachable");
+    }
     for t in engine.tables().await? {
         println!(
             "logical table {}: {} columns, time column {}, batch watermark {}",

@@ -45,6 +45,25 @@ pub fn warehouse_connection(
     Ok((pg, tls))
 }
 
+/// The warehouse as `user@host:port/database (sslmode=...)`, without its password: what
+/// `tidemark check` and logs may print.
+pub fn describe_warehouse(w: &crate::config::Warehouse) -> Result<String> {
+    let (pg, tls) = warehouse_connection(w)?;
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    Ok(format!(
+        "{}@{host}:{port}/{} (sslmode={})",
+        pg.get_user().unwrap_or("?"),
+        pg.get_dbname().unwrap_or("?"),
+        tls.mode().name()
+    ))
+}
+
 /// TLS to the warehouse: the mode and the rustls configuration it needs.
 #[derive(Clone)]
 pub struct WarehouseTls {
