@@ -250,7 +250,7 @@ pub struct Engine {
     life: tracked::Lifecycle,
     limits: ResultLimits,
     access: crate::access::Access,
-    system_names: tokio::sync::OnceCell<std::collections::HashSet<String>>,
+    catalog_names: tokio::sync::Mutex<Option<(Instant, Arc<crate::access::CatalogNames>)>>,
 }
 
 impl Engine {
@@ -311,7 +311,7 @@ impl Engine {
             life: Default::default(),
             limits,
             access: crate::access::Access::new(&access_users),
-            system_names: Default::default(),
+            catalog_names: Default::default(),
         });
         engine.clone().spawn_redis_check();
         if engine.legs.enabled() {
@@ -996,28 +996,38 @@ impl Engine {
                 "permission denied: statements of user {user:?} must parse so their permissions can be checked ({e})"
             ))
         })?;
-        let names = self.system_names().await?;
-        let resolution = crate::access::Resolution { search_path, system_names: names };
+        let catalog = self.catalog_names().await?;
+        let resolution = crate::access::Resolution { search_path, catalog: &catalog };
         crate::access::check(grants, &stmts, &self.config.tables, &resolution)
     }
 
-    /// Relation names in the warehouse's pg_catalog, read once.
-    async fn system_names(&self) -> Result<&std::collections::HashSet<String>> {
-        self.system_names
-            .get_or_try_init(|| async {
-                let sql = "SELECT c.relname::text FROM pg_catalog.pg_class c \
-                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                           WHERE n.nspname = 'pg_catalog'";
-                let f = self.warehouse.fetch(sql, &[], &[], &SessionParams::new()).await?;
-                Ok(f.rows
-                    .into_iter()
-                    .filter_map(|r| match r.into_iter().next() {
-                        Some(Value::Text(t)) => Some(t),
-                        _ => None,
-                    })
-                    .collect())
-            })
-            .await
+    /// The warehouse catalog's names the grants check resolves against, read again after a
+    /// minute (a function created since is checked against every schema of the search path
+    /// until then); the last ones read stay in use while the warehouse does not answer.
+    async fn catalog_names(&self) -> Result<Arc<crate::access::CatalogNames>> {
+        const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut held = self.catalog_names.lock().await;
+        if let Some((at, names)) = &*held {
+            if at.elapsed() < FRESH_FOR {
+                return Ok(names.clone());
+            }
+        }
+        let sql = crate::access::CatalogNames::QUERY;
+        let read = match self.warehouse.fetch(sql, &[], &[], &SessionParams::new()).await {
+            Ok(f) => f,
+            Err(e) => return held.as_ref().map(|(_, n)| n.clone()).ok_or(e),
+        };
+        let text = |v: Option<Value>| match v {
+            Some(Value::Text(t)) => t,
+            _ => String::new(),
+        };
+        let rows = read.rows.into_iter().map(|r| {
+            let mut r = r.into_iter();
+            (text(r.next()), text(r.next()), text(r.next()))
+        });
+        let names = Arc::new(crate::access::CatalogNames::from_rows(rows));
+        *held = Some((Instant::now(), names.clone()));
+        Ok(names)
     }
 
     /// Parameter types and result columns of a statement, without running it (what the

@@ -2,7 +2,9 @@
 //! keys, pgwire SCRAM, Flight handshake); a restricted user reads only the logical tables and
 //! schemas granted (42501 / HTTP 403 / PERMISSION_DENIED) and refused statements never reach
 //! the warehouse; SQL injection through parameters, multi-statement smuggling, functions that
-//! run SQL text, search_path tricks and oversized protocol messages are all refused.
+//! run SQL text, search_path tricks and oversized protocol messages are all refused; so are
+//! functions, types, casts, operators and sequences of schemas not granted, and settings that
+//! reveal the warehouse's host.
 
 mod common;
 
@@ -205,6 +207,83 @@ async fn flight_grants() {
     let e = client.execute("SELECT * FROM secret.payroll".into(), None).await.unwrap_err();
     assert!(e.to_string().contains("42501"), "{e}");
     assert!(e.to_string().to_lowercase().contains("permission"), "{e}");
+    s.stop().await;
+}
+
+/// Objects in schema `secret` reachable by other names than relations: a SQL function reading
+/// `secret.payroll`, a type, an operator and a sequence.
+const SECRET_OBJECTS: &str = "\
+    CREATE FUNCTION secret.peek() RETURNS int LANGUAGE sql AS 'SELECT pay FROM secret.payroll'; \
+    CREATE DOMAIN secret.t AS int CHECK (VALUE > 0); \
+    CREATE FUNCTION secret.eq3(int, int) RETURNS bool LANGUAGE sql AS 'SELECT $1 = $2'; \
+    CREATE OPERATOR secret.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = secret.eq3); \
+    CREATE OPERATOR secret.## (LEFTARG = int, RIGHTARG = int, FUNCTION = secret.eq3); \
+    CREATE SEQUENCE secret.seq";
+
+/// Every way of naming a `secret` object a restricted user might try.
+const SECRET_FORMS: &[&str] = &[
+    "SELECT secret.peek()",
+    "SELECT count(*) FROM events WHERE secret.peek() > 0",
+    "SELECT * FROM secret.peek()",
+    "SELECT max(secret.peek())",
+    "SELECT 1::secret.t",
+    "SELECT CAST(1 AS secret.t)",
+    "SELECT 1 OPERATOR(secret.===) 1",
+    "SELECT 1 OPERATOR(secret.##) 1",
+    "SELECT currval('secret.seq')",
+    "SELECT pg_sequence_last_value('secret.seq'::regclass)",
+];
+
+/// Settings and catalog views that reveal the warehouse's host.
+const HOST_FORMS: &[&str] = &[
+    "SHOW data_directory",
+    "SHOW config_file",
+    "SHOW ALL",
+    "SELECT current_setting('hba_file')",
+    "SELECT setting FROM pg_settings WHERE name = 'data_directory'",
+    "SELECT * FROM pg_catalog.pg_file_settings",
+    "SELECT inet_server_addr()",
+];
+
+/// Functions, types, casts, operators and sequences of a schema the user may not read are
+/// refused (42501) on every frontend and never reach the warehouse, as are host settings;
+/// the unrestricted user reaches the same objects, so the refusals are the grants' doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_cover_every_kind_of_name() {
+    let s = sec_stack("sec_names").await;
+    exec(&s.db, SECRET_OBJECTS).await;
+    let (status, body) = s.rest(Some(BOB_KEY), "SELECT secret.peek()", json!([])).await;
+    assert_eq!((status, body["rows"][0][0].clone()), (200, json!(1000000)), "{body}");
+    let (status, body) =
+        s.rest(Some(BOB_KEY), "SELECT 2 OPERATOR(secret.===) 2, 3::secret.t", json!([])).await;
+    assert_eq!((status, body["rows"][0][0].clone()), (200, json!(true)), "{body}");
+    let alice = s.pg("alice", "alice-pw").await.expect("alice logs in");
+    alice.simple_query("SELECT count(*) FROM events").await.expect("alice reads events");
+    let addr = s.server.flight_addr.expect("flight");
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut flight = FlightSqlServiceClient::new(channel);
+    flight.handshake("alice", "alice-pw").await.expect("handshake");
+
+    let before = s.statements();
+    for sql in SECRET_FORMS.iter().chain(HOST_FORMS) {
+        let (status, body) = s.rest(Some(ALICE_KEY), sql, json!([])).await;
+        assert_eq!((status, body["sqlstate"].clone()), (403, json!("42501")), "REST {sql}: {body}");
+        let simple = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate_of(&simple), "42501", "simple {sql}");
+        let extended = alice.query(*sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate_of(&extended), "42501", "extended {sql}");
+        if sql.starts_with("SELECT") {
+            let cursor = alice.simple_query(&format!("DECLARE c CURSOR WITH HOLD FOR {sql}")).await;
+            assert_eq!(sqlstate_of(&cursor.expect_err(sql)), "42501", "cursor {sql}");
+            let copy = alice.simple_query(&format!("COPY ({sql}) TO STDOUT")).await;
+            assert_eq!(sqlstate_of(&copy.expect_err(sql)), "42501", "COPY {sql}");
+        }
+        let e = flight.execute(sql.to_string(), None).await.expect_err(sql);
+        assert!(e.to_string().contains("42501"), "Flight {sql}: {e}");
+    }
+    assert_eq!(s.statements(), before, "refused statements never reach the warehouse");
+    let rows = alice.simple_query("SHOW timezone").await.expect("harmless settings still answer");
+    assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
     s.stop().await;
 }
 
