@@ -1,8 +1,94 @@
 //! libpq connection strings (URL and keyword forms): the TLS parameters tidemark reads itself
 //! (tokio-postgres knows fewer `sslmode`s and no certificate files), and the rest as given.
 
-use crate::config::{SslMode, TlsSettings};
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS when the server offers it, certificate not checked.
+    #[default]
+    Prefer,
+    /// TLS always, certificate not checked.
+    Require,
+    /// TLS always, chain checked against the roots.
+    VerifyCa,
+    /// TLS always, chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's spelling (`verify-full`).
+    pub fn parse(text: &str) -> Result<SslMode> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => return Err(Error::Config(format!("warehouse sslmode {other:?}: expected disable, prefer, require, verify-ca or verify-full"))),
+        })
+    }
+
+    /// libpq's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether a connection without TLS is refused.
+    pub fn requires_tls(self) -> bool {
+        matches!(self, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// The TLS settings of the warehouse connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// `sslmode`.
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// `sslrootcert`: PEM file of trusted roots (default: the system's).
+    #[serde(default)]
+    pub root_cert: Option<String>,
+    /// `sslcert`: PEM client certificate chain.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// `sslkey`: PEM private key of the client certificate.
+    #[serde(default)]
+    pub client_key: Option<String>,
+}
+
+impl TlsSettings {
+    /// These settings with `over`'s given values in place (`[warehouse.tls]` over the URL).
+    pub fn overridden_by(self, over: &TlsSettings) -> TlsSettings {
+        TlsSettings {
+            sslmode: over.sslmode.or(self.sslmode),
+            root_cert: over.root_cert.clone().or(self.root_cert),
+            client_cert: over.client_cert.clone().or(self.client_cert),
+            client_key: over.client_key.clone().or(self.client_key),
+        }
+    }
+
+    /// The effective mode: libpq's `require` with a root certificate checks the chain.
+    pub fn mode(&self) -> SslMode {
+        match (self.sslmode.unwrap_or_default(), &self.root_cert) {
+            (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+            (mode, _) => mode,
+        }
+    }
+}
 
 /// Splits the TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) off a libpq
 /// connection string in URL or keyword form, returning the string without them (for

@@ -164,7 +164,10 @@ impl Credentials {
             Source::File(path) => read_file(path)?,
             Source::Command { argv, lifetime } => (run_command(argv, *lifetime).await?, None),
             #[cfg(feature = "redshift-iam")]
-            Source::Iam(iam) => (iam.fetch().await?, None),
+            Source::Iam(iam) => {
+                let c = iam.fetch().await?;
+                (Credential { user: c.user, password: c.password, expires: Some(c.expires) }, None)
+            }
         };
         if !matches!(self.source, Source::Static(_)) {
             tracing::info!(user = ?credential.user, expires = ?credential.expires, "warehouse credentials fetched");

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use aws_config::BehaviorVersion;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use super::credentials::Credential;
 use crate::config::{parse_duration, CredentialSource, CredentialsConfig};
 use crate::error::{Error, Result};
 
@@ -22,6 +21,16 @@ enum Api {
     ClusterWithIam { cluster: String },
     /// Redshift Serverless `GetCredentials`.
     Serverless { workgroup: String },
+}
+
+/// Database credentials as Redshift hands them out.
+pub struct DbCredentials {
+    /// The database user (`IAM:name` or `IAMR:role` for the IAM forms).
+    pub user: Option<String>,
+    /// The temporary password.
+    pub password: String,
+    /// When it stops working.
+    pub expires: SystemTime,
 }
 
 /// A Redshift credentials source.
@@ -87,7 +96,7 @@ impl Iam {
     }
 
     /// Asks AWS for database credentials.
-    pub async fn fetch(&self) -> Result<Credential> {
+    pub async fn fetch(&self) -> Result<DbCredentials> {
         let sdk = self.sdk().await;
         let secs = self.duration.as_secs() as i32;
         let failed = |e: String| {
@@ -135,11 +144,8 @@ impl Iam {
             let secs = u64::try_from(t.secs()).ok()?;
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
         });
-        Ok(Credential {
-            user,
-            password,
-            expires: expires.or(Some(SystemTime::now() + self.duration)),
-        })
+        let expires = expires.unwrap_or_else(|| SystemTime::now() + self.duration);
+        Ok(DbCredentials { user, password, expires })
     }
 
     fn api_name(&self) -> &'static str {
