@@ -26,7 +26,8 @@ as_root() {
   fi
 }
 
-# Installs PostgreSQL and Redis with apt-get when their programs are missing.
+# Installs PostgreSQL, Redis and openssl (the TLS tests make their certificates with it) with
+# apt-get when their programs are missing.
 svc_install_missing() {
   local need=()
   command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
@@ -35,12 +36,13 @@ svc_install_missing() {
   command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-server)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   [[ ${#need[@]} -eq 0 ]] && return 0
   command -v apt-get >/dev/null 2>&1 || svc_die "missing ${need[*]} and no apt-get to install them"
-  svc_log "installing postgresql postgresql-client redis-server with apt-get"
+  svc_log "installing postgresql postgresql-client redis-server openssl with apt-get"
   as_root apt-get update
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    postgresql postgresql-client redis-server
+    postgresql postgresql-client redis-server openssl
 }
 
 pg_answers() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; }

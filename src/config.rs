@@ -332,6 +332,11 @@ pub struct Warehouse {
     /// How often the watermark table is polled (e.g. "1s").
     #[serde(default = "default_watermark_poll")]
     pub watermark_poll: String,
+    /// Pooled connections older than this are closed instead of reused, so logins pick up
+    /// rotated credentials and load spreads after failovers (PgBouncer's `server_lifetime`;
+    /// "0" keeps them).
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age: String,
     /// `[warehouse.tls]`: TLS to the warehouse (over the URL's `sslmode`, `sslrootcert`, ...).
     #[serde(default)]
     pub tls: TlsSettings,
@@ -599,6 +604,10 @@ fn default_watermark_poll() -> String {
     "1s".into()
 }
 
+fn default_max_connection_age() -> String {
+    "1h".into()
+}
+
 impl Config {
     /// Parses TOML text, applies environment overrides and validates.
     pub fn from_toml_str(text: &str) -> Result<Config> {
@@ -735,6 +744,11 @@ impl Warehouse {
     /// Statement timeout (zero: none).
     pub fn statement_timeout(&self) -> Result<Duration> {
         parse_duration("warehouse.statement_timeout", &self.statement_timeout)
+    }
+    /// How long a pooled connection may be reused (None: for ever).
+    pub fn max_connection_age(&self) -> Result<Option<Duration>> {
+        let d = parse_duration("warehouse.max_connection_age", &self.max_connection_age)?;
+        Ok((!d.is_zero()).then_some(d))
     }
     /// Watermark poll interval.
     pub fn watermark_poll(&self) -> Result<Duration> {

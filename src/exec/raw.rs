@@ -104,6 +104,8 @@ pub struct RawConfig {
     options: String,
     connect_timeout: Duration,
     tls: WarehouseTls,
+    /// Idle connections older than this are closed instead of reused (None: kept).
+    max_age: Option<Duration>,
 }
 
 impl RawConfig {
@@ -114,6 +116,7 @@ impl RawConfig {
         connect_timeout: Duration,
         tls: WarehouseTls,
         credentials: Arc<Credentials>,
+        max_age: Option<Duration>,
     ) -> Option<RawConfig> {
         use tokio_postgres::config::Host;
         let port = pg.get_ports().first().copied().unwrap_or(5432);
@@ -131,6 +134,7 @@ impl RawConfig {
             options: pg.get_options().unwrap_or("").to_string(),
             connect_timeout,
             tls,
+            max_age,
         })
     }
 }
@@ -159,6 +163,8 @@ pub struct RawConn {
     busy: bool,
     /// Cleared when the connection must not be reused (broken, settings changed, ...).
     reusable: bool,
+    /// When it logged in.
+    born: std::time::Instant,
 }
 
 fn io_err(e: std::io::Error) -> Error {
@@ -224,19 +230,31 @@ fn check_default(body: &[u8]) -> Result<()> {
 }
 
 impl RawConn {
-    /// Connects and logs in with the current credential, fetched again when the warehouse
-    /// refuses it (see [`RawConn::connect_as`]).
+    /// Connects and logs in with the current credential; a login refused for its credentials
+    /// is tried again with freshly fetched ones for up to the connect timeout (a rotation
+    /// changes the warehouse and the source a moment apart).
     pub async fn connect(cfg: &RawConfig) -> Result<RawConn> {
-        let credential = cfg.credentials.current().await?;
-        match Self::connect_as(cfg, &credential).await {
-            Err(Error::Warehouse { sqlstate, .. })
-                if cfg.credentials.rotating() && (sqlstate == "28P01" || sqlstate == "28000") =>
-            {
-                let credential = cfg.credentials.refresh().await?;
-                Self::connect_as(cfg, &credential).await
+        let deadline = std::time::Instant::now() + cfg.connect_timeout;
+        let mut credential = cfg.credentials.current().await?;
+        loop {
+            match Self::connect_as(cfg, &credential).await {
+                Err(Error::Warehouse { sqlstate, .. })
+                    if cfg.credentials.rotating()
+                        && (sqlstate == "28P01" || sqlstate == "28000")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tracing::warn!("the warehouse refused the credentials; fetching them again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    credential = cfg.credentials.refresh().await?;
+                }
+                other => return other,
             }
-            other => other,
         }
+    }
+
+    /// Whether the connection has lived longer than `max_age`.
+    fn too_old(&self, max_age: Option<Duration>) -> bool {
+        max_age.is_some_and(|age| self.born.elapsed() > age)
     }
 
     /// Connects and logs in (trust, password, md5 or SCRAM-SHA-256).
@@ -251,6 +269,7 @@ impl RawConn {
             key: (0, 0),
             busy: false,
             reusable: true,
+            born: std::time::Instant::now(),
         };
         tokio::time::timeout(cfg.connect_timeout, conn.login(cfg, credential))
             .await
@@ -433,7 +452,7 @@ impl RawPool {
         let idle = loop {
             let next = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match next {
-                Some(c) if c.sock.stale() => continue,
+                Some(c) if c.sock.stale() || c.too_old(self.cfg.max_age) => continue,
                 other => break other,
             }
         };

@@ -186,8 +186,10 @@ impl Warehouse {
             pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
             pg.get_dbname().map(str::to_string),
         )?;
-        let raw = super::raw::RawConfig::from_pg(&pg, connect, tls.clone(), credentials.clone())
-            .map(|c| Arc::new(super::raw::RawPool::new(c, admission.clone())));
+        let max_age = config.warehouse.max_connection_age()?;
+        let raw =
+            super::raw::RawConfig::from_pg(&pg, connect, tls.clone(), credentials.clone(), max_age)
+                .map(|c| Arc::new(super::raw::RawPool::new(c, admission.clone())));
         let mgr = Manager::from_connect(
             pg,
             LogIn { tls: tls.connector(), credentials: credentials.clone(), patience: connect },
@@ -201,6 +203,12 @@ impl Warehouse {
                 create: Some(connect),
                 recycle: Some(connect),
             })
+            .pre_recycle(deadpool_postgres::Hook::sync_fn(move |_, m| match max_age {
+                Some(age) if m.age() > age => {
+                    Err(deadpool_postgres::HookError::message("older than max_connection_age"))
+                }
+                _ => Ok(()),
+            }))
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
         Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw, admission, tls })
