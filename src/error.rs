@@ -159,7 +159,21 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
+    if let Some(hint) = tls_hint(&text) {
+        text.push_str(hint);
+    }
     text
+}
+
+/// Plain words for rustls's certificate errors, which name only a variant.
+fn tls_hint(text: &str) -> Option<&'static str> {
+    let hints = [
+        ("UnknownIssuer", " (the certificate's issuer is unknown: no CA in sslrootcert, or in the system's roots without one, signed it)"),
+        ("Expired", " (the certificate has expired)"),
+        ("NotValidYet", " (the certificate is not valid yet: check the clocks)"),
+        ("UnknownCA", " (the server does not trust the client certificate's CA)"),
+    ];
+    hints.iter().find(|(variant, _)| text.contains(variant)).map(|(_, hint)| *hint)
 }
 
 impl From<tokio_postgres::Error> for Error {
@@ -195,7 +209,14 @@ impl From<deadpool_postgres::PoolError> for Error {
             deadpool_postgres::PoolError::Backend(e) => {
                 let mapped = Error::from(e);
                 match mapped {
-                    Error::Warehouse { ref sqlstate, .. } if sqlstate.starts_with("28") => mapped,
+                    // tidemark's own login failed: the client is not at fault (503, 08006)
+                    Error::Warehouse { ref sqlstate, ref message }
+                        if sqlstate.starts_with("28") =>
+                    {
+                        Error::Unavailable(format!(
+                            "the warehouse refused tidemark's login ({sqlstate}): {message}"
+                        ))
+                    }
                     Error::Warehouse { ref sqlstate, .. } if sqlstate.starts_with("3D") => mapped,
                     Error::Warehouse { .. } | Error::Unavailable(_) => {
                         Error::Unavailable(mapped.to_string())

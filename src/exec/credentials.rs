@@ -71,11 +71,11 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// How long before its expiry a credential is fetched again: a quarter of its life, at least
-/// 30 seconds.
+/// How long before its expiry a credential is fetched again: a quarter of its life, and at
+/// least 30 seconds (or half its life, for credentials shorter than a minute).
 fn margin(fetched: SystemTime, expires: SystemTime) -> Duration {
     let life = expires.duration_since(fetched).unwrap_or_default();
-    (life / 4).max(Duration::from_secs(30)).min(life)
+    (life / 4).max(Duration::from_secs(30).min(life / 2))
 }
 
 fn stamp(path: &PathBuf) -> FileStamp {
@@ -284,10 +284,10 @@ mod tests {
     }
 
     #[test]
-    fn refreshed_a_quarter_of_the_life_before_expiry() {
+    fn refreshed_well_before_expiry() {
         let t0 = SystemTime::UNIX_EPOCH;
         assert_eq!(margin(t0, t0 + Duration::from_secs(900)), Duration::from_secs(225));
         assert_eq!(margin(t0, t0 + Duration::from_secs(60)), Duration::from_secs(30));
-        assert_eq!(margin(t0, t0 + Duration::from_secs(10)), Duration::from_secs(10));
+        assert_eq!(margin(t0, t0 + Duration::from_secs(10)), Duration::from_secs(5));
     }
 }

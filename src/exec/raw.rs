@@ -247,6 +247,12 @@ impl RawConn {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     credential = cfg.credentials.refresh().await?;
                 }
+                // tidemark's own login failed: the client is not at fault
+                Err(Error::Warehouse { sqlstate, message }) if sqlstate.starts_with("28") => {
+                    return Err(Error::Unavailable(format!(
+                        "the warehouse refused tidemark's login ({sqlstate}): {message}"
+                    )))
+                }
                 other => return other,
             }
         }

@@ -9,6 +9,7 @@
 //! - [`query`], [`oracle`] and [`compare_answers`] run a query on both sides and compare them.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod clients;
 pub mod pgserver;
 pub mod raw;

@@ -3,6 +3,10 @@
 //! 127.0.0.1 and a free port with its socket in that directory, and is stopped and removed on
 //! drop. It never touches the shared server on 127.0.0.1:5432.
 //!
+//! [`PgServer::require_tls`] turns it into a server like a production warehouse: `ssl = on`
+//! with a certificate of the test's CA, and TCP logins only over TLS with a password
+//! (`hostssl ... scram-sha-256`); the test's own connections then use the Unix socket.
+//!
 //! The binaries come from the highest version under `/usr/lib/postgresql/<version>/bin`. Tests
 //! run as root, which PostgreSQL refuses, so then every server program runs as the `postgres`
 //! user through `runuser -u postgres --`.
@@ -35,6 +39,8 @@ pub struct PgServer {
     port: u16,
     as_postgres: bool,
     running: bool,
+    /// Set by [`PgServer::require_tls`]: TCP needs TLS and a password.
+    tls_only: bool,
 }
 
 impl PgServer {
@@ -47,7 +53,8 @@ impl PgServer {
         if as_postgres {
             run_checked(Command::new("chown").arg(format!("{PG_USER}:{PG_USER}")).arg(&dir));
         }
-        let mut server = PgServer { bin, dir, port: 0, as_postgres, running: false };
+        let mut server =
+            PgServer { bin, dir, port: 0, as_postgres, running: false, tls_only: false };
         server.initdb();
         let mut last_error = String::new();
         // Another process may take the port between our probe and the postmaster's bind.
@@ -124,11 +131,42 @@ impl PgServer {
         }
     }
 
-    /// A client connected to a database of this server (its connection task spawned);
-    /// panics when the server cannot be reached.
+    /// Serves TLS with `cert` (copied into the data directory, owned by the server's user)
+    /// and accepts TCP logins only over TLS with a SCRAM password; restarts the server.
+    pub fn require_tls(&mut self, cert: &super::certs::CertFiles) {
+        use std::io::Write;
+        let data = self.data_dir();
+        for (from, to) in [(&cert.cert, "server.crt"), (&cert.key, "server.key")] {
+            std::fs::copy(from, data.join(to)).unwrap_or_else(|e| panic!("copy {to}: {e}"));
+        }
+        run_checked(Command::new("chmod").arg("600").arg(data.join("server.key")));
+        if self.as_postgres {
+            let owner = format!("{PG_USER}:{PG_USER}");
+            run_checked(Command::new("chown").arg(&owner).arg(data.join("server.crt")));
+            run_checked(Command::new("chown").arg(&owner).arg(data.join("server.key")));
+        }
+        let hba = "local all all trust\n\
+                   hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                   hostssl all all ::1/128 scram-sha-256\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        let mut conf = File::options().append(true).open(data.join("postgresql.conf")).unwrap();
+        let tls = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                   password_encryption = 'scram-sha-256'\n";
+        conf.write_all(tls.as_bytes()).expect("write postgresql.conf");
+        self.tls_only = true;
+        self.restart();
+    }
+
+    /// A client connected to a database of this server (its connection task spawned), over
+    /// TCP, or over the Unix socket once [`PgServer::require_tls`] made TCP need TLS; panics
+    /// when the server cannot be reached.
     pub async fn connect(&self, dbname: &str) -> Client {
+        let host = match self.tls_only {
+            true => self.dir.display().to_string(),
+            false => "127.0.0.1".to_string(),
+        };
         let conn = format!(
-            "host=127.0.0.1 port={} user={PG_USER} dbname={dbname} connect_timeout=10",
+            "host={host} port={} user={PG_USER} dbname={dbname} connect_timeout=10",
             self.port
         );
         match tokio_postgres::connect(&conn, NoTls).await {
