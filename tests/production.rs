@@ -343,10 +343,7 @@ fn start_load(
                             (s, body) => Err(format!("HTTP {s}: {body}")),
                         },
                         _ => pg
-                            .query(
-                                "SELECT max(id) FROM events_batch WHERE qty > $1::int",
-                                &[&i],
-                            )
+                            .query("SELECT max(id) FROM events_batch WHERE qty > $1::int", &[&i])
                             .await
                             .map(|_| ())
                             .map_err(|e| common::pg_error_text(&e)),

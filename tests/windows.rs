@@ -12,7 +12,8 @@
 //!   without a time, and a bucket far below H.
 //!
 //! Each test has its own `redis-server` (never the shared 127.0.0.1:6379); the cluster test
-//! uses a logical table name unique to its run. `TIDEMARK_WINDOWS_SEED=<n>` reproduces the
+//! uses a logical table name unique to its run. Two tests run Redis like ElastiCache with
+//! in-transit encryption and RBAC: TLS only, certificates of a throw-away CA, an ACL user. `TIDEMARK_WINDOWS_SEED=<n>` reproduces the
 //! queries and the data (relative to the time of the run).
 
 mod common;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
-use common::redis::{RedisCluster, RedisServer};
+use common::certs::TestCa;
+use common::redis::{RedisCluster, RedisServer, RedisTls};
 use common::{cents_text, ts_lit, Answer, Layout, Rng, WATERMARK_TABLE};
 use futures::stream::{self, StreamExt};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -185,6 +187,215 @@ async fn window_leg_on_a_redis_cluster() {
     let reports = failures(&queries, &w.run(&queries, Expect::Oracle, None).await, windows_used);
 
     w.clear_windows(&mut con).await;
+    w.stop().await;
+    drop(cluster);
+    assert_clean(label, seed, queries.len(), &reports);
+}
+
+/// TLS settings of a test Redis: a server certificate for 127.0.0.1 from `ca`, ACL user
+/// `tidemark`.
+fn redis_tls(ca: &TestCa) -> RedisTls {
+    RedisTls {
+        cert: ca.server("redis", "DNS:localhost,IP:127.0.0.1"),
+        ca: ca.cert(),
+        user: "tidemark".into(),
+        password: format!("redis-pw-{:x}", std::process::id()),
+    }
+}
+
+/// `[redis]` lines for that user with `password`, trusting `root`.
+fn tls_auth_toml(user: &str, password: &str, root: &std::path::Path) -> String {
+    format!(
+        "username = \"{user}\"\npassword = \"{password}\"\n[redis.tls]\nroot_cert = \"{}\"\n",
+        root.display()
+    )
+}
+
+/// The test's own TLS connection to a single node as the ACL user.
+async fn tls_connection(url: &str, tls: &RedisTls) -> MultiplexedConnection {
+    tls_client(url, tls)
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to Redis at {url} over TLS: {e}"))
+}
+
+fn tls_client(url: &str, tls: &RedisTls) -> redis::Client {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info().expect("redis url");
+    let settings =
+        info.redis_settings().clone().set_username(&tls.user).set_password(&tls.password);
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(&tls.ca).expect("CA file")),
+    };
+    redis::Client::build_with_tls(info.set_redis_settings(settings), certs)
+        .unwrap_or_else(|e| panic!("TLS client for {url}: {e}"))
+}
+
+/// GET `path` of a server: status and body text.
+async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) =
+        common::send(common::http_client().get(format!("http://{addr}{path}"))).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of `tidemark_redis_up{use="<role>"}` in /metrics.
+async fn redis_up(addr: SocketAddr, role: &str) -> Option<f64> {
+    let (_, text) = get_text(addr, "/metrics").await;
+    let prefix = format!("tidemark_redis_up{{use=\"{role}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+}
+
+/// Waits (bounded) until `tidemark_redis_up{use="<role>"}` is `want`.
+async fn await_redis_up(addr: SocketAddr, role: &str, want: f64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = redis_up(addr, role).await;
+        if got == Some(want) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("tidemark_redis_up{{use=\"{role}\"}} is {got:?}, not {want}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Redis like ElastiCache with in-transit encryption and RBAC (TLS only, an ACL user): window
+/// answers equal the oracle and read windows; tidemark subscribes to the watermark channel and
+/// announces a move of W over TLS as that user. A wrong password and an untrusted certificate
+/// each give degraded answers equal to the warehouse view, never an error, with the reason on
+/// /readyz (still 200) and `tidemark_redis_up` 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_leg_over_tls_with_an_acl_user() {
+    let label = "windows (TLS, ACL user)";
+    let seed = suite_seed(5);
+    announce(label, seed);
+    let (ca, other_ca) = (TestCa::new("redis test CA"), TestCa::new("another CA"));
+    let tls = redis_tls(&ca);
+    let redis = RedisServer::start_tls(&tls);
+    let good =
+        single_redis(&redis.url(), "2s") + &tls_auth_toml(&tls.user, &tls.password, &ca.cert());
+    let mut w = WinStack::start("wintls", "events", &good, "", seed).await;
+    let mut con = tls_connection(&redis.url(), &tls).await;
+    w.load_windows(&mut con, w.data.times.h0).await;
+    let queries: Vec<Query> = {
+        let mut generator = Gen::new(seed, w.data.times);
+        (0..12).map(|_| generator.eligible()).collect()
+    };
+    let mut reports =
+        failures(&queries, &w.run(&queries, Expect::Oracle, None).await, windows_used);
+
+    let wrong_password =
+        single_redis(&redis.url(), "1s") + &tls_auth_toml(&tls.user, "wrong", &ca.cert());
+    let untrusted = single_redis(&redis.url(), "1s")
+        + &tls_auth_toml(&tls.user, &tls.password, &other_ca.cert());
+    for (what, toml, cause) in [
+        ("wrong password", wrong_password, "authentication failed"),
+        ("untrusted certificate", untrusted, "UnknownIssuer"),
+    ] {
+        let config = common::parse_config(&config_toml(&w.db_name, &w.table, &toml, ""));
+        let bad = Server::start(Arc::new(config)).await.expect("starts without Redis");
+        let good_addr = std::mem::replace(&mut w.addr, bad.http_addr.expect("http"));
+        let outcomes = w.run(&queries[..6], Expect::View, None).await;
+        reports.extend(
+            failures(&queries[..6], &outcomes, degraded_fallback)
+                .into_iter()
+                .map(|r| format!("{what}: {r}")),
+        );
+        let (status, ready) = get_text(w.addr, "/readyz").await;
+        if status != 200 || !ready.contains("windows unavailable") || !ready.contains(cause) {
+            reports.push(format!("--- {what}: /readyz {status}: {ready}"));
+        }
+        reports.extend(
+            await_redis_up(w.addr, "windows", 0.0).await.err().map(|e| format!("--- {what}: {e}")),
+        );
+        assert!(!ready.contains(&tls.password), "/readyz shows the Redis password");
+        w.addr = good_addr;
+        bad.shutdown().await;
+    }
+    // last: it moves W (the answers above are checked at W0)
+    reports.extend(watermark_push_over_tls(&w, &redis.url(), &tls, &mut con).await.err());
+    w.stop().await;
+    assert_clean(label, seed, queries.len() + 12, &reports);
+}
+
+/// tidemark is subscribed to the watermark channel (PUBSUB NUMSUB) and announces a move of W
+/// on it, both over TLS as the ACL user; /readyz and /metrics say Redis is up.
+async fn watermark_push_over_tls(
+    w: &WinStack,
+    url: &str,
+    tls: &RedisTls,
+    con: &mut MultiplexedConnection,
+) -> Result<(), String> {
+    let channel = "tidemark:watermarks";
+    await_redis_up(w.addr, "watermark_push", 1.0).await?;
+    await_redis_up(w.addr, "windows", 1.0).await?;
+    let (numsub, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(con)
+        .await
+        .map_err(|e| format!("PUBSUB NUMSUB: {e}"))?;
+    if numsub != channel || n < 1 {
+        return Err(format!("--- tidemark is not subscribed to {channel}: {n}"));
+    }
+    let mut pubsub = tls_client(url, tls).get_async_pubsub().await.map_err(|e| e.to_string())?;
+    pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
+    common::set_watermark(&w.db, &w.table, w.data.times.w_max).await;
+    let mut messages = pubsub.on_message();
+    let message =
+        tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut messages))
+            .await;
+    match message {
+        Ok(Some(m))
+            if m.get_payload::<String>().is_ok_and(|t| t.eq_ignore_ascii_case(&w.table)) => {}
+        other => return Err(format!("--- no announcement of the new W on {channel}: {other:?}")),
+    }
+    let (status, ready) = get_text(w.addr, "/readyz").await;
+    match (status, ready.trim()) {
+        (200, "ready") => Ok(()),
+        _ => Err(format!("--- /readyz with Redis up: {status} {ready}")),
+    }
+}
+
+/// The window leg on a three-master Redis Cluster in TLS mode (`tls-cluster yes`) with an ACL
+/// user on every node: eligible queries equal the oracle and read windows; the watermark
+/// push is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_leg_on_a_tls_cluster() {
+    let label = "windows (Redis Cluster, TLS)";
+    let seed = suite_seed(6);
+    announce(label, seed);
+    let ca = TestCa::new("redis cluster test CA");
+    let tls = redis_tls(&ca);
+    let cluster = RedisCluster::start_tls(&tls);
+    let seeds = cluster.seeds();
+    let toml = cluster_redis(&seeds, "2s") + &tls_auth_toml(&tls.user, &tls.password, &ca.cert());
+    let w = WinStack::start("wintlscl", "events", &toml, "", seed).await;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(&tls.ca).unwrap()),
+    };
+    let client = redis::cluster::ClusterClient::builder(seeds.clone())
+        .username(tls.user.clone())
+        .password(tls.password.clone())
+        .tls(redis::TlsMode::Secure)
+        .certs(certs)
+        .build()
+        .unwrap_or_else(|e| panic!("cluster client for {seeds:?}: {e}"));
+    let mut con = client
+        .get_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the TLS cluster {seeds:?}: {e}"));
+    w.load_windows(&mut con, w.data.times.h0).await;
+    let queries: Vec<Query> = {
+        let mut generator = Gen::new(seed, w.data.times);
+        (0..12).map(|_| generator.eligible()).collect()
+    };
+    let mut reports =
+        failures(&queries, &w.run(&queries, Expect::Oracle, None).await, windows_used);
+    reports.extend(await_redis_up(w.addr, "watermark_push", 1.0).await.err());
     w.stop().await;
     drop(cluster);
     assert_clean(label, seed, queries.len(), &reports);

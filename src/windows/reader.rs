@@ -60,6 +60,14 @@ where
         .then(|| moka::future::Cache::builder().max_capacity(1024).time_to_live(ttl).build())
 }
 
+/// What went wrong with Redis, without the warehouse wording of [`Error::Unavailable`].
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Unavailable(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("redis: {e}"))
 }
@@ -122,7 +130,7 @@ impl WindowsReader {
     /// Marks Redis down after a failed round trip (the connection is rebuilt later); logs a
     /// WARN when the windows go down or fail for a new reason, not on every retry.
     fn failed(&self, e: Error) -> Error {
-        let why = e.to_string();
+        let why = reason(&e);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !matches!(&*state, State::Down(_, w) if *w == why) {
             tracing::warn!(error = %why, "windows unavailable; answering from the speed table");
@@ -154,7 +162,7 @@ impl WindowsReader {
                 }
             })
             .await;
-        ping.map(|_| ()).map_err(|e| e.to_string())
+        ping.map(|_| ()).map_err(|e| reason(&e))
     }
 
     async fn connect(&self) -> Result<Conn> {

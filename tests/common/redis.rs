@@ -2,6 +2,10 @@
 //! a test can stop and restart; [`RedisCluster`] is a three-master Redis Cluster (the one named by
 //! `TIDEMARK_TEST_REDIS_CLUSTER`, else started here). Neither ever touches the shared
 //! 127.0.0.1:6379. A missing `redis-server` fails the test (scripts/test.sh installs it).
+//!
+//! With a [`RedisTls`], servers and clusters speak only TLS (`--port 0 --tls-port`, the cluster
+//! bus too with `tls-cluster yes`) and know one ACL user (the default user is off), like an
+//! ElastiCache replication group with in-transit encryption and RBAC.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -18,6 +22,78 @@ pub const CLUSTER_ENV: &str = "TIDEMARK_TEST_REDIS_CLUSTER";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// TLS-only Redis with one ACL user.
+#[derive(Clone, Debug)]
+pub struct RedisTls {
+    /// The server certificate (for `127.0.0.1`).
+    pub cert: super::certs::CertFiles,
+    /// The CA that signed it.
+    pub ca: PathBuf,
+    /// The ACL user (all keys, channels and commands).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl RedisTls {
+    /// `redis-server` arguments: TLS on `port` only, the ACL user, the default user off.
+    fn server_args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = ["--port", "0", "--tls-port"].map(String::from).to_vec();
+        args.push(port.to_string());
+        for (flag, path) in [
+            ("--tls-cert-file", &self.cert.cert),
+            ("--tls-key-file", &self.cert.key),
+            ("--tls-ca-cert-file", &self.ca),
+        ] {
+            args.push(flag.to_string());
+            args.push(path.display().to_string());
+        }
+        args.extend(
+            ["--tls-auth-clients", "no", "--user", "default", "off", "--user"].map(String::from),
+        );
+        args.push(self.user.clone());
+        args.extend(["on".to_string(), format!(">{}", self.password)]);
+        args.extend(["~*", "&*", "+@all"].map(String::from));
+        args
+    }
+
+    /// `redis-cli` arguments to reach a server of this kind.
+    fn cli_args(&self) -> Vec<String> {
+        let mut args: Vec<String> =
+            vec!["--tls".into(), "--cacert".into(), self.ca.display().to_string()];
+        args.extend([
+            "--user".to_string(),
+            self.user.clone(),
+            "--pass".to_string(),
+            self.password.clone(),
+        ]);
+        args.push("--no-auth-warning".into());
+        args
+    }
+}
+
+/// One command through `redis-cli` over TLS (None when the node does not answer).
+fn cli(addr: &str, tls: &RedisTls, args: &[&str]) -> Option<String> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let out = Command::new("redis-cli")
+        .args(tls.cli_args())
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+}
+
+/// One command in plain RESP, or over TLS through `redis-cli` (reply text either way).
+fn ask(addr: &str, tls: Option<&RedisTls>, args: &[&str]) -> Option<String> {
+    match tls {
+        None => resp(addr, args),
+        Some(t) => cli(addr, t, args),
+    }
+}
 
 /// A fresh directory for one server's or cluster's files (logs, nodes.conf).
 fn scratch_dir(kind: &str) -> PathBuf {
@@ -106,13 +182,20 @@ fn reply_complete(buf: &[u8]) -> bool {
 
 /// Whether the server answering on `addr` is the process `pid` (and not some other server that
 /// took the port first).
-fn served_by(addr: &str, pid: u32) -> bool {
-    resp(addr, &["INFO", "server"]).is_some_and(|r| r.contains(&format!("process_id:{pid}\r")))
+fn served_by(addr: &str, pid: u32, tls: Option<&RedisTls>) -> bool {
+    ask(addr, tls, &["INFO", "server"]).is_some_and(|r| {
+        r.contains(&format!("process_id:{pid}\r")) || r.contains(&format!("process_id:{pid}\n"))
+    })
 }
 
 /// Waits (bounded) until the spawned server answers on its port; Err with its log when it
 /// exits or stays silent (the child is then killed).
-fn await_server(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> {
+fn await_server(
+    child: &mut Child,
+    port: u16,
+    dir: &Path,
+    tls: Option<&RedisTls>,
+) -> Result<(), String> {
     let addr = format!("127.0.0.1:{port}");
     let pid = child.id();
     let mut exited = false;
@@ -121,7 +204,7 @@ fn await_server(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> 
             exited = true;
             return true;
         }
-        served_by(&addr, pid)
+        served_by(&addr, pid, tls)
     });
     if up && !exited {
         return Ok(());
@@ -134,13 +217,13 @@ fn await_server(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> 
     ))
 }
 
-fn cluster_ok(addr: &str) -> bool {
-    resp(addr, &["CLUSTER", "INFO"]).is_some_and(|r| r.contains("cluster_state:ok"))
+fn cluster_ok(addr: &str, tls: Option<&RedisTls>) -> bool {
+    ask(addr, tls, &["CLUSTER", "INFO"]).is_some_and(|r| r.contains("cluster_state:ok"))
 }
 
 /// `host:port` of a `redis://host:port[/db]` URL.
 fn host_port(url: &str) -> String {
-    let rest = url.trim().trim_start_matches("redis://");
+    let rest = url.trim().trim_start_matches("rediss://").trim_start_matches("redis://");
     let rest = rest.rsplit('@').next().unwrap_or(rest);
     rest.split('/').next().unwrap_or(rest).to_string()
 }
@@ -181,12 +264,22 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    tls: Option<RedisTls>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits (bounded) until it answers.
     pub fn start() -> RedisServer {
-        let mut server = RedisServer { port: 0, dir: scratch_dir("redis"), child: None };
+        RedisServer::start_with(None)
+    }
+
+    /// A TLS-only server with `tls`'s ACL user (see the module documentation).
+    pub fn start_tls(tls: &RedisTls) -> RedisServer {
+        RedisServer::start_with(Some(tls.clone()))
+    }
+
+    fn start_with(tls: Option<RedisTls>) -> RedisServer {
+        let mut server = RedisServer { port: 0, dir: scratch_dir("redis"), child: None, tls };
         let mut last_error = String::new();
         // Another process may take the port between our probe and redis-server's bind.
         for _ in 0..5 {
@@ -202,8 +295,9 @@ impl RedisServer {
     /// Spawns the server on `self.port` and waits until it answers; Err (with the log) when it
     /// exits or stays silent.
     fn launch(&mut self) -> Result<(), String> {
-        let mut child = spawn_redis(self.port, &self.dir, &[]);
-        await_server(&mut child, self.port, &self.dir)?;
+        let extra = self.tls.as_ref().map(|t| t.server_args(self.port)).unwrap_or_default();
+        let mut child = spawn_redis(self.port, &self.dir, &extra);
+        await_server(&mut child, self.port, &self.dir, self.tls.as_ref())?;
         self.child = Some(child);
         Ok(())
     }
@@ -218,9 +312,10 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr())
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// Kills the server and waits for it to exit (its data is gone).
@@ -270,12 +365,12 @@ impl RedisCluster {
             .filter(|s| !s.is_empty())
             .collect();
         if from_env.is_empty() {
-            return RedisCluster::start_own();
+            return RedisCluster::start_own(None);
         }
         for seed in &from_env {
             let addr = host_port(seed);
             assert!(
-                wait_until(START_TIMEOUT, || cluster_ok(&addr)),
+                wait_until(START_TIMEOUT, || cluster_ok(&addr, None)),
                 "{CLUSTER_ENV} names {seed}, which does not report cluster_state:ok \
                  (scripts/test.sh starts the cluster on 7101-7103)"
             );
@@ -283,9 +378,15 @@ impl RedisCluster {
         RedisCluster { seeds: from_env, nodes: Vec::new(), dir: None }
     }
 
+    /// A TLS-only cluster of three masters started here (`tls-cluster yes`: the bus too),
+    /// with `tls`'s ACL user on every node.
+    pub fn start_tls(tls: &RedisTls) -> RedisCluster {
+        RedisCluster::start_own(Some(tls))
+    }
+
     /// Three masters on free ports (the cluster bus port, +10000, free as well), joined with
     /// `redis-cli --cluster create`.
-    fn start_own() -> RedisCluster {
+    fn start_own(tls: Option<&RedisTls>) -> RedisCluster {
         let dir = scratch_dir("redis-cluster");
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 3 {
@@ -298,7 +399,7 @@ impl RedisCluster {
         let dir = cluster.dir.clone().expect("cluster dir");
         for &p in &ports {
             let conf = dir.join(format!("nodes-{p}.conf"));
-            let extra = [
+            let mut extra = vec![
                 "--cluster-enabled".to_string(),
                 "yes".to_string(),
                 "--cluster-config-file".to_string(),
@@ -306,15 +407,21 @@ impl RedisCluster {
                 "--cluster-node-timeout".to_string(),
                 "5000".to_string(),
             ];
+            if let Some(t) = tls {
+                extra.extend(t.server_args(p));
+                extra
+                    .extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+            }
             cluster.nodes.push(spawn_redis(p, &dir, &extra));
         }
         for (child, &p) in cluster.nodes.iter_mut().zip(&ports) {
-            if let Err(e) = await_server(child, p, &dir) {
+            if let Err(e) = await_server(child, p, &dir, tls) {
                 panic!("cluster node did not start: {e}");
             }
         }
         let hostports: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
+            .args(tls.map(RedisTls::cli_args).unwrap_or_default())
             .arg("--cluster")
             .arg("create")
             .args(&hostports)
@@ -333,11 +440,12 @@ impl RedisCluster {
         );
         for addr in &hostports {
             assert!(
-                wait_until(START_TIMEOUT, || cluster_ok(addr)),
+                wait_until(START_TIMEOUT, || cluster_ok(addr, tls)),
                 "cluster node {addr} never reported cluster_state:ok"
             );
         }
-        cluster.seeds = hostports.iter().map(|a| format!("redis://{a}")).collect();
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
+        cluster.seeds = hostports.iter().map(|a| format!("{scheme}://{a}")).collect();
         cluster
     }
 
