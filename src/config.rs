@@ -800,6 +800,27 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
 mod tests {
     use super::*;
 
+    /// The indented block under `key: |` in a YAML file.
+    fn yaml_block(yaml: &str, key: &str) -> String {
+        let mut lines = yaml.lines().skip_while(|l| l.trim() != format!("{key}: |"));
+        lines.next();
+        let block: Vec<&str> = lines.take_while(|l| l.starts_with("    ") || l.is_empty()).collect();
+        block.iter().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn deploy_examples_are_valid_configs() {
+        let toml = include_str!("../deploy/tidemark.toml");
+        let cfg = Config::from_toml_str(toml).expect("deploy/tidemark.toml");
+        assert!(cfg.warehouse.credentials.is_some() && cfg.redis.is_some());
+        let yaml = include_str!("../deploy/kubernetes.yaml");
+        for key in ["tidemark.toml", "setup.toml"] {
+            let text = yaml_block(yaml, key);
+            assert!(text.contains("[warehouse]"), "{key} not found");
+            Config::from_toml_str(&text).unwrap_or_else(|e| panic!("kubernetes.yaml {key}: {e}"));
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
