@@ -804,7 +804,8 @@ mod tests {
     fn yaml_block(yaml: &str, key: &str) -> String {
         let mut lines = yaml.lines().skip_while(|l| l.trim() != format!("{key}: |"));
         lines.next();
-        let block: Vec<&str> = lines.take_while(|l| l.starts_with("    ") || l.is_empty()).collect();
+        let block: Vec<&str> =
+            lines.take_while(|l| l.starts_with("    ") || l.is_empty()).collect();
         block.iter().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n")
     }
 
