@@ -8,7 +8,8 @@
 //! - credentials that rotate (a file, a command) while 8 clients query: no query fails;
 //! - Redshift IAM: `tidemark serve` (a child process, with AWS credentials in its
 //!   environment) asks a local stand-in of the Redshift API for credentials that expire in
-//!   seconds, refreshes them before they expire and serves throughout;
+//!   seconds, refreshes them before they expire and serves throughout; `tidemark check` logs
+//!   in through `GetClusterCredentialsWithIAM` and Redshift Serverless `GetCredentials` too;
 //! - no secret (passwords, AWS keys) in logs at debug level, `tidemark check`, `/metrics`,
 //!   errors or EXPLAIN.
 
@@ -471,6 +472,7 @@ struct Issued {
     at: SystemTime,
     password: String,
     expires: SystemTime,
+    api: &'static str,
 }
 
 /// The stand-in's state: the warehouse it sets passwords in, and what it issued.
@@ -487,35 +489,85 @@ fn form(body: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// `POST /`: checks the request as Redshift would (action, cluster, user, SigV4 with the
-/// test's key), sets a new password valid for [`IAM_LIFE`] on `IAM:<user>` and answers with
-/// it in Redshift's XML.
+/// Which API a request calls, what it must say, and the database user Redshift would hand out.
+struct Call {
+    api: &'static str,
+    wrong: Vec<String>,
+    user: String,
+}
+
+/// Reads a request as Redshift (awsQuery: a form) or Redshift Serverless (awsJson 1.1 with
+/// `X-Amz-Target`) would, checking its parameters and its SigV4 signature's key.
+fn read_call(headers: &axum::http::HeaderMap, body: &str) -> Call {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (api, user, expected): (&'static str, String, Vec<(&str, String)>) =
+        match header("x-amz-target") {
+            "RedshiftServerless.GetCredentials" => {
+                let v: Value = serde_json::from_str(body).unwrap_or_default();
+                let got = |k: &str| v[k].to_string().trim_matches('"').to_string();
+                let want = [
+                    ("workgroupName", "test-workgroup"),
+                    ("dbName", "db"),
+                    ("durationSeconds", "900"),
+                ];
+                let wrong = want
+                    .iter()
+                    .filter(|(k, w)| got(k) != *w)
+                    .map(|(k, w)| (*k, format!("{} (want {w})", got(k))))
+                    .collect();
+                ("GetCredentials", "IAMR:tm_serverless".to_string(), wrong)
+            }
+            _ => {
+                let f = form(body);
+                let action = f.get("Action").cloned().unwrap_or_default();
+                let mut want = vec![
+                    ("ClusterIdentifier", "test-cluster"),
+                    ("DbName", "db"),
+                    ("DurationSeconds", "900"),
+                ];
+                let (api, user) = match action.as_str() {
+                    "GetClusterCredentials" => {
+                        want.push(("DbUser", IAM_USER));
+                        ("GetClusterCredentials", format!("IAM:{IAM_USER}"))
+                    }
+                    "GetClusterCredentialsWithIAM" => {
+                        ("GetClusterCredentialsWithIAM", "IAMR:tm_role".to_string())
+                    }
+                    _ => ("unknown", String::new()),
+                };
+                let got = |k: &str| f.get(k).cloned().unwrap_or_default();
+                let wrong = want
+                    .iter()
+                    .filter(|(k, w)| got(k) != *w)
+                    .map(|(k, w)| (*k, format!("{} (want {w})", got(k))))
+                    .collect();
+                (api, user, wrong)
+            }
+        };
+    let mut wrong: Vec<String> =
+        expected.into_iter().map(|(k, why)| format!("{api}: {k} = {why}")).collect();
+    if api == "unknown" {
+        wrong.push(format!("an unknown call: {body}"));
+    }
+    let auth = header("authorization");
+    if !auth.starts_with("AWS4-HMAC-SHA256") || !auth.contains(&format!("Credential={AWS_KEY_ID}/"))
+    {
+        wrong.push(format!("not signed with the test's key: {auth:?}"));
+    }
+    Call { api, wrong, user }
+}
+
+/// `POST /`: checks the request as the API would, sets a new password valid for
+/// [`IAM_LIFE`] on the user it hands out, and answers in the API's own format.
 async fn stand_in(
     axum::extract::State(s): axum::extract::State<Arc<StandIn>>,
     headers: axum::http::HeaderMap,
     body: String,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let f = form(&body);
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let expected = [
-        ("Action", "GetClusterCredentials"),
-        ("ClusterIdentifier", "test-cluster"),
-        ("DbUser", IAM_USER),
-        ("DbName", "db"),
-        ("DurationSeconds", "900"),
-    ];
-    let mut wrong: Vec<String> = expected
-        .iter()
-        .filter(|(k, v)| f.get(*k).map(String::as_str) != Some(*v))
-        .map(|(k, v)| format!("{k} = {:?}, expected {v}", f.get(*k)))
-        .collect();
-    if !auth.starts_with("AWS4-HMAC-SHA256") || !auth.contains(&format!("Credential={AWS_KEY_ID}/"))
-    {
-        wrong.push(format!("not signed with the test's key: {auth:?}"));
-    }
-    if !wrong.is_empty() {
-        s.problems.lock().unwrap().extend(wrong);
+    let call = read_call(&headers, &body);
+    if !call.wrong.is_empty() {
+        s.problems.lock().unwrap().extend(call.wrong);
         return (axum::http::StatusCode::BAD_REQUEST, "bad request").into_response();
     }
     let at = SystemTime::now();
@@ -523,20 +575,34 @@ async fn stand_in(
     let password = format!("iam-{}", at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos());
     let until = chrono::DateTime::<chrono::Utc>::from(expires);
     let sql = format!(
-        "ALTER ROLE \"IAM:{IAM_USER}\" PASSWORD '{password}' VALID UNTIL '{}'",
+        "ALTER ROLE \"{}\" PASSWORD '{password}' VALID UNTIL '{}'",
+        call.user,
         until.format("%Y-%m-%d %H:%M:%S%.6f+00")
     );
     if let Err(e) = s.admin.batch_execute(&sql).await {
         s.problems.lock().unwrap().push(format!("ALTER ROLE: {e}"));
     }
-    s.issued.lock().unwrap().push(Issued { at, password: password.clone(), expires });
+    s.issued.lock().unwrap().push(Issued {
+        at,
+        password: password.clone(),
+        expires,
+        api: call.api,
+    });
+    if call.api == "GetCredentials" {
+        let body =
+            json!({ "dbUser": call.user, "dbPassword": password, "expiration": until.timestamp() });
+        return ([("content-type", "application/x-amz-json-1.1")], body.to_string())
+            .into_response();
+    }
     let xml = format!(
-        "<GetClusterCredentialsResponse xmlns=\"http://redshift.amazonaws.com/doc/2012-12-01/\">\
-         <GetClusterCredentialsResult><DbUser>IAM:{IAM_USER}</DbUser>\
+        "<{api}Response xmlns=\"http://redshift.amazonaws.com/doc/2012-12-01/\">\
+         <{api}Result><DbUser>{}</DbUser>\
          <DbPassword>{password}</DbPassword><Expiration>{}</Expiration>\
-         </GetClusterCredentialsResult><ResponseMetadata><RequestId>r-1</RequestId>\
-         </ResponseMetadata></GetClusterCredentialsResponse>",
-        until.format("%Y-%m-%dT%H:%M:%SZ")
+         </{api}Result><ResponseMetadata><RequestId>r-1</RequestId>\
+         </ResponseMetadata></{api}Response>",
+        call.user,
+        until.format("%Y-%m-%dT%H:%M:%SZ"),
+        api = call.api
     );
     ([("content-type", "text/xml")], xml).into_response()
 }
@@ -666,7 +732,9 @@ async fn load_child(c: &Child, for_how_long: Duration) -> (usize, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redshift_iam_credentials_refresh_before_expiry_and_no_secret_leaks() {
     let w = TlsWarehouse::start().await;
-    common::exec(&w.db, &format!("CREATE ROLE \"IAM:{IAM_USER}\" LOGIN SUPERUSER")).await;
+    for role in [format!("IAM:{IAM_USER}"), "IAMR:tm_role".into(), "IAMR:tm_serverless".into()] {
+        common::exec(&w.db, &format!("CREATE ROLE \"{role}\" LOGIN SUPERUSER")).await;
+    }
     // `tidemark setup` runs once, in-process, with the static login.
     let static_url = w.url(LOGIN, Some(FIRST_PASSWORD), "localhost", &w.verify_full());
     let setup = common::parse_config(&w.config(&static_url, "", ""));
@@ -700,6 +768,7 @@ async fn redshift_iam_credentials_refresh_before_expiry_and_no_secret_leaks() {
     let problems = stand.problems.lock().unwrap().clone();
     assert!(problems.is_empty(), "the stand-in saw: {problems:?}");
     let issued = stand.issued.lock().unwrap().clone();
+    assert!(issued.iter().all(|i| i.api == "GetClusterCredentials"), "{issued:?}");
     assert!(issued.len() >= 3, "credentials were not refreshed: {issued:?}");
     assert!(issued.len() <= 14, "credentials fetched for every connection: {} times", issued.len());
     for pair in issued.windows(2) {
@@ -716,9 +785,13 @@ async fn redshift_iam_credentials_refresh_before_expiry_and_no_secret_leaks() {
         log.contains("warehouse credentials fetched"),
         "the log is not the one expected:\n{log}"
     );
+    // the child processes block this worker; the stand-in answers on the other
+    let check = tokio::task::block_in_place(|| {
+        check_outputs(&w, &static_url) + &other_iam_forms(&w, api, &stand)
+    });
+    let issued = stand.issued.lock().unwrap().clone();
     let mut secrets: Vec<String> = issued.iter().map(|i| i.password.clone()).collect();
     secrets.extend([AWS_SECRET.to_string(), FIRST_PASSWORD.to_string()]);
-    let check = check_outputs(&w, &static_url);
     for (what, text) in [
         ("log", &log),
         ("/metrics", &metrics),
@@ -730,6 +803,32 @@ async fn redshift_iam_credentials_refresh_before_expiry_and_no_secret_leaks() {
             assert!(!text.contains(s.as_str()), "{what} shows the secret {s}");
         }
     }
+}
+
+/// `tidemark check` logging in through `GetClusterCredentialsWithIAM` (no `db_user`: the IAM
+/// identity's own user) and through Redshift Serverless `GetCredentials`: both connect.
+fn other_iam_forms(w: &TlsWarehouse, api: std::net::SocketAddr, stand: &StandIn) -> String {
+    let forms = [
+        ("GetClusterCredentialsWithIAM", "source = \"redshift-iam\"\ncluster = \"test-cluster\""),
+        ("GetCredentials", "source = \"redshift-serverless-iam\"\nworkgroup = \"test-workgroup\""),
+    ];
+    let mut out = String::new();
+    for (api_name, source) in forms {
+        let creds = format!(
+            "[warehouse.credentials]\n{source}\nregion = \"us-east-1\"\nendpoint = \"http://{api}\"\n"
+        );
+        let path = w.scratch.join(format!("{api_name}.toml"));
+        let url = w.url("nobody", None, "localhost", &w.verify_full());
+        std::fs::write(&path, w.config(&url, "", &creds)).unwrap();
+        let o = tidemark_command().args(["check", "--config"]).arg(&path).output().expect("check");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && text.contains("reachable"), "{api_name}: {text}");
+        let n = stand.issued.lock().unwrap().iter().filter(|i| i.api == api_name).count();
+        assert!(n >= 1, "{api_name} was never called");
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `tidemark check` with the static login's password in the URL (succeeds) and with a Redis
