@@ -329,9 +329,13 @@ pub struct Warehouse {
     /// Statement timeout applied to every warehouse query (e.g. "60s"; "0" disables).
     #[serde(default = "default_statement_timeout")]
     pub statement_timeout: String,
-    /// How often the watermark table is polled (e.g. "1s").
-    #[serde(default = "default_watermark_poll")]
-    pub watermark_poll: String,
+    /// How often the watermark table is polled (e.g. "1s"; default 1s, 10s on Redshift so a
+    /// Serverless workgroup can pause: the Redis push keeps replicas prompt).
+    #[serde(default)]
+    pub watermark_poll: Option<String>,
+    /// Redshift `query_group` (WLM queue label) set on sessions that set none themselves.
+    #[serde(default)]
+    pub query_group: Option<String>,
     /// Pooled connections older than this are closed instead of reused, so logins pick up
     /// rotated credentials and load spreads after failovers (PgBouncer's `server_lifetime`;
     /// "0" keeps them).
@@ -600,9 +604,6 @@ fn default_connect_timeout() -> String {
 fn default_statement_timeout() -> String {
     "60s".into()
 }
-fn default_watermark_poll() -> String {
-    "1s".into()
-}
 
 fn default_max_connection_age() -> String {
     "1h".into()
@@ -752,7 +753,12 @@ impl Warehouse {
     }
     /// Watermark poll interval.
     pub fn watermark_poll(&self) -> Result<Duration> {
-        let d = parse_duration("warehouse.watermark_poll", &self.watermark_poll)?;
+        let default = match self.dialect {
+            Dialect::Redshift => "10s",
+            Dialect::Postgres => "1s",
+        };
+        let text = self.watermark_poll.as_deref().unwrap_or(default);
+        let d = parse_duration("warehouse.watermark_poll", text)?;
         if d.is_zero() {
             return Err(Error::Config("warehouse.watermark_poll must be positive".into()));
         }
@@ -807,6 +813,15 @@ mod tests {
         let block: Vec<&str> =
             lines.take_while(|l| l.starts_with("    ") || l.is_empty()).collect();
         block.iter().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn the_watermark_poll_defaults_by_dialect() {
+        let base = "[warehouse]\nurl = \"postgres://h/db\"\n";
+        let pg = Config::from_toml_str(base).unwrap();
+        assert_eq!(pg.warehouse.watermark_poll().unwrap(), Duration::from_secs(1));
+        let rs = Config::from_toml_str(&format!("{base}dialect = \"redshift\"\n")).unwrap();
+        assert_eq!(rs.warehouse.watermark_poll().unwrap(), Duration::from_secs(10));
     }
 
     #[test]

@@ -565,6 +565,13 @@ impl Engine {
         .await
     }
 
+    /// Whether the warehouse reads backslashes in '...' literals as escapes, so clients must
+    /// be told `standard_conforming_strings = off` (always so under the Redshift dialect).
+    pub async fn backslash_escapes(&self) -> bool {
+        let facts = self.catalog.facts().await.map(|f| f.backslash_escapes);
+        self.dialect() == Dialect::Redshift || facts.unwrap_or(false)
+    }
+
     /// Classifies one statement (errors: 42601 syntax, 25006 writes).
     pub fn classify(&self, sql: &str) -> Result<Class> {
         if sql.contains('\0') {
@@ -603,6 +610,15 @@ impl Engine {
             return Err(Error::ReadOnly(kind));
         }
         Ok(match stmt {
+            // Redshift's catalog listings; read-only, answered by the warehouse.
+            Statement::ShowDatabases { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+                if self.dialect() == Dialect::Redshift =>
+            {
+                Class::Passthrough { reason: "a catalog listing (SHOW)".into() }
+            }
             Statement::Query(q) => {
                 if let Some(calls) = plan::local::setting_calls(&q) {
                     return Ok(Class::Local(Local::Settings(calls)));
@@ -688,6 +704,11 @@ impl Engine {
         }
         split::bind_limits(&mut query, params);
         let facts = self.catalog.facts().await?;
+        if sql.contains('\\') && (facts.backslash_escapes || self.dialect() == Dialect::Redshift) {
+            // The legs are printed from the parsed query, which would lose the client's
+            // escapes; the client's own text is what the warehouse must read.
+            return Err(Error::unsplittable("backslash in a warehouse that reads it as an escape"));
+        }
         let watermark = match pins.get(&cfg.name.to_lowercase()) {
             Some(w) => w.clone(),
             None => self.watermarks.snapshot(&cfg.name).await?,
@@ -839,8 +860,11 @@ impl Engine {
             rows.push(r);
             reports.push(report);
         }
-        let facts = self.catalog.facts().await?;
-        let ctx = MergeCtx { dialect: self.dialect(), text_bytewise: facts.text_bytewise };
+        let ctx = MergeCtx {
+            dialect: self.dialect(),
+            text_bytewise: plan.text.order_bytewise,
+            text_keys: plan.text.keys_bytewise,
+        };
         let merged = match &plan.shape {
             Shape::Aggregate(spec) => merge_aggregate(spec, rows, ctx)?,
             Shape::Rows(spec) => merge_rows(spec, rows, ctx)?,

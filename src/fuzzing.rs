@@ -34,7 +34,29 @@ fn facts() -> Facts {
     Facts {
         aggregates: aggs.iter().map(|s| s.to_string()).collect(),
         volatile: HashSet::from(["random".to_string()]),
+        scalars: [
+            "date_trunc",
+            "lower",
+            "upper",
+            "abs",
+            "round",
+            "length",
+            "coalesce",
+            "nullif",
+            "date_part",
+            "substr",
+            "concat",
+            "greatest",
+            "least",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         text_bytewise: true,
+        text_keys_bytewise: true,
+        collated: Default::default(),
+        redshift: false,
+        backslash_escapes: false,
     }
 }
 

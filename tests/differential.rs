@@ -149,6 +149,84 @@ async fn differential_caches_while_speed_grows() {
 /// oracle view per generation holding every event up to it.
 const GENERATIONS: i64 = 40;
 
+/// The database as Redshift would have it where PostgreSQL can play the part, under
+/// `dialect = "redshift"`: backslashes are escapes (`standard_conforming_strings = off`), the
+/// `device` column is under a nondeterministic case-insensitive ICU collation with mixed-case
+/// values on both sides of W, a user-defined aggregate, and `getdate()`. Every answer must
+/// equal the oracle's; the queries tidemark cannot merge exactly pass through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_redshift_profile() {
+    let label = "differential (Redshift profile)";
+    let mut prepare = String::from(
+        "ALTER DATABASE \"{db}\" SET standard_conforming_strings = off;
+         CREATE COLLATION tm_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         CREATE AGGREGATE tm_sum(int8) (sfunc = int8pl, stype = int8);
+         CREATE FUNCTION getdate() RETURNS timestamp LANGUAGE sql STABLE AS 'SELECT localtimestamp';",
+    );
+    for t in ["events_batch", "events_speed", "events_oracle"] {
+        prepare.push_str(&format!(
+            "ALTER TABLE {t} ALTER COLUMN device TYPE text COLLATE tm_ci;
+             UPDATE {t} SET device = upper(device) WHERE id % 3 = 0;
+             UPDATE {t} SET device = 'C:\\tmp' WHERE id % 11 = 0;
+             UPDATE {t} SET device = 'it''s' WHERE id % 13 = 0;"
+        ));
+    }
+    let stack = common::start_prepared_stack(
+        "diffrs",
+        (EVENTS_IN_SUITE, suite_seed(4)),
+        "dialect = \"redshift\"\npool_size = 4",
+        &prepare,
+    )
+    .await;
+    let mut oracles = Vec::new();
+    for _ in 0..CONCURRENCY {
+        oracles.push(common::connect(&stack.db_name).await);
+    }
+    let suite = Suite { stack, oracles, seed: 0 };
+    let queries = redshift_profile_queries();
+    let started = Instant::now();
+    let stats = suite.run(&queries, &AtomicUsize::new(0)).await;
+    stats.print(label, 0, started.elapsed());
+    suite.stop().await;
+    assert_eq!(stats.mismatches, 0, "{label}: tidemark disagreed with the oracle (see above)");
+    assert_eq!(
+        (stats.queries, stats.both_failed),
+        (queries.len(), 0),
+        "{label}: every query answers"
+    );
+    assert!(stats.split >= 4, "{label}: only {} queries were split", stats.split);
+    assert!(stats.passthrough >= 8, "{label}: only {} passed through", stats.passthrough);
+}
+
+/// Queries over the Redshift profile: text under the folding collation, backslashes and
+/// quotes in literals, the user-defined aggregate, getdate(), and plain splits beside them.
+fn redshift_profile_queries() -> Vec<Query> {
+    let ordered = [
+        "SELECT count(*), sum(qty) FROM {T} GROUP BY device ORDER BY 1, 2",
+        "SELECT lower(device) AS d, count(*) FROM {T} GROUP BY lower(device) ORDER BY 1",
+        "SELECT id, lower(device) FROM {T} ORDER BY device, id LIMIT 25",
+        "SELECT id, amount FROM {T} WHERE qty > 3 ORDER BY id LIMIT 30",
+    ];
+    let unordered = [
+        "SELECT lower(min(device)), lower(max(device)) FROM {T}",
+        "SELECT DISTINCT lower(device) FROM {T}",
+        "SELECT count(*) FROM {T} WHERE device = 'IOS'",
+        r"SELECT count(*) FROM {T} WHERE device = 'C:\\tmp'",
+        r"SELECT count(*), 'a\\b' AS s FROM {T} WHERE device <> 'it\'s'",
+        r#"SELECT count(*) FROM {T} WHERE (device COLLATE "C") LIKE '%\\\\%'"#,
+        "SELECT count(*) FROM {T} WHERE device = 'it''s'",
+        "SELECT tm_sum(qty) FROM {T}",
+        "SELECT country, tm_sum(qty) FROM {T} GROUP BY country",
+        "SELECT count(*) FROM {T} WHERE event_time < getdate()",
+        "SELECT country, count(*), sum(amount), min(score), max(day) FROM {T} GROUP BY country",
+        "SELECT count(*), sum(big) FROM {T} WHERE flag",
+        "SELECT country, count(*) FROM {T} WHERE device = 'android' GROUP BY country",
+    ];
+    let mut out: Vec<Query> = ordered.iter().map(|s| Query::new(s.to_string()).ordered()).collect();
+    out.extend(unordered.iter().map(|s| Query::new(s.to_string())));
+    out
+}
+
 async fn growth_views(db: &Client) {
     common::exec(db, "CREATE TABLE growth (id int8 PRIMARY KEY, gen int4 NOT NULL)").await;
     for g in 0..=GENERATIONS {

@@ -126,36 +126,6 @@ const RELATION_ARG_FUNCTIONS: &[&str] = &[
     "pg_indexes_size",
 ];
 
-/// Grammar, not catalog functions: written without quotes they cannot name a user's function.
-const KEYWORD_FUNCTIONS: &[&str] = &[
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "localtime",
-    "localtimestamp",
-    "current_user",
-    "current_role",
-    "session_user",
-    "system_user",
-    "user",
-    "current_catalog",
-    "current_schema",
-    "grouping",
-    "row",
-    "xmlconcat",
-    "xmlelement",
-    "xmlexists",
-    "xmlforest",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-];
-
 /// Names in the warehouse's catalog the check needs: `pg_catalog`'s relations and types, and
 /// the schemas holding each function or operator name.
 #[derive(Debug, Default, Clone)]
@@ -229,6 +199,16 @@ pub fn check(
 ) -> Result<()> {
     let mut v = Collector::default();
     for s in stmts {
+        if matches!(
+            s,
+            Statement::ShowDatabases { .. }
+                | Statement::ShowSchemas { .. }
+                | Statement::ShowTables { .. }
+                | Statement::ShowColumns { .. }
+        ) {
+            // a listing shows names beyond the user's grants
+            return Err(denied("catalog listings (SHOW TABLES, ...)"));
+        }
         let _ = s.visit(&mut v);
     }
     let scope = Scope { grants, names, path: names.path() };
@@ -359,7 +339,7 @@ impl Scope<'_> {
         if DENIED_FUNCTIONS.contains(&last.as_str()) || last.starts_with("dblink") {
             return Err(denied(&format!("function {last}")));
         }
-        if p.len() == 1 && !f.quoted && KEYWORD_FUNCTIONS.contains(&last.as_str()) {
+        if p.len() == 1 && !f.quoted && crate::catalog::KEYWORD_FUNCTIONS.contains(&last.as_str()) {
             return Ok(());
         }
         self.overloaded("function", &p, &self.names.catalog.functions)

@@ -290,11 +290,17 @@ impl Session {
             .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.as_str()))
             .filter(|(k, _)| k != "application_name" || self.set_in_session(k))
             .collect();
+        // Redshift takes statement_timeout only as integer milliseconds; PostgreSQL too.
+        for (k, v) in params.iter_mut() {
+            if let (true, Some(t)) = (k == "statement_timeout", timeout_of(v)) {
+                *v = t.as_millis().to_string();
+            }
+        }
         if let Some(limit) = self.user_timeout {
             let own = self.setting("statement_timeout").and_then(timeout_of);
             let t = own.filter(|o| !o.is_zero() && *o < limit).unwrap_or(limit);
             params.retain(|(k, _)| k != "statement_timeout");
-            params.push(("statement_timeout".into(), format!("{}ms", t.as_millis())));
+            params.push(("statement_timeout".into(), t.as_millis().to_string()));
             params.sort();
         }
         params

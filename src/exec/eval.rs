@@ -421,7 +421,7 @@ mod tests {
         ];
         let speed =
             vec![vec![Value::Text("a".into()), Value::Int(1), big, Value::Int(4), Value::Int(1)]];
-        let ctx = MergeCtx { dialect: Dialect::Postgres, text_bytewise: true };
+        let ctx = MergeCtx { dialect: Dialect::Postgres, text_bytewise: true, text_keys: true };
         let rows = merge_aggregate(&spec, vec![batch, speed], ctx).unwrap();
         let text: Vec<Vec<Option<String>>> =
             rows.iter().map(|r| r.iter().map(Value::to_pg_text).collect()).collect();
@@ -437,7 +437,7 @@ mod tests {
                 vec![Some("b".into()), Some("1".into()), None, None],
             ]
         );
-        let ctx = MergeCtx { dialect: Dialect::Redshift, text_bytewise: true };
+        let ctx = MergeCtx { dialect: Dialect::Redshift, text_bytewise: true, text_keys: true };
         let spec1 = AggSpec { order: vec![], ..spec };
         let rows = merge_aggregate(
             &spec1,

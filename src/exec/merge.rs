@@ -18,6 +18,16 @@ pub struct MergeCtx {
     pub dialect: Dialect,
     /// Whether text may be compared by bytes.
     pub text_bytewise: bool,
+    /// Whether equal text is equal bytes (false under a folding collation).
+    pub text_keys: bool,
+}
+
+/// The group (or DISTINCT) key of some values; text keys only where bytes decide equality.
+fn key_of(values: &[Value], text_keys: bool) -> Result<Vec<GroupKey>> {
+    if !text_keys && values.iter().any(|v| matches!(v, Value::Text(_))) {
+        return Err(Error::unsplittable("text key under a case-insensitive collation"));
+    }
+    Ok(values.iter().map(Value::group_key).collect())
 }
 
 /// Merges aggregate legs into final output rows.
@@ -29,7 +39,7 @@ pub fn merge_aggregate(
     let mut index: HashMap<Vec<GroupKey>, usize> = HashMap::new();
     let mut groups: Vec<Vec<Value>> = Vec::new();
     for row in legs.into_iter().flatten() {
-        let key: Vec<GroupKey> = row[..spec.n_keys].iter().map(Value::group_key).collect();
+        let key = key_of(&row[..spec.n_keys], ctx.text_keys)?;
         match index.get(&key) {
             Some(&g) => combine_into(&mut groups[g], row, spec, ctx)?,
             None => {
@@ -63,7 +73,7 @@ pub fn merge_aggregate(
         out.push((outputs, keys));
     }
     if spec.distinct {
-        out = dedupe(out, |r| &r.0);
+        out = dedupe(out, |r| &r.0, ctx.text_keys)?;
     }
     sort_rows(&mut out, &spec.order, ctx.text_bytewise)?;
     Ok(cut(out.into_iter().map(|r| r.0).collect(), spec.limit, spec.offset))
@@ -91,7 +101,7 @@ pub fn merge_rows(
         })
         .collect();
     if spec.distinct {
-        rows = dedupe(rows, |r| &r.0[..spec.n_visible]);
+        rows = dedupe(rows, |r| &r.0[..spec.n_visible], ctx.text_keys)?;
     }
     sort_rows(&mut rows, &spec.order, ctx.text_bytewise)?;
     let mut out = cut(rows.into_iter().map(|r| r.0).collect(), spec.limit, spec.offset);
@@ -101,11 +111,15 @@ pub fn merge_rows(
     Ok(out)
 }
 
-fn dedupe<T, F: Fn(&T) -> &[Value]>(rows: Vec<T>, key: F) -> Vec<T> {
+fn dedupe<T, F: Fn(&T) -> &[Value]>(rows: Vec<T>, key: F, text_keys: bool) -> Result<Vec<T>> {
     let mut seen = HashSet::new();
-    rows.into_iter()
-        .filter(|r| seen.insert(key(r).iter().map(Value::group_key).collect::<Vec<_>>()))
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if seen.insert(key_of(key(&r), text_keys)?) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 fn cut(rows: Vec<Vec<Value>>, limit: Option<u64>, offset: u64) -> Vec<Vec<Value>> {

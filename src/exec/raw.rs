@@ -218,8 +218,8 @@ fn check_default(body: &[u8]) -> Result<()> {
     let value = String::from_utf8_lossy(value);
     let fine = match name {
         b"TimeZone" => UTC_ZONES.iter().any(|z| z.eq_ignore_ascii_case(&value)),
-        b"DateStyle" => value.starts_with("ISO"),
-        b"IntervalStyle" => value == "postgres",
+        b"DateStyle" => value.get(..3).is_some_and(|v| v.eq_ignore_ascii_case("ISO")),
+        b"IntervalStyle" => value.eq_ignore_ascii_case("postgres"),
         _ => true,
     };
     if fine {

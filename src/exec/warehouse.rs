@@ -132,6 +132,38 @@ pub struct Warehouse {
     raw: Option<Arc<super::raw::RawPool>>,
     admission: Arc<Admission>,
     tls: super::tls::WarehouseTls,
+    forwarding: Forwarding,
+}
+
+/// How session parameters are sent to this warehouse.
+#[derive(Debug, Clone, Default)]
+struct Forwarding {
+    /// Redshift: no `IntervalStyle`; `query_group` and `wlm_query_slot_count` are its own.
+    redshift: bool,
+    /// `[warehouse] query_group` for sessions that set none.
+    query_group: Option<String>,
+}
+
+impl Forwarding {
+    /// The parameters as this warehouse takes them.
+    fn apply(&self, params: &SessionParams) -> SessionParams {
+        let redshift_only = ["query_group", "wlm_query_slot_count"];
+        let mut out: SessionParams = params
+            .iter()
+            .filter(|(k, _)| match self.redshift {
+                true => k != "intervalstyle",
+                false => !redshift_only.contains(&k.as_str()),
+            })
+            .cloned()
+            .collect();
+        if let (true, Some(g)) = (self.redshift, &self.query_group) {
+            if !out.iter().any(|(k, _)| k == "query_group") {
+                out.push(("query_group".into(), g.clone()));
+                out.sort();
+            }
+        }
+        out
+    }
 }
 
 /// Session parameters a client set that change how the warehouse evaluates its queries
@@ -154,6 +186,8 @@ pub const FORWARDED_PARAMS: &[&str] = &[
     "search_path",
     "statement_timeout",
     "application_name",
+    "query_group",
+    "wlm_query_slot_count",
 ];
 
 impl Warehouse {
@@ -211,7 +245,12 @@ impl Warehouse {
             }))
             .build()
             .map_err(|e| Error::Config(format!("warehouse pool: {e}")))?;
-        Ok(Warehouse { pool, metrics, wait: connect, applied: Arc::default(), raw, admission, tls })
+        let forwarding = Forwarding {
+            redshift: config.warehouse.dialect == crate::config::Dialect::Redshift,
+            query_group: config.warehouse.query_group.clone(),
+        };
+        let applied = Arc::default();
+        Ok(Warehouse { pool, metrics, wait: connect, applied, raw, admission, tls, forwarding })
     }
 
     /// The pool of raw connections for the pass-through fast path (None for warehouse URLs
@@ -259,6 +298,7 @@ impl Warehouse {
     /// another client left with other settings is reset first, so settings never leak
     /// between clients through the pool. Clean connections cost no extra round trip.
     pub async fn conn_with(&self, params: &SessionParams) -> Result<Conn> {
+        let params = &self.forwarding.apply(params);
         let conn = self.conn().await?;
         // Pooled objects move in memory between uses; their creation instant identifies them.
         let key = Object::metrics(&conn.obj).created;
@@ -693,3 +733,26 @@ fn check_types(columns: &[Column]) -> Result<()> {
 
 /// Shared handle type.
 pub type WarehouseRef = Arc<Warehouse>;
+
+#[cfg(test)]
+mod tests {
+    use super::Forwarding;
+
+    fn p(pairs: &[(&str, &str)]) -> super::SessionParams {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn session_parameters_take_each_warehouse_form() {
+        let session =
+            p(&[("intervalstyle", "iso_8601"), ("query_group", "bi"), ("timezone", "UTC")]);
+        let pg = Forwarding { redshift: false, query_group: Some("dash".into()) };
+        assert_eq!(pg.apply(&session), p(&[("intervalstyle", "iso_8601"), ("timezone", "UTC")]));
+        let rs = Forwarding { redshift: true, query_group: Some("dash".into()) };
+        assert_eq!(rs.apply(&session), p(&[("query_group", "bi"), ("timezone", "UTC")]));
+        assert_eq!(
+            rs.apply(&p(&[("timezone", "UTC")])),
+            p(&[("query_group", "dash"), ("timezone", "UTC")])
+        );
+    }
+}

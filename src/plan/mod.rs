@@ -8,6 +8,7 @@ pub mod local;
 pub mod prune;
 pub mod shape;
 pub mod split;
+pub mod text;
 pub mod window;
 
 use serde::Serialize;
@@ -119,7 +120,11 @@ pub fn write_kind(stmt: &Statement) -> Option<String> {
         | Statement::Declare { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. }
-        | Statement::ShowVariables { .. } => None,
+        | Statement::ShowVariables { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. } => None,
         other => Some(statement_keyword(other)),
     }
 }

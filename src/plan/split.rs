@@ -13,6 +13,7 @@ use sqlparser::ast::{
 
 use super::expr::{literal, BinOp, CastTo, EExpr, Func};
 use super::prune::{self, Pruning};
+use super::text::{text_rules, TextRules};
 use super::window::AggShape;
 use crate::catalog::{quote_ident, ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
@@ -222,6 +223,8 @@ pub struct SplitPlan {
     pub legs: Vec<Leg>,
     /// Legs removed by time pruning.
     pub pruned: Vec<Layer>,
+    /// What the merge may do with text under the warehouse's collations.
+    pub text: TextRules,
     /// Merge spec.
     pub shape: Shape,
     /// Present when the windows might answer the realtime part (a single-table aggregate
@@ -305,7 +308,9 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
     };
     let legs =
         frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
-    let alone = select.from.len() == 1 && select.from[0].joins.is_empty();
+    let text = text_rules(q, inp.facts);
+    // The windows compare text by bytes: under a folding collation they would miss rows.
+    let alone = select.from.len() == 1 && select.from[0].joins.is_empty() && text.keys_bytewise;
     let batch_pieces = match (&agg, pruning.batch) {
         (Some(_), false) => Some(BatchPieces {
             render: render.clone(),
@@ -339,6 +344,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         watermark: inp.watermark.clone(),
         legs,
         pruned: pruned_layers(pruning),
+        text,
         shape,
         window,
         batch_pieces,
@@ -512,6 +518,10 @@ fn check_functions(q: &Query, facts: &Facts) -> Result<()> {
                 bad = Some("ordered-set aggregate");
             } else if facts.volatile.contains(&name) {
                 bad = Some("volatile function");
+            } else if facts.aggregates.contains(&name) && qualified_outside_catalog(f) {
+                bad = Some("schema-qualified aggregate");
+            } else if !facts.aggregates.contains(&name) && !facts.scalars.contains(&name) {
+                bad = Some("function the planner does not know to be scalar");
             }
         }
         if bad.is_some() {
@@ -524,6 +534,14 @@ fn check_functions(q: &Query, facts: &Facts) -> Result<()> {
         Some(r) => Err(no(r)),
         None => Ok(()),
     }
+}
+
+/// `myschema.sum(x)` is not the built-in `sum`: only `pg_catalog.` or no schema is.
+fn qualified_outside_catalog(f: &Function) -> bool {
+    f.name.0.len() > 1
+        && !f.name.0[f.name.0.len() - 2]
+            .as_ident()
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
 }
 
 fn qualifier_of(s: &Select, pos: Pos) -> Result<Ident> {

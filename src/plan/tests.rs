@@ -38,7 +38,29 @@ fn facts() -> Facts {
     Facts {
         aggregates: aggs.iter().map(|s| s.to_string()).collect(),
         volatile: HashSet::from(["random".to_string()]),
+        scalars: [
+            "date_trunc",
+            "lower",
+            "upper",
+            "abs",
+            "round",
+            "length",
+            "coalesce",
+            "nullif",
+            "date_part",
+            "substr",
+            "concat",
+            "greatest",
+            "least",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         text_bytewise: true,
+        text_keys_bytewise: true,
+        collated: Default::default(),
+        redshift: false,
+        backslash_escapes: false,
     }
 }
 
@@ -196,4 +218,24 @@ fn now_is_one_instant_for_every_leg() {
         "{text}"
     );
     assert!(text.contains("CAST(CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) AS DATE)"), "{text}");
+}
+
+#[test]
+fn functions_the_planner_cannot_prove_scalar_pass_through() {
+    for (sql, out) in [
+        ("SELECT hll(id) FROM events", &["hll"][..]),
+        ("SELECT country, my_udagg(amount) FROM events GROUP BY country", &["country", "x"][..]),
+        ("SELECT myschema.sum(amount) FROM events", &["sum"][..]),
+        ("SELECT id FROM events WHERE mystery(id) LIMIT 3", &["id"][..]),
+    ] {
+        for d in [Dialect::Postgres, Dialect::Redshift] {
+            match try_plan(d, sql, out) {
+                Err(Error::Unsplittable(_)) => {}
+                other => panic!("{sql} on {d:?}: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        try_plan(Dialect::Postgres, "SELECT lower(country) FROM events LIMIT 3", &["l"]).is_ok()
+    );
 }

@@ -183,8 +183,10 @@ pub fn db_url(db: &str) -> String {
 /// Config TOML: HTTP on a free port, the given warehouse URL plus extra `[warehouse]` lines,
 /// and (when `with_events`) the logical table `events`.
 pub fn config_toml(url: &str, warehouse_extra: &str, with_events: bool) -> String {
+    let dialect =
+        if warehouse_extra.contains("dialect =") { "" } else { "dialect = \"postgres\"\n" };
     let mut toml = format!(
-        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[warehouse]\nurl = \"{url}\"\ndialect = \"postgres\"\n\
+        "[listen]\nhttp = \"127.0.0.1:0\"\n\n[warehouse]\nurl = \"{url}\"\n{dialect}\
          watermark_table = \"{WATERMARK_TABLE}\"\nwatermark_poll = \"100ms\"\n{warehouse_extra}\n"
     );
     if with_events {
@@ -548,21 +550,42 @@ pub struct Stack {
 /// Fresh database with the layout (`n_events` events from `seed`), watermark W0, `tidemark
 /// setup`, and a server on a free port. `warehouse_extra` adds lines to `[warehouse]`.
 pub async fn start_stack(prefix: &str, n_events: usize, seed: u64, warehouse_extra: &str) -> Stack {
-    start_inner(prefix, Some((n_events, seed)), warehouse_extra).await
+    start_inner(prefix, Some((n_events, seed)), warehouse_extra, "").await
+}
+
+/// [`start_stack`] with `prepare` (SQL) run on the database after the layout is built and
+/// before setup and the server start (collations, database settings, functions).
+pub async fn start_prepared_stack(
+    prefix: &str,
+    (n_events, seed): (usize, u64),
+    warehouse_extra: &str,
+    prepare: &str,
+) -> Stack {
+    start_inner(prefix, Some((n_events, seed)), warehouse_extra, prepare).await
 }
 
 /// Fresh empty database and a server with no logical tables.
 pub async fn start_bare_stack(prefix: &str, warehouse_extra: &str) -> Stack {
-    start_inner(prefix, None, warehouse_extra).await
+    start_inner(prefix, None, warehouse_extra, "").await
 }
 
-async fn start_inner(prefix: &str, events: Option<(usize, u64)>, warehouse_extra: &str) -> Stack {
+async fn start_inner(
+    prefix: &str,
+    events: Option<(usize, u64)>,
+    warehouse_extra: &str,
+    prepare: &str,
+) -> Stack {
     let (db_name, db) = fresh_db(prefix).await;
     let layout = Layout::standard();
     if let Some((n_events, seed)) = events {
         build_layout(&db, n_events, seed).await;
         // Set before setup, so setup keeps our W0 instead of choosing its own.
         set_watermark(&db, "events", layout.w0).await;
+    }
+    if !prepare.is_empty() {
+        db.batch_execute(&prepare.replace("{db}", &db_name))
+            .await
+            .unwrap_or_else(|e| panic!("preparing the database failed: {e}"));
     }
     let config = parse_config(&config_toml(&db_url(&db_name), warehouse_extra, events.is_some()));
     let _report = tidemark::setup::run(&config)

@@ -146,6 +146,7 @@ async fn server_parameters(engine: &Engine) -> DefaultServerParameterProvider {
     let mut p = DefaultServerParameterProvider::default();
     p.server_version = warehouse_version(engine).await.unwrap_or_else(|| "15.0".into());
     p.default_transaction_read_only = true;
+    p.standard_conforming_strings = !engine.backslash_escapes().await;
     p.is_superuser = false;
     p
 }
