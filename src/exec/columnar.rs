@@ -15,12 +15,12 @@ use arrow_schema::SchemaRef;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use super::value::{from_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
+use super::value::{decode_numeric, from_pg_epoch, Cell, NumericWire, Value, PG_EPOCH_DAYS};
 use super::warehouse::Column;
 use crate::error::{Error, Result};
 
 /// The raw binary bytes of one cell (None for NULL).
-struct Raw<'a>(Option<&'a [u8]>);
+pub struct Raw<'a>(pub Option<&'a [u8]>);
 
 impl<'a> FromSql<'a> for Raw<'a> {
     fn from_sql(
@@ -68,17 +68,40 @@ pub fn batch_from_pg_rows(
     schema: &SchemaRef,
     columns: &[Column],
     rows: &[Row],
+    wire: NumericWire,
 ) -> Result<RecordBatch> {
     let arrays = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| column(&c.ty, rows, i))
+        .map(|(i, c)| match (wire, &c.ty) {
+            (NumericWire::Redshift, &Type::NUMERIC) => redshift_numeric(rows, i),
+            _ => column(&c.ty, rows, i),
+        })
         .collect::<Result<Vec<_>>>()?;
     if arrays.is_empty() {
         let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
         return Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &opts)?);
     }
     Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+}
+
+/// A NUMERIC column in Redshift's binary form, as decimal text like the PostgreSQL path.
+fn redshift_numeric(rows: &[Row], col: usize) -> Result<ArrayRef> {
+    let mut b = StringBuilder::new();
+    for (row, cell) in rows.iter().zip(cells(rows, col)) {
+        match cell? {
+            None => b.append_null(),
+            Some(raw) => {
+                let typmod = row.columns()[col].type_modifier();
+                match decode_numeric(raw, typmod, NumericWire::Redshift) {
+                    Ok(Value::Numeric(d)) => b.append_value(d.to_string()),
+                    Ok(_) => b.append_null(),
+                    Err(e) => return Err(Error::internal(format!("decode: {e}"))),
+                }
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
 }
 
 fn column(ty: &Type, rows: &[Row], col: usize) -> Result<ArrayRef> {

@@ -65,6 +65,16 @@ impl Decimal {
         Ok(Some(Decimal { mant, scale: dscale }))
     }
 
+    /// Decodes Redshift's binary NUMERIC: an 8-byte (precision up to 19) or 16-byte big-endian
+    /// two's-complement unscaled integer; the scale comes from the column's type modifier
+    /// (as the Redshift JDBC driver's `ByteConverter.redshiftNumeric` reads it).
+    pub fn from_redshift_binary(raw: &[u8], scale: u32) -> Result<Decimal, String> {
+        if raw.len() != 8 && raw.len() != 16 {
+            return Err(format!("Redshift numeric: {} bytes, not 8 or 16", raw.len()));
+        }
+        Ok(Decimal { mant: BigInt::from_signed_bytes_be(raw), scale })
+    }
+
     /// Parses plain decimal text such as `-12.50` or `3`.
     pub fn parse(text: &str) -> Option<Decimal> {
         let t = text.trim();

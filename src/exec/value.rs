@@ -105,6 +105,31 @@ pub fn shown_from_text(ty: &Type) -> bool {
 
 type DecodeResult = Result<Cell, Box<dyn StdError + Sync + Send>>;
 
+/// How the warehouse writes NUMERIC in binary results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NumericWire {
+    /// PostgreSQL's `numeric_send` (base-10000 digits with weight, sign and scale).
+    #[default]
+    Postgres,
+    /// Redshift's unscaled two's-complement integer, scaled by the column's type modifier.
+    Redshift,
+}
+
+/// Decodes one binary NUMERIC cell of a column whose type modifier is `typmod`.
+pub fn decode_numeric(raw: &[u8], typmod: i32, wire: NumericWire) -> Result<Value, String> {
+    match wire {
+        NumericWire::Postgres => Ok(match Decimal::from_pg_binary(raw)? {
+            Some(d) => Value::Numeric(d),
+            None => Value::Other(numeric_special(raw)),
+        }),
+        NumericWire::Redshift => {
+            // Redshift's modifier is ((precision << 16) | scale) + 4; -1 means scale 0.
+            let scale = if typmod < 4 { 0 } else { ((typmod - 4) & 0xFFFF) as u32 };
+            Decimal::from_redshift_binary(raw, scale).map(Value::Numeric)
+        }
+    }
+}
+
 impl<'a> FromSql<'a> for Cell {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> DecodeResult {
         Ok(Cell(decode(ty, raw)?))
@@ -434,6 +459,28 @@ pub fn float_text(f: f64, float4: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// The two NUMERIC wire forms, with the byte layouts the Redshift JDBC driver
+    /// (`ByteConverter.redshiftNumeric`: `new BigInteger(bytes)`, scale from the modifier) and
+    /// PostgreSQL's `numeric_send` use.
+    #[test]
+    fn both_numeric_wire_forms_decode() {
+        let typmod = |p: i32, s: i32| ((p << 16) | s) + 4;
+        let eight = [0, 0, 0, 0, 0, 0, 0x04, 0xD2]; // 1234 unscaled: 12.34 as NUMERIC(8,2)
+        let v = decode_numeric(&eight, typmod(8, 2), NumericWire::Redshift).unwrap();
+        assert_eq!(v.to_pg_text().as_deref(), Some("12.34"));
+        // Read as PostgreSQL's form the same bytes are a valid zero: the silent wrong answer.
+        let as_pg = decode_numeric(&eight, typmod(8, 2), NumericWire::Postgres).unwrap();
+        assert!(matches!(as_pg, Value::Numeric(d) if d.mant == num_bigint::BigInt::from(0)));
+        let mut sixteen = [0xFFu8; 16]; // -15000 unscaled: -1.5 as NUMERIC(38,4)
+        sixteen[14..].copy_from_slice(&(-15000i16).to_be_bytes());
+        let v = decode_numeric(&sixteen, typmod(38, 4), NumericWire::Redshift).unwrap();
+        assert_eq!(v.to_pg_text().as_deref(), Some("-1.5000"));
+        let v = decode_numeric(&eight, -1, NumericWire::Redshift).unwrap();
+        assert_eq!(v.to_pg_text().as_deref(), Some("1234"));
+        assert!(decode_numeric(&[0; 12], typmod(20, 0), NumericWire::Redshift).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -15,7 +15,7 @@ use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
 use tokio_postgres::Statement;
 
 use super::arrow::schema_for;
-use super::value::{supported_type, Cell, Value};
+use super::value::{decode_numeric, supported_type, Cell, NumericWire, Value};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -133,6 +133,7 @@ pub struct Warehouse {
     admission: Arc<Admission>,
     tls: super::tls::WarehouseTls,
     forwarding: Forwarding,
+    numeric: Arc<tokio::sync::OnceCell<NumericWire>>,
 }
 
 /// How session parameters are sent to this warehouse.
@@ -250,7 +251,38 @@ impl Warehouse {
             query_group: config.warehouse.query_group.clone(),
         };
         let applied = Arc::default();
-        Ok(Warehouse { pool, metrics, wait: connect, applied, raw, admission, tls, forwarding })
+        let numeric = Arc::default();
+        Ok(Warehouse {
+            pool,
+            metrics,
+            wait: connect,
+            applied,
+            raw,
+            admission,
+            tls,
+            forwarding,
+            numeric,
+        })
+    }
+
+    /// How this warehouse writes binary NUMERIC: Redshift's own form when the server says it
+    /// is Redshift (`version()`), asked once under the Redshift dialect; PostgreSQL's otherwise.
+    pub async fn numeric_wire(&self) -> Result<NumericWire> {
+        if !self.forwarding.redshift {
+            return Ok(NumericWire::Postgres);
+        }
+        let probe = || async {
+            let conn = self.conn().await?;
+            let messages = conn.simple_query("SELECT version()").await?;
+            let redshift = messages.iter().any(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(0).is_some_and(|v| v.to_lowercase().contains("redshift"))
+                }
+                _ => false,
+            });
+            Ok::<_, Error>(if redshift { NumericWire::Redshift } else { NumericWire::Postgres })
+        };
+        self.numeric.get_or_try_init(probe).await.copied()
     }
 
     /// The pool of raw connections for the pass-through fast path (None for warehouse URLs
@@ -365,6 +397,7 @@ impl Warehouse {
         let typed: Vec<(&(dyn ToSql + Sync), Type)> =
             params.iter().zip(types).map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone())).collect();
         // If this future is dropped (client gone, query cancelled), cancel the warehouse query.
+        let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
         let rows = guard.conn()?.query_typed(sql, &typed).await;
@@ -376,7 +409,7 @@ impl Warehouse {
                 let cols: Vec<Column> = row.columns().iter().map(Column::of).collect();
                 check_types(&cols)?;
             }
-            out.push(decode_row(row, row.len())?);
+            out.push(decode_row(row, row.len(), wire)?);
         }
         Ok(Fetched { rows: out })
     }
@@ -415,6 +448,7 @@ impl Warehouse {
             .collect();
         // PostgreSQL flushes its first replies only when the statement produces output, so the
         // guard must exist before waiting: a dropped future then still cancels the query.
+        let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
         let started = guard.conn()?.query_typed_raw(sql, typed).await;
@@ -443,7 +477,7 @@ impl Warehouse {
         let schema = schema_for(&columns);
         // With no first row the query has already ended; polling its stream again would fail.
         let done = first.is_none();
-        let state = StreamState { rows, first, columns, guard, done };
+        let state = StreamState { rows, first, columns, guard, done, wire };
         Ok((schema.clone(), unfold_batches(state, schema, batch_rows)))
     }
 
@@ -485,10 +519,12 @@ impl Warehouse {
             .collect();
         check_types(&columns)?;
         let schema = schema_for(&columns);
+        let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(conn, &self.tls);
         let rows = guard.conn()?.query_raw(&stmt, params.iter().cloned()).await;
         let rows = rows.inspect_err(|_| guard.disarm())?;
-        let state = StreamState { rows: Box::pin(rows), first: None, columns, guard, done: false };
+        let rows = Box::pin(rows);
+        let state = StreamState { rows, first: None, columns, guard, done: false, wire };
         Ok((schema.clone(), unfold_batches(state, schema, batch_rows)))
     }
 }
@@ -522,7 +558,7 @@ fn unfold_batches(
             if buf.is_empty() {
                 return None;
             }
-            Some((super::columnar::batch_from_pg_rows(&schema, &st.columns, &buf), st))
+            Some((super::columnar::batch_from_pg_rows(&schema, &st.columns, &buf, st.wire), st))
         }
     });
     s.boxed()
@@ -540,6 +576,7 @@ struct StreamState {
     columns: Vec<Column>,
     guard: CancelOnDrop,
     done: bool,
+    wire: NumericWire,
 }
 
 /// Owns the connection of a running query. Dropped while armed (the client went away or
@@ -588,12 +625,22 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn decode_row(row: &tokio_postgres::Row, n: usize) -> Result<Vec<Value>> {
+fn decode_row(row: &tokio_postgres::Row, n: usize, wire: NumericWire) -> Result<Vec<Value>> {
+    let failed = |e: String| Error::internal(format!("decode: {e}"));
     (0..n)
         .map(|i| {
-            row.try_get::<_, Cell>(i)
-                .map(|c| c.0)
-                .map_err(|e| Error::internal(format!("decode: {e}")))
+            let column = &row.columns()[i];
+            if wire == NumericWire::Redshift && *column.type_() == Type::NUMERIC {
+                return match row
+                    .try_get::<_, super::columnar::Raw>(i)
+                    .map_err(|e| failed(e.to_string()))?
+                    .0
+                {
+                    None => Ok(Value::Null),
+                    Some(raw) => decode_numeric(raw, column.type_modifier(), wire).map_err(failed),
+                };
+            }
+            row.try_get::<_, Cell>(i).map(|c| c.0).map_err(|e| failed(e.to_string()))
         })
         .collect()
 }
