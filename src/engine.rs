@@ -30,6 +30,7 @@ use crate::windows::reader::WindowsReader;
 mod chunks;
 mod forward;
 mod local;
+mod probe;
 mod retire;
 mod rewarm;
 mod session;

@@ -43,6 +43,9 @@ enum Command {
         /// Config file.
         #[arg(long, short)]
         config: String,
+        /// Also run the first-hour probes of the warehouse's semantics (docs/redshift.md).
+        #[arg(long)]
+        probe: bool,
     },
     /// Print a SCRAM-SHA-256 verifier for a password (for `[[users]] password_hash`).
     HashPassword {
@@ -145,7 +148,7 @@ async fn run(cmd: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
             Ok(())
         }
-        Command::Check { config } => check(&config).await,
+        Command::Check { config, probe } => check(&config, probe).await,
         Command::HashPassword { password } => {
             let password = match password {
                 Some(p) => p,
@@ -182,7 +185,7 @@ async fn run(cmd: Command) -> Result<()> {
     }
 }
 
-async fn check(path: &str) -> Result<()> {
+async fn check(path: &str, probe: bool) -> Result<()> {
     let config = Arc::new(Config::load(path)?);
     println!("config {path}: valid");
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -205,6 +208,11 @@ async fn check(path: &str) -> Result<()> {
         );
         if let Some(line) = engine.check_windows(&t.name).await? {
             println!("{line}");
+        }
+    }
+    if probe {
+        for line in engine.probe().await {
+            println!("probe {line}");
         }
     }
     Ok(())

@@ -187,7 +187,17 @@ async fn differential_redshift_profile() {
     let started = Instant::now();
     let stats = suite.run(&queries, &AtomicUsize::new(0)).await;
     stats.print(label, 0, started.elapsed());
+    let probes = suite.stack.server.engine.probe().await.join("\n");
     suite.stop().await;
+    for expected in [
+        "numeric: binary results decode exactly (PostgreSQL's numeric_send: 12.34 and -1.5000)",
+        "device (case-insensitive)",
+        "backslash is an escape",
+        "session settings: forwarded",
+        "logical table events: \"last hour\" is split",
+    ] {
+        assert!(probes.contains(expected), "{label}: probes lack {expected:?}:\n{probes}");
+    }
     assert_eq!(stats.mismatches, 0, "{label}: tidemark disagreed with the oracle (see above)");
     assert_eq!(
         (stats.queries, stats.both_failed),
