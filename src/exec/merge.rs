@@ -264,6 +264,10 @@ fn avg(sum: &Value, count: &Value, dialect: Dialect) -> Result<Value> {
         Value::Int(s) => {
             Value::Numeric(Decimal::from_i64(*s).div(&Decimal::from_i64(n)).ok_or_else(zero_count)?)
         }
+        Value::Numeric(_) if dialect == Dialect::Redshift => {
+            // Redshift keeps the argument's scale; its rounding is not established here.
+            return Err(Error::unsplittable("AVG of numeric under Redshift's result scale"));
+        }
         Value::Numeric(s) => Value::Numeric(s.div(&Decimal::from_i64(n)).ok_or_else(zero_count)?),
         _ => return Err(Error::unsplittable("avg of a non-number")),
     })

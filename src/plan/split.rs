@@ -839,6 +839,10 @@ impl AggBuilder<'_> {
             Expr::Nested(x) => self.lower(x)?,
             Expr::BinaryOp { left, op, right } => {
                 let op = BinOp::from_sql(op).ok_or_else(|| no("operator over aggregates"))?;
+                if op == BinOp::Div && self.facts.redshift {
+                    // Redshift's numeric division scale is not PostgreSQL's.
+                    return Err(no("division over aggregates on Redshift"));
+                }
                 EExpr::Bin(op, b(self.lower(left)?), b(self.lower(right)?))
             }
             Expr::UnaryOp { op: UnaryOperator::Minus, expr } => EExpr::Neg(b(self.lower(expr)?)),
