@@ -376,15 +376,22 @@ impl Catalog {
 
     /// Columns of a warehouse table in order, with their types.
     pub async fn columns_of(&self, table: &str) -> Result<Vec<ColumnInfo>> {
+        // By name, not `regclass` (which Redshift's compute nodes lack).
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (Param::Text(s.to_string()), t),
+            None => (Param::Null, table),
+        };
         let rows = self
             .warehouse
             .fetch(
                 "SELECT a.attname::text, t.typname::text, \
                  CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
-                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 \
-                 AND NOT a.attisdropped ORDER BY a.attnum",
-                &[tokio_postgres::types::Type::TEXT],
-                &[Param::Text(quote_name(table))],
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $2::text AND (n.nspname = $1::text OR ($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid))) \
+                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[tokio_postgres::types::Type::TEXT, tokio_postgres::types::Type::TEXT],
+                &[schema, Param::Text(name.to_string())],
                 &Vec::new(),
             )
             .await?;

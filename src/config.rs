@@ -336,6 +336,10 @@ pub struct Warehouse {
     /// Redshift `query_group` (WLM queue label) set on sessions that set none themselves.
     #[serde(default)]
     pub query_group: Option<String>,
+    /// `tidemark setup` creates late-binding views (`WITH NO SCHEMA BINDING`); default: on
+    /// Redshift, off on PostgreSQL (which has none).
+    #[serde(default)]
+    pub late_binding_views: Option<bool>,
     /// Pooled connections older than this are closed instead of reused, so logins pick up
     /// rotated credentials and load spreads after failovers (PgBouncer's `server_lifetime`;
     /// "0" keeps them).
