@@ -674,9 +674,13 @@ impl Config {
         parse_duration("pg.idle_timeout", &self.pg.idle_timeout)?;
         parse_duration("limits.shutdown_deadline", &self.limits.shutdown_deadline)?;
         for u in &self.users {
-            if !u.password_hash.starts_with("SCRAM-SHA-256$") {
+            let md5 = u
+                .password_hash
+                .strip_prefix("md5")
+                .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !u.password_hash.starts_with("SCRAM-SHA-256$") && !md5 {
                 return Err(Error::Config(format!(
-                    "user {:?}: password_hash must be a SCRAM-SHA-256 verifier (see `tidemark hash-password`)",
+                    "user {:?}: password_hash must be a SCRAM-SHA-256 verifier, or for MD5 login an md5 hash (see `tidemark hash-password [--md5 USER]`)",
                     u.name
                 )));
             }

@@ -51,6 +51,10 @@ enum Command {
     HashPassword {
         /// The password (read from standard input when omitted).
         password: Option<String>,
+        /// Print PostgreSQL's MD5 form for this user instead (MD5 login, for clients without
+        /// SCRAM such as the Redshift JDBC driver; weaker than SCRAM: use with TLS).
+        #[arg(long, value_name = "USER")]
+        md5: Option<String>,
     },
     /// Print a new random REST API key and the `sha256:` hash to put in `[[users]] api_keys`.
     NewApiKey,
@@ -149,7 +153,7 @@ async fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Check { config, probe } => check(&config, probe).await,
-        Command::HashPassword { password } => {
+        Command::HashPassword { password, md5 } => {
             let password = match password {
                 Some(p) => p,
                 None => {
@@ -160,7 +164,16 @@ async fn run(cmd: Command) -> Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            println!("{}", tidemark::frontend::pgwire::auth::make_verifier(&password));
+            let auth = tidemark::frontend::pgwire::auth::make_verifier;
+            match md5 {
+                Some(user) => {
+                    println!(
+                        "{}",
+                        tidemark::frontend::pgwire::auth::make_md5_hash(&user, &password)
+                    )
+                }
+                None => println!("{}", auth(&password)),
+            }
             Ok(())
         }
         Command::NewApiKey => {

@@ -50,7 +50,11 @@ async fn sec_stack(prefix: &str) -> SecStack {
         )
         .replace("watermark_poll = \"100ms\"", "watermark_poll = \"1h\"")
         + &user("alice", "alice-pw", ALICE_KEY, "tables = [\"events\"]\nschemas = []")
-        + &user("bob", "bob-pw", BOB_KEY, "");
+        + &user("bob", "bob-pw", BOB_KEY, "")
+        + &format!(
+            "\n[[users]]\nname = \"carol\"\npassword_hash = \"{}\"\n",
+            tidemark::frontend::pgwire::auth::make_md5_hash("carol", "carol-pw")
+        );
     let config = parse_config(&toml);
     tidemark::setup::run(&config).await.expect("setup");
     let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
@@ -94,6 +98,42 @@ impl SecStack {
 }
 
 /// REST: API keys, grants, 401/403, and refused statements never reaching the warehouse.
+/// The first authentication request the server sends `user` (5: MD5, 10: SASL).
+fn auth_request(port: u16, user: &str) -> i32 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(format!("user\0{user}\0database\0x\0\0").as_bytes());
+    let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).expect("startup");
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).expect("authentication request");
+    assert_eq!(head[0], b'R', "an authentication request");
+    i32::from_be_bytes([head[5], head[6], head[7], head[8]])
+}
+
+/// A user configured with an MD5 hash logs in with MD5 (the Redshift JDBC driver has no
+/// SCRAM) over pgwire and Flight; everyone else is still asked for SCRAM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_login_is_per_user() {
+    let s = sec_stack("sec_md5").await;
+    let port = s.server.pg_addr.expect("pg").port();
+    assert_eq!(auth_request(port, "carol"), 5, "MD5 for carol");
+    assert_eq!(auth_request(port, "alice"), 10, "SCRAM for alice");
+    let carol = s.pg("carol", "carol-pw").await.expect("carol logs in with MD5");
+    let rows = carol.simple_query("SELECT count(*) FROM events").await.expect("carol reads");
+    assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+    let e = s.pg("carol", "wrong").await.expect_err("a wrong MD5 password is refused");
+    assert_eq!(sqlstate_of(&e), "28P01", "{e}");
+    let addr = s.server.flight_addr.expect("flight");
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut flight = FlightSqlServiceClient::new(channel);
+    flight.handshake("carol", "carol-pw").await.expect("Flight handshake with the MD5 user");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_keys_and_grants() {
     let s = sec_stack("sec_rest").await;

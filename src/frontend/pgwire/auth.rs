@@ -75,10 +75,44 @@ fn rand_byte() -> u8 {
     h.finish() as u8
 }
 
+impl Users {
+    /// Whether `user` logs in with MD5: their `password_hash` is PostgreSQL's MD5 form.
+    pub fn uses_md5(&self, user: &str) -> bool {
+        self.verifiers.get(user).is_some_and(|v| md5_hash(v).is_some())
+    }
+}
+
+/// The hex digest of an MD5 `password_hash` (`md5` + md5(password || user name)).
+fn md5_hash(s: &str) -> Option<&str> {
+    let hex = s.strip_prefix("md5")?;
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// PostgreSQL's stored MD5 form of a password (what `tidemark hash-password --md5` prints).
+pub fn make_md5_hash(user: &str, password: &str) -> String {
+    format!("md5{:x}", md5::compute(format!("{password}{user}")))
+}
+
+/// The answer an MD5 client must send for this stored hash and salt.
+fn md5_answer(stored_hex: &str, salt: &[u8]) -> String {
+    let mut bytes = stored_hex.as_bytes().to_vec();
+    bytes.extend_from_slice(salt);
+    format!("md5{:x}", md5::compute(bytes))
+}
+
 #[async_trait]
 impl AuthSource for Users {
+    /// MD5 users only: a fresh salt and the answer expected with it.
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned()))
+        let user = login.user().unwrap_or_default();
+        match self.verifiers.get(user).and_then(|v| md5_hash(v)) {
+            Some(hex) => {
+                let salt: Vec<u8> = (0..4).map(|_| rand_byte()).collect();
+                let answer = md5_answer(hex, &salt).into_bytes();
+                Ok(Password::new(Some(salt), answer))
+            }
+            None => Err(PgWireError::InvalidPassword(user.to_owned())),
+        }
     }
 
     async fn get_scram_secret(&self, login: &LoginInfo) -> PgWireResult<(ScramSecret, Option<()>)> {

@@ -6,6 +6,7 @@ pub mod binary;
 pub mod copy;
 pub mod encode;
 pub mod idle;
+mod login;
 pub mod query;
 pub mod rows;
 pub mod startup;
@@ -17,8 +18,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Sink;
-use pgwire::api::auth::sasl::scram::ScramAuth;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver,
     DefaultServerParameterProvider, StartupHandler,
@@ -203,10 +202,8 @@ pub async fn serve(
         ))
     } else {
         let users = Arc::new(auth::Users::new(&config.users));
-        let sasl = SASLAuthStartupHandler::new(Arc::new(params))
-            .with_scram(ScramAuth::new(users))
-            .with_connection_manager(manager);
-        let startup = Arc::new(Limited { inner: sasl, slots });
+        let login = login::PasswordLogin::new(users, Arc::new(params), manager);
+        let startup = Arc::new(Limited { inner: login, slots });
         tokio::spawn(accept_loop(
             listener,
             conns,
