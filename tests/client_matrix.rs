@@ -525,3 +525,53 @@ fn copy_out_is_postgres_byte_for_byte() {
         assert_eq!(got.status, 'I');
     }
 }
+
+/// A startup `TimeZone` (pgjdbc sends the JVM's zone; libpq `options=-c TimeZone=...`) acts
+/// like SET on split queries: the warehouse legs evaluate timestamptz in that zone, and an
+/// answer computed for a UTC session is not served to it.
+#[test]
+fn startup_time_zone_acts_like_set() {
+    let s = suite();
+    let sql = "SELECT date_trunc('hour', event_time::timestamptz)::text AS h, count(*) \
+               FROM events GROUP BY 1 ORDER BY 1";
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rows = |conninfo: String| {
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
+            tokio::spawn(conn);
+            let rows = client.simple_query(sql).await.expect(sql);
+            rows.iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                        r.get(0).unwrap_or("").to_string(),
+                        r.get(1).unwrap_or("").to_string(),
+                    )),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let plan = rt.block_on(async {
+        let (client, conn) =
+            tokio_postgres::connect(&s.tm_conninfo(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = client.simple_query(&format!("EXPLAIN {sql}")).await.expect("EXPLAIN");
+        rows.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    assert!(plan.contains("leg batch") && plan.contains("leg speed"), "split: {plan}");
+    let utc = rows(s.tm_conninfo());
+    assert!(utc.first().is_some_and(|(h, _)| h.ends_with("+00")), "{utc:?}");
+    let zone = " options='-c TimeZone=America/New_York'";
+    let tm = rows(format!("{}{zone}", s.tm_conninfo()));
+    let pg = rows(format!("{}{zone}", s.oracle_conninfo()));
+    assert_eq!(tm, pg, "tidemark answers in the startup zone, as PostgreSQL does");
+    assert!(tm.first().is_some_and(|(h, _)| !h.ends_with("+00")), "{tm:?}");
+}
