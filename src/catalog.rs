@@ -46,6 +46,8 @@ pub struct Facts {
     /// The warehouse reads `\` in '...' literals as an escape (Redshift; PostgreSQL with
     /// `standard_conforming_strings = off`).
     pub backslash_escapes: bool,
+    /// The warehouse's default TimeZone (what sessions that set none get) is UTC.
+    pub default_utc: bool,
 }
 
 /// How a column's collation compares text, as far as merging is concerned.
@@ -284,6 +286,10 @@ impl Catalog {
         let redshift = version.iter().any(|v| v[0].to_lowercase().contains("redshift"));
         let mut facts = self.procs(redshift).await?;
         facts.scalars.extend(KEYWORD_FUNCTIONS.iter().map(|s| s.to_string()));
+        if let Ok(z) = self.text_rows("SELECT current_setting('TimeZone')").await {
+            let utc = crate::exec::value::is_utc_zone;
+            facts.default_utc = z.first().is_some_and(|r| utc(&r[0]));
+        }
         if self.dialect == Dialect::Redshift {
             facts.aggregates.extend(REDSHIFT_AGGREGATES.iter().map(|s| s.to_string()));
             facts.volatile.extend(REDSHIFT_VOLATILE.iter().map(|s| s.to_string()));
@@ -329,6 +335,7 @@ impl Catalog {
             collated: HashMap::new(),
             redshift,
             backslash_escapes: redshift,
+            default_utc: false,
         };
         for row in self.rows(if redshift { REDSHIFT_PROCS } else { PG_PROCS }).await? {
             let Value::Text(name) = &row[0] else { continue };

@@ -59,6 +59,17 @@ struct SplitCtx<'a> {
 }
 
 /// `hit` when every leg hit, `miss` when none did, `partial` otherwise; `bypass` when skipped.
+/// Whether a session's TimeZone (its own, else the warehouse default) is UTC.
+fn utc_session(wp: &SessionParams, facts: &crate::catalog::Facts) -> bool {
+    match wp.iter().find(|(k, _)| k == "timezone") {
+        Some((_, z)) => {
+            let z = z.trim_matches('\'');
+            crate::exec::value::is_utc_zone(z)
+        }
+        None => facts.default_utc,
+    }
+}
+
 fn cache_summary(legs: &[LegReport]) -> Option<String> {
     let cached: Vec<&str> =
         legs.iter().map(|l| l.cache.as_str()).filter(|c| *c != "none").collect();
@@ -722,6 +733,7 @@ impl Engine {
             facts: &facts,
             described: &described,
             watermark: &watermark,
+            utc_session: utc_session(wp, &facts),
         };
         Ok((split::plan(&input)?, described))
     }

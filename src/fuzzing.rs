@@ -57,6 +57,7 @@ fn facts() -> Facts {
         collated: Default::default(),
         redshift: false,
         backslash_escapes: false,
+        default_utc: true,
     }
 }
 
@@ -175,6 +176,7 @@ fn split_and_reparse(stmt: &Statement, d: Dialect) {
         facts: &f,
         described: &described,
         watermark: &w,
+        utc_session: true,
     };
     let Ok(p) = plan(&input) else { return };
     for leg in &p.legs {

@@ -228,6 +228,7 @@ fn redshift_profile_queries() -> Vec<Query> {
         "SELECT tm_sum(qty) FROM {T}",
         "SELECT country, tm_sum(qty) FROM {T} GROUP BY country",
         "SELECT count(*) FROM {T} WHERE event_time < getdate()",
+        "SELECT count(*), sum(qty) FROM {T} WHERE event_time >= getdate() - interval '2 hours'",
         "SELECT country, count(*), sum(amount), min(score), max(day) FROM {T} GROUP BY country",
         "SELECT count(*), sum(big) FROM {T} WHERE flag",
         "SELECT country, count(*) FROM {T} WHERE device = 'android' GROUP BY country",

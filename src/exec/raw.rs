@@ -206,10 +206,6 @@ fn server_error(mut body: BytesMut) -> Error {
     }
 }
 
-/// Time zones whose text rendering of timestamptz is `+00`, as the normal path renders it.
-const UTC_ZONES: &[&str] =
-    &["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu"];
-
 /// Refuses (0A000) a warehouse whose default settings would render values differently from
 /// the normal path (a time zone other than UTC, a DateStyle other than ISO).
 fn check_default(body: &[u8]) -> Result<()> {
@@ -217,7 +213,7 @@ fn check_default(body: &[u8]) -> Result<()> {
     let (name, value) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let value = String::from_utf8_lossy(value);
     let fine = match name {
-        b"TimeZone" => UTC_ZONES.iter().any(|z| z.eq_ignore_ascii_case(&value)),
+        b"TimeZone" => crate::exec::value::is_utc_zone(&value),
         b"DateStyle" => value.get(..3).is_some_and(|v| v.eq_ignore_ascii_case("ISO")),
         b"IntervalStyle" => value.eq_ignore_ascii_case("postgres"),
         _ => true,

@@ -103,6 +103,15 @@ pub fn shown_from_text(ty: &Type) -> bool {
     }
 }
 
+/// Time zone names that are UTC.
+const UTC_ZONES: &[&str] =
+    &["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu"];
+
+/// Whether a TimeZone setting names UTC.
+pub fn is_utc_zone(z: &str) -> bool {
+    UTC_ZONES.iter().any(|u| u.eq_ignore_ascii_case(z.trim()))
+}
+
 type DecodeResult = Result<Cell, Box<dyn StdError + Sync + Send>>;
 
 /// How the warehouse writes NUMERIC in binary results.

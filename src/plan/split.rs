@@ -225,6 +225,8 @@ pub struct SplitPlan {
     pub pruned: Vec<Layer>,
     /// What the merge may do with text under the warehouse's collations.
     pub text: TextRules,
+    /// The session's TimeZone is UTC (see [`SplitInput::utc_session`]).
+    pub utc_session: bool,
     /// Merge spec.
     pub shape: Shape,
     /// Present when the windows might answer the realtime part (a single-table aggregate
@@ -248,6 +250,9 @@ pub struct SplitInput<'a> {
     pub described: &'a Described,
     /// Watermark snapshot.
     pub watermark: &'a Watermark,
+    /// The session's TimeZone is UTC: a `timestamp` column then compares with a timestamptz
+    /// at its UTC wall clock, so `now() - interval ...` is a bound the windows can use.
+    pub utc_session: bool,
 }
 
 fn no(reason: &str) -> Error {
@@ -345,6 +350,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         legs,
         pruned: pruned_layers(pruning),
         text,
+        utc_session: inp.utc_session,
         shape,
         window,
         batch_pieces,
@@ -1091,6 +1097,10 @@ pub fn substitute_now(q: &mut Query, now_micros: i64, dialect: Dialect) -> bool 
                 }
                 "current_date" => format!("CAST({instant} AS DATE)"),
                 "localtimestamp" => format!("CAST({instant} AS TIMESTAMP)"),
+                // Redshift's "now" in the session time zone, as a timestamp
+                "getdate" if dialect == Dialect::Redshift => {
+                    format!("CAST({instant} AS TIMESTAMP)")
+                }
                 "current_time" => format!("CAST({instant} AS TIMETZ)"),
                 "localtime" => format!("CAST({instant} AS TIME)"),
                 _ => return ControlFlow::<()>::Continue(()),

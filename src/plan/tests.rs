@@ -61,6 +61,7 @@ fn facts() -> Facts {
         collated: Default::default(),
         redshift: false,
         backslash_escapes: false,
+        default_utc: true,
     }
 }
 
@@ -87,6 +88,7 @@ fn try_plan(dialect: Dialect, sql: &str, out: &[&str]) -> Result<SplitPlan, Erro
         facts: &f,
         described: &described,
         watermark: &w,
+        utc_session: true,
     };
     plan(&input)
 }

@@ -103,6 +103,7 @@ mod tests {
             collated: collated.iter().map(|(n, c)| (n.to_string(), *c)).collect::<HashMap<_, _>>(),
             redshift: false,
             backslash_escapes: false,
+            default_utc: true,
         }
     }
 

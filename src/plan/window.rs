@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDateTime, Timelike};
 use sqlparser::ast::{
-    BinaryOperator, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectNamePart, Value as SqlValue,
+    BinaryOperator, DataType, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, ObjectNamePart, TimezoneInfo, Value as SqlValue,
 };
 
 use super::prune::{is_time, time_literal_micros};
@@ -235,7 +235,7 @@ pub struct AggShape {
 pub fn analyze(
     shape: &AggShape,
     spec: &WindowSpec,
-    params: &[Param],
+    (params, utc): (&[Param], bool),
 ) -> Result<WindowQuery, Reason> {
     if shape.cols.len() != shape.n_keys {
         return Err("an output expression is not a group key".into());
@@ -252,7 +252,7 @@ pub fn analyze(
         conjuncts(e, &mut conj);
     }
     for c in conj {
-        filter(c, shape, spec, params, &mut wq)?;
+        filter(c, (shape, spec), (params, utc), &mut wq)?;
     }
     Ok(wq)
 }
@@ -277,11 +277,11 @@ pub fn lower_bound(
             Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
                 let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
                 matches!(op, BinaryOperator::Gt | BinaryOperator::GtEq)
-                    .then(|| time_value(other, naive, params))
+                    .then(|| time_value(other, naive, params, false))
                     .flatten()
             }
             Expr::Between { expr, negated: false, low, .. } if is_t(expr) => {
-                time_value(low, naive, params)
+                time_value(low, naive, params, false)
             }
             _ => None,
         })
@@ -307,7 +307,7 @@ pub fn without_lower_bounds(
     let implied = |c: &Expr| match c {
         Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
             let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
-            match (op, time_value(other, naive, params)) {
+            match (op, time_value(other, naive, params, false)) {
                 (BinaryOperator::GtEq, Some(v)) => v <= upto,
                 (BinaryOperator::Gt, Some(v)) => v < upto,
                 _ => false,
@@ -419,9 +419,8 @@ fn part_src(
 
 fn filter(
     e: &Expr,
-    shape: &AggShape,
-    spec: &WindowSpec,
-    params: &[Param],
+    (shape, spec): (&AggShape, &WindowSpec),
+    (params, utc): (&[Param], bool),
     wq: &mut WindowQuery,
 ) -> Result<(), Reason> {
     let q = &shape.qualifier;
@@ -439,12 +438,12 @@ fn filter(
             ) {
                 return Err(unfit());
             }
-            let at = time_value(other, spec.naive, params).ok_or_else(unfit)?;
+            let at = time_value(other, spec.naive, params, utc).ok_or_else(unfit)?;
             wq.bounds.push(TimeBound { op, at });
         }
         Expr::Between { expr, negated: false, low, high } if is_t(expr) => {
-            let lo = time_value(low, spec.naive, params).ok_or_else(unfit)?;
-            let hi = time_value(high, spec.naive, params).ok_or_else(unfit)?;
+            let lo = time_value(low, spec.naive, params, utc).ok_or_else(unfit)?;
+            let hi = time_value(high, spec.naive, params, utc).ok_or_else(unfit)?;
             wq.bounds.push(TimeBound { op: BinaryOperator::GtEq, at: lo });
             wq.bounds.push(TimeBound { op: BinaryOperator::LtEq, at: hi });
         }
@@ -532,24 +531,34 @@ fn dim_test(e: &Expr, q: &Ident, spec: &WindowSpec, params: &[Param]) -> Option<
 /// Evaluates a time bound to microseconds since 1970: literals, bound parameters,
 /// `x AT TIME ZONE 'UTC'` and `x ± INTERVAL` of fixed-length units. None when the value
 /// would depend on the session time zone or is not a constant.
-fn time_value(e: &Expr, naive: bool, params: &[Param]) -> Option<i64> {
-    let (v, is_naive) = time_eval(e, params)?;
-    (v.is_some() && is_naive == naive).then_some(v?)
+/// A constant instant compared with the time column, in the column's own type. In a UTC
+/// session (`utc`) a timestamp and a timestamptz compare at the UTC wall clock, so either
+/// kind is a bound for either column type, and casts between them keep the instant.
+fn time_value(e: &Expr, naive: bool, params: &[Param], utc: bool) -> Option<i64> {
+    let (v, is_naive) = time_eval(e, params, utc)?;
+    (v.is_some() && (is_naive == naive || utc)).then_some(v?)
 }
 
 /// (value, is it a timestamp without time zone).
-fn time_eval(e: &Expr, params: &[Param]) -> Option<(Option<i64>, bool)> {
+fn time_eval(e: &Expr, params: &[Param], utc: bool) -> Option<(Option<i64>, bool)> {
     match e {
-        Expr::Nested(x) => time_eval(x, params),
+        Expr::Nested(x) => time_eval(x, params, utc),
+        Expr::Cast { expr, data_type: DataType::Timestamp(_, tz), .. } if utc => {
+            let naive = matches!(tz, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone);
+            match time_eval(expr, params, utc) {
+                Some((v, _)) => Some((v, naive)),
+                None => literal_time(e),
+            }
+        }
         Expr::AtTimeZone { timestamp, time_zone } => {
             let utc = matches!(&**time_zone, Expr::Value(v) if matches!(&v.value,
                 SqlValue::SingleQuotedString(z) if matches!(z.to_lowercase().as_str(), "utc" | "etc/utc" | "z" | "+00" | "utc0")));
-            let (v, naive) = time_eval(timestamp, params)?;
+            let (v, naive) = time_eval(timestamp, params, utc)?;
             // timestamptz AT TIME ZONE 'UTC' is the UTC wall clock (and back)
             utc.then_some((v, !naive))
         }
         Expr::BinaryOp { left, op: op @ (BinaryOperator::Plus | BinaryOperator::Minus), right } => {
-            let (v, naive) = time_eval(left, params)?;
+            let (v, naive) = time_eval(left, params, utc)?;
             let d = interval_micros(right, naive)?;
             Some((v.map(|v| if *op == BinaryOperator::Plus { v + d } else { v - d }), naive))
         }
