@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::config::{Config, Dialect, TableConfig};
 use crate::error::Result;
@@ -22,7 +22,8 @@ pub fn quote_name(s: &str) -> String {
     s.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
 }
 
-/// Facts read from the warehouse once, lazily (the server starts while it is down).
+/// Facts read from the warehouse lazily (the server starts while it is down) and again every
+/// [`FACTS_FRESH_FOR`].
 #[derive(Debug, Clone)]
 pub struct Facts {
     /// Names of every aggregate function (built-in and user-defined).
@@ -124,12 +125,17 @@ pub fn case_insensitive_columns(ddl: &str) -> Vec<String> {
     out
 }
 
+/// How long warehouse facts are used before they are read again (a minute, like the grants'
+/// catalog names: a collation or aggregate created since is seen within it).
+pub const FACTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Logical tables plus lazily loaded warehouse facts.
 pub struct Catalog {
     dialect: Dialect,
     tables: Vec<TableConfig>,
     warehouse: Arc<Warehouse>,
-    facts: OnceCell<Arc<Facts>>,
+    facts: Mutex<Option<(std::time::Instant, Arc<Facts>)>>,
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
 /// Grammar, not catalog functions: written without quotes they cannot name a user's function.
@@ -253,7 +259,8 @@ impl Catalog {
             dialect: config.warehouse.dialect,
             tables: config.tables.clone(),
             warehouse,
-            facts: OnceCell::new(),
+            facts: Mutex::new(None),
+            refreshing: Default::default(),
         }
     }
 
@@ -274,11 +281,30 @@ impl Catalog {
     }
 
     /// Warehouse facts, read on first use.
+    /// Read again after [`FACTS_FRESH_FOR`], so a function or a column collation created
+    /// since is seen; the last facts read stay in use while the warehouse does not answer.
     pub async fn facts(&self) -> Result<Arc<Facts>> {
-        self.facts
-            .get_or_try_init(|| async { self.load_facts().await.map(Arc::new) })
-            .await
-            .cloned()
+        use std::sync::atomic::Ordering;
+        let stale = {
+            let held = self.facts.lock().await;
+            match &*held {
+                Some((at, f)) if at.elapsed() < FACTS_FRESH_FOR => return Ok(f.clone()),
+                // one caller refreshes; the others keep answering with the facts they have
+                Some((_, f)) if self.refreshing.swap(true, Ordering::AcqRel) => {
+                    return Ok(f.clone())
+                }
+                other => other.as_ref().map(|(_, f)| f.clone()),
+            }
+        };
+        let loaded = self.load_facts().await.map(Arc::new);
+        self.refreshing.store(false, Ordering::Release);
+        match loaded {
+            Ok(f) => {
+                *self.facts.lock().await = Some((std::time::Instant::now(), f.clone()));
+                Ok(f)
+            }
+            Err(e) => stale.ok_or(e),
+        }
     }
 
     async fn load_facts(&self) -> Result<Facts> {
