@@ -17,6 +17,20 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// `schema.table` into its parts (no schema: None, the first match on the search path).
+pub fn split_name(table: &str) -> (Option<&str>, &str) {
+    match table.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, table),
+    }
+}
+
+/// Joins `pg_attribute a` to the relation named by `$1` (schema; NULL: the search path) and
+/// `$2` (name), without `regclass` (which Redshift's compute nodes lack).
+pub const RELATION_BY_NAME: &str = "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $2::text \
+     AND (n.nspname = $1::text OR ($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid)))";
+
 /// Quotes a possibly schema-qualified name (`schema.table`).
 pub fn quote_name(s: &str) -> String {
     s.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
@@ -49,6 +63,25 @@ pub struct Facts {
     pub backslash_escapes: bool,
     /// The warehouse's default TimeZone (what sessions that set none get) is UTC.
     pub default_utc: bool,
+}
+
+impl Facts {
+    /// The facts of a bytewise, UTC PostgreSQL that knows only these function names (the
+    /// starting point of the warehouse's facts; tests and fuzzing use it as it is).
+    pub fn with_names(aggregates: &[&str], volatile: &[&str], scalars: &[&str]) -> Facts {
+        let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        Facts {
+            aggregates: set(aggregates),
+            volatile: set(volatile),
+            scalars: set(scalars),
+            text_bytewise: true,
+            text_keys_bytewise: true,
+            collated: HashMap::new(),
+            redshift: false,
+            backslash_escapes: false,
+            default_utc: true,
+        }
+    }
 }
 
 /// How a column's collation compares text, as far as merging is concerned.
@@ -352,17 +385,8 @@ impl Catalog {
 
     /// Function names by kind, read from the warehouse's `pg_proc`.
     async fn procs(&self, redshift: bool) -> Result<Facts> {
-        let mut facts = Facts {
-            aggregates: HashSet::new(),
-            volatile: HashSet::new(),
-            scalars: HashSet::new(),
-            text_bytewise: true,
-            text_keys_bytewise: true,
-            collated: HashMap::new(),
-            redshift,
-            backslash_escapes: redshift,
-            default_utc: false,
-        };
+        let mut facts = Facts::with_names(&[], &[], &[]);
+        (facts.redshift, facts.backslash_escapes, facts.default_utc) = (redshift, redshift, false);
         for row in self.rows(if redshift { REDSHIFT_PROCS } else { PG_PROCS }).await? {
             let Value::Text(name) = &row[0] else { continue };
             if matches!(row[1], Value::Bool(true)) {
@@ -409,20 +433,18 @@ impl Catalog {
 
     /// Columns of a warehouse table in order, with their types.
     pub async fn columns_of(&self, table: &str) -> Result<Vec<ColumnInfo>> {
-        // By name, not `regclass` (which Redshift's compute nodes lack).
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (Param::Text(s.to_string()), t),
-            None => (Param::Null, table),
-        };
+        let (schema, name) = split_name(table);
+        let schema = schema.map_or(Param::Null, |s| Param::Text(s.to_string()));
+        let sql = format!(
+            "SELECT a.attname::text, t.typname::text, \
+             CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
+             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+             {RELATION_BY_NAME} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        );
         let rows = self
             .warehouse
             .fetch(
-                "SELECT a.attname::text, t.typname::text, \
-                 CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
-                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relname = $2::text AND (n.nspname = $1::text OR ($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid))) \
-                 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &sql,
                 &[tokio_postgres::types::Type::TEXT, tokio_postgres::types::Type::TEXT],
                 &[schema, Param::Text(name.to_string())],
                 &Vec::new(),

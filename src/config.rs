@@ -605,6 +605,13 @@ fn default_pool_size() -> usize {
 fn default_connect_timeout() -> String {
     "5s".into()
 }
+/// The hex digest of a `password_hash` in PostgreSQL's MD5 form (`md5` + md5(password ||
+/// user name)); such users log in with MD5.
+pub fn md5_digest(hash: &str) -> Option<&str> {
+    let hex = hash.strip_prefix("md5")?;
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
 fn default_statement_timeout() -> String {
     "60s".into()
 }
@@ -674,10 +681,7 @@ impl Config {
         parse_duration("pg.idle_timeout", &self.pg.idle_timeout)?;
         parse_duration("limits.shutdown_deadline", &self.limits.shutdown_deadline)?;
         for u in &self.users {
-            let md5 = u
-                .password_hash
-                .strip_prefix("md5")
-                .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            let md5 = md5_digest(&u.password_hash).is_some();
             if !u.password_hash.starts_with("SCRAM-SHA-256$") && !md5 {
                 return Err(Error::Config(format!(
                     "user {:?}: password_hash must be a SCRAM-SHA-256 verifier, or for MD5 login an md5 hash (see `tidemark hash-password [--md5 USER]`)",

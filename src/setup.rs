@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use crate::catalog::{quote_ident, quote_name};
+use crate::catalog::{quote_ident, quote_name, split_name, RELATION_BY_NAME};
 use crate::config::{Config, TableConfig};
 use crate::error::{Error, Result};
 
@@ -107,26 +107,17 @@ async fn connect(w: &crate::config::Warehouse) -> Result<Client> {
 /// Column names and types of a table, in order.
 async fn columns(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
     let (schema, name) = split_name(table);
-    let rows = client.query(COLUMNS_SQL, &[&schema, &name]).await?;
+    let rows = client.query(&columns_sql(), &[&schema, &name]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Columns of a table named by schema (NULL: the first on the search path) and name, without
-/// `regclass` (Redshift's compute nodes have none).
-const COLUMNS_SQL: &str =
-    "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)::text \
-     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relname = $2::text AND a.attnum > 0 AND NOT a.attisdropped \
-     AND (n.nspname = $1::text OR ($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid))) \
-     ORDER BY a.attnum";
-
-/// `schema.table` into its parts (no schema: None).
-fn split_name(table: &str) -> (Option<String>, String) {
-    match table.split_once('.') {
-        Some((s, t)) => (Some(s.to_string()), t.to_string()),
-        None => (None, table.to_string()),
-    }
+/// Columns (name, type) of a table, found by schema and name.
+fn columns_sql() -> String {
+    format!(
+        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)::text \
+         FROM pg_catalog.pg_attribute a {RELATION_BY_NAME} AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum"
+    )
 }
 
 /// Checks that both layer tables exist with identical columns; returns the time column type.
@@ -240,7 +231,7 @@ mod tests {
             watermark_table_sql("tidemark_watermarks", "timestamp without time zone", rs),
             seed_sql("tidemark_watermarks", &t, rs),
             view_sql("tidemark_watermarks", &t, &cols, rs, "public"),
-            COLUMNS_SQL.to_string(),
+            columns_sql(),
         ];
         for sql in &all {
             assert!(!sql.contains("now()") && !sql.contains("regclass"), "{sql}");

@@ -125,6 +125,18 @@ async fn md5_login_is_per_user() {
     let carol = s.pg("carol", "carol-pw").await.expect("carol logs in with MD5");
     let rows = carol.simple_query("SELECT count(*) FROM events").await.expect("carol reads");
     assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+    // libpq (psql) answers the MD5 request too
+    let conninfo = format!("host=127.0.0.1 port={port} user=carol dbname=x");
+    let psql = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args([conninfo.as_str(), "-Atc", "SELECT count(*) > 0 FROM events"])
+            .env("PGPASSWORD", "carol-pw")
+            .output()
+            .expect("psql runs")
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "t", "{psql:?}");
     let e = s.pg("carol", "wrong").await.expect_err("a wrong MD5 password is refused");
     assert_eq!(sqlstate_of(&e), "28P01", "{e}");
     let addr = s.server.flight_addr.expect("flight");

@@ -137,7 +137,7 @@ impl FlightFrontend {
     fn verify(&self, user: &str, password: &str) -> bool {
         use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret};
         let Some(stored) = self.users.get(user) else { return false };
-        if stored.starts_with("md5") {
+        if crate::config::md5_digest(stored).is_some() {
             return super::pgwire::auth::make_md5_hash(user, password) == *stored;
         }
         let Some(ScramSecret::Verifier { salt, iterations, stored_key, server_key }) =

@@ -1,7 +1,5 @@
 //! Golden tests of the split planner: leg SQL for both dialects, pruning and fallbacks.
 
-use std::collections::HashSet;
-
 use tokio_postgres::types::Type;
 
 use super::split::{plan, Shape, SplitInput, SplitPlan};
@@ -22,6 +20,8 @@ fn table() -> TableConfig {
     }
 }
 
+use crate::fuzzing::SCALARS;
+
 fn facts() -> Facts {
     let aggs = [
         "count",
@@ -35,34 +35,7 @@ fn facts() -> Facts {
         "string_agg",
         "stddev",
     ];
-    Facts {
-        aggregates: aggs.iter().map(|s| s.to_string()).collect(),
-        volatile: HashSet::from(["random".to_string()]),
-        scalars: [
-            "date_trunc",
-            "lower",
-            "upper",
-            "abs",
-            "round",
-            "length",
-            "coalesce",
-            "nullif",
-            "date_part",
-            "substr",
-            "concat",
-            "greatest",
-            "least",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        text_bytewise: true,
-        text_keys_bytewise: true,
-        collated: Default::default(),
-        redshift: false,
-        backslash_escapes: false,
-        default_utc: true,
-    }
+    Facts::with_names(&aggs, &["random"], SCALARS)
 }
 
 fn cols() -> Vec<ColumnInfo> {

@@ -91,20 +91,12 @@ fn has_wildcard(q: &Query) -> bool {
 mod tests {
     use super::*;
     use crate::config::Dialect;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashMap;
 
     fn facts(collated: &[(&str, Collation)]) -> Facts {
-        Facts {
-            aggregates: HashSet::new(),
-            volatile: HashSet::new(),
-            scalars: HashSet::new(),
-            text_bytewise: true,
-            text_keys_bytewise: true,
-            collated: collated.iter().map(|(n, c)| (n.to_string(), *c)).collect::<HashMap<_, _>>(),
-            redshift: false,
-            backslash_escapes: false,
-            default_utc: true,
-        }
+        let mut f = Facts::with_names(&[], &[], &[]);
+        f.collated = collated.iter().map(|(n, c)| (n.to_string(), *c)).collect::<HashMap<_, _>>();
+        f
     }
 
     fn rules(sql: &str, f: &Facts) -> TextRules {

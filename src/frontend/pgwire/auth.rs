@@ -78,14 +78,8 @@ fn rand_byte() -> u8 {
 impl Users {
     /// Whether `user` logs in with MD5: their `password_hash` is PostgreSQL's MD5 form.
     pub fn uses_md5(&self, user: &str) -> bool {
-        self.verifiers.get(user).is_some_and(|v| md5_hash(v).is_some())
+        self.verifiers.get(user).is_some_and(|v| crate::config::md5_digest(v).is_some())
     }
-}
-
-/// The hex digest of an MD5 `password_hash` (`md5` + md5(password || user name)).
-fn md5_hash(s: &str) -> Option<&str> {
-    let hex = s.strip_prefix("md5")?;
-    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// PostgreSQL's stored MD5 form of a password (what `tidemark hash-password --md5` prints).
@@ -105,7 +99,7 @@ impl AuthSource for Users {
     /// MD5 users only: a fresh salt and the answer expected with it.
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().unwrap_or_default();
-        match self.verifiers.get(user).and_then(|v| md5_hash(v)) {
+        match self.verifiers.get(user).and_then(|v| crate::config::md5_digest(v)) {
             Some(hex) => {
                 let salt: Vec<u8> = (0..4).map(|_| rand_byte()).collect();
                 let answer = md5_answer(hex, &salt).into_bytes();
