@@ -61,8 +61,8 @@ pub struct Facts {
     /// The warehouse reads `\` in '...' literals as an escape (Redshift; PostgreSQL with
     /// `standard_conforming_strings = off`).
     pub backslash_escapes: bool,
-    /// The warehouse's default TimeZone (what sessions that set none get) is UTC.
-    pub default_utc: bool,
+    /// The warehouse's default TimeZone (what sessions that set none get).
+    pub default_zone: String,
 }
 
 impl Facts {
@@ -79,7 +79,7 @@ impl Facts {
             collated: HashMap::new(),
             redshift: false,
             backslash_escapes: false,
-            default_utc: true,
+            default_zone: "UTC".into(),
         }
     }
 }
@@ -346,8 +346,7 @@ impl Catalog {
         let mut facts = self.procs(redshift).await?;
         facts.scalars.extend(KEYWORD_FUNCTIONS.iter().map(|s| s.to_string()));
         if let Ok(z) = self.text_rows("SELECT current_setting('TimeZone')").await {
-            let utc = crate::exec::value::is_utc_zone;
-            facts.default_utc = z.first().is_some_and(|r| utc(&r[0]));
+            facts.default_zone = z.first().map(|r| r[0].clone()).unwrap_or_default();
         }
         if self.dialect == Dialect::Redshift {
             facts.aggregates.extend(REDSHIFT_AGGREGATES.iter().map(|s| s.to_string()));
@@ -386,7 +385,7 @@ impl Catalog {
     /// Function names by kind, read from the warehouse's `pg_proc`.
     async fn procs(&self, redshift: bool) -> Result<Facts> {
         let mut facts = Facts::with_names(&[], &[], &[]);
-        (facts.redshift, facts.backslash_escapes, facts.default_utc) = (redshift, redshift, false);
+        (facts.redshift, facts.backslash_escapes) = (redshift, redshift);
         for row in self.rows(if redshift { REDSHIFT_PROCS } else { PG_PROCS }).await? {
             let Value::Text(name) = &row[0] else { continue };
             if matches!(row[1], Value::Bool(true)) {

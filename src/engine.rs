@@ -23,6 +23,7 @@ use crate::exec::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::exec::value::{supported_type, timestamp_text, Value};
 use crate::exec::warehouse::{Column, Described, Param, SessionParams, Warehouse};
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
+use crate::plan::timefold::{TimeRules, Zone};
 use crate::plan::{self, Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
@@ -59,15 +60,13 @@ struct SplitCtx<'a> {
 }
 
 /// `hit` when every leg hit, `miss` when none did, `partial` otherwise; `bypass` when skipped.
-/// Whether a session's TimeZone (its own, else the warehouse default) is UTC.
-fn utc_session(wp: &SessionParams, facts: &crate::catalog::Facts) -> bool {
-    match wp.iter().find(|(k, _)| k == "timezone") {
-        Some((_, z)) => {
-            let z = z.trim_matches('\'');
-            crate::exec::value::is_utc_zone(z)
-        }
-        None => facts.default_utc,
-    }
+/// How a session evaluates times: its TimeZone (its own, else the warehouse default).
+fn time_rules(wp: &SessionParams, facts: &crate::catalog::Facts, dialect: Dialect) -> TimeRules {
+    let zone = match wp.iter().find(|(k, _)| k == "timezone") {
+        Some((_, z)) => z.as_str(),
+        None => facts.default_zone.as_str(),
+    };
+    TimeRules { zone: Zone::named(zone), redshift: dialect == Dialect::Redshift }
 }
 
 fn cache_summary(legs: &[LegReport]) -> Option<String> {
@@ -704,7 +703,8 @@ impl Engine {
             .table(table)
             .ok_or_else(|| Error::internal("unknown logical table"))?
             .clone();
-        let described = self.describe(sql, wp).await?;
+        let describe_sql = split::describe_form(&query, self.dialect());
+        let described = self.describe(describe_sql.as_deref().unwrap_or(sql), wp).await?;
         if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
             return Err(Error::unsplittable(format!(
                 "result type {} is served as text",
@@ -733,7 +733,7 @@ impl Engine {
             facts: &facts,
             described: &described,
             watermark: &watermark,
-            utc_session: utc_session(wp, &facts),
+            time: time_rules(wp, &facts, self.dialect()),
         };
         Ok((split::plan(&input)?, described))
     }
@@ -1097,7 +1097,11 @@ impl Engine {
             }),
             Class::Local(Local::Explain(_)) => Ok(text("QUERY PLAN")),
             Class::Local(_) => Ok(Described { columns: vec![], params: vec![] }),
-            Class::Passthrough { .. } | Class::Split { .. } => self.describe(sql, wp).await,
+            Class::Split { query, .. } => {
+                let form = split::describe_form(&query, self.dialect());
+                self.describe(form.as_deref().unwrap_or(sql), wp).await
+            }
+            Class::Passthrough { .. } => self.describe(sql, wp).await,
         }
     }
 

@@ -164,7 +164,7 @@ fn split_and_reparse(stmt: &Statement, d: Dialect) {
         facts: &f,
         described: &described,
         watermark: &w,
-        utc_session: true,
+        time: Default::default(),
     };
     let Ok(p) = plan(&input) else { return };
     for leg in &p.legs {

@@ -24,6 +24,9 @@ use tokio_postgres::Client;
 
 /// Placeholder for the table in generated SQL: `events` (tidemark) or `events_oracle` (oracle).
 const T: &str = "{T}";
+/// Redshift's SYSDATE: asked of tidemark as `SYSDATE`, of the oracle (PostgreSQL) as the
+/// profile's `getdate()` (the same instant, a timestamp in the session zone).
+const SYSDATE: &str = "{SYSDATE}";
 const SEED_ENV: &str = "TIDEMARK_DIFF_SEED";
 const QUERIES_ENV: &str = "TIDEMARK_DIFF_QUERIES";
 const EVENTS_IN_SUITE: usize = 20_000;
@@ -152,7 +155,8 @@ const GENERATIONS: i64 = 40;
 /// The database as Redshift would have it where PostgreSQL can play the part, under
 /// `dialect = "redshift"`: backslashes are escapes (`standard_conforming_strings = off`), the
 /// `device` column is under a nondeterministic case-insensitive ICU collation with mixed-case
-/// values on both sides of W, a user-defined aggregate, and `getdate()`. Every answer must
+/// values on both sides of W, a user-defined aggregate, `getdate()` and a `dateadd` that
+/// behaves like Redshift's for hours and minutes. Every answer must
 /// equal the oracle's; the queries tidemark cannot merge exactly pass through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_redshift_profile() {
@@ -161,7 +165,10 @@ async fn differential_redshift_profile() {
         "ALTER DATABASE \"{db}\" SET standard_conforming_strings = off;
          CREATE COLLATION tm_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
          CREATE AGGREGATE tm_sum(int8) (sfunc = int8pl, stype = int8);
-         CREATE FUNCTION getdate() RETURNS timestamp LANGUAGE sql STABLE AS 'SELECT localtimestamp';",
+         CREATE FUNCTION getdate() RETURNS timestamp LANGUAGE sql STABLE AS 'SELECT localtimestamp';
+         CREATE FUNCTION dateadd(text, int, timestamp) RETURNS timestamp LANGUAGE sql IMMUTABLE
+           AS 'SELECT $3 + make_interval(hours => CASE WHEN $1 = ''hour'' THEN $2 ELSE 0 END,
+                                         mins => CASE WHEN $1 = ''minute'' THEN $2 ELSE 0 END)';",
     );
     for t in ["events_batch", "events_speed", "events_oracle"] {
         prepare.push_str(&format!(
@@ -204,12 +211,13 @@ async fn differential_redshift_profile() {
         (queries.len(), 0),
         "{label}: every query answers"
     );
-    assert!(stats.split >= 4, "{label}: only {} queries were split", stats.split);
+    assert!(stats.split >= 12, "{label}: only {} queries were split", stats.split);
     assert!(stats.passthrough >= 8, "{label}: only {} passed through", stats.passthrough);
 }
 
 /// Queries over the Redshift profile: text under the folding collation, backslashes and
-/// quotes in literals, the user-defined aggregate, getdate(), and plain splits beside them.
+/// quotes in literals, the user-defined aggregate, getdate()/SYSDATE/dateadd ranges, and plain
+/// splits beside them.
 fn redshift_profile_queries() -> Vec<Query> {
     let ordered = [
         "SELECT count(*), sum(qty) FROM {T} GROUP BY device ORDER BY 1, 2",
@@ -229,6 +237,11 @@ fn redshift_profile_queries() -> Vec<Query> {
         "SELECT country, tm_sum(qty) FROM {T} GROUP BY country",
         "SELECT count(*) FROM {T} WHERE event_time < getdate()",
         "SELECT count(*), sum(qty) FROM {T} WHERE event_time >= getdate() - interval '2 hours'",
+        "SELECT count(*), sum(qty) FROM {T} WHERE event_time >= {SYSDATE} - interval '3 hours'",
+        "SELECT country, count(*) FROM {T} WHERE event_time >= dateadd('hour', -2, getdate()) GROUP BY country",
+        "SELECT count(*) FROM {T} WHERE event_time BETWEEN dateadd('minute', -150, {SYSDATE}) AND getdate()",
+        "SELECT count(*), max(qty) FROM {T} WHERE event_time >= date_trunc('day', getdate()) - interval '1 day'",
+        "SELECT count(*) FROM {T} WHERE event_time >= current_date - 2",
         "SELECT country, count(*), sum(amount), min(score), max(day) FROM {T} GROUP BY country",
         "SELECT count(*), sum(big) FROM {T} WHERE flag",
         "SELECT country, count(*) FROM {T} WHERE device = 'android' GROUP BY country",
@@ -452,8 +465,8 @@ impl Suite {
 
     /// Runs one query through tidemark and on the oracle and compares the answers.
     async fn check(&self, i: usize, q: &Query) -> Verdict {
-        let tm_sql = q.sql.replace(T, "events");
-        let oracle_sql = q.sql.replace(T, "events_oracle");
+        let tm_sql = q.sql.replace(T, "events").replace(SYSDATE, "SYSDATE");
+        let oracle_sql = q.sql.replace(T, "events_oracle").replace(SYSDATE, "getdate()");
         let oracle_db = &self.oracles[i % self.oracles.len()];
         let tm_call = tokio::time::timeout(
             QUERY_TIMEOUT,

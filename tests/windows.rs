@@ -91,6 +91,30 @@ async fn window_leg_matches_the_oracle() {
     assert_clean(label, seed, total, &reports);
 }
 
+/// The eligible queries, each with a `now - N minutes` bound, in sessions whose TimeZone is
+/// five hours behind UTC (the database default, America/Bogota, which keeps no daylight
+/// time): every spelling of now is folded in that zone as PostgreSQL compares it, so each
+/// query still reads the windows and equals the oracle asked the same spelling at the same
+/// instant. Folding in UTC instead fails most of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_leg_in_a_session_zone_behind_utc() {
+    let label = "windows (session zone America/Bogota)";
+    let seed = suite_seed(7);
+    announce(label, seed);
+    let redis = RedisServer::start();
+    let redis_toml = single_redis(&redis.url(), "2s");
+    let zone = Some(("America/Bogota", TimeDelta::hours(-5)));
+    let w = WinStack::start_in_zone("winzone", "events", (&redis_toml, ""), seed, zone).await;
+    w.load_windows(&mut redis_connection(&redis.url()).await, w.data.times.h0).await;
+
+    let mut generator = Gen { relative: true, ..Gen::new(seed, w.data.times) };
+    let eligible: Vec<Query> = (0..120).map(|_| generator.eligible()).collect();
+    let outcomes = w.run(&eligible, Expect::Oracle, None).await;
+    let reports = failures(&eligible, &outcomes, windows_used);
+    w.stop().await;
+    assert_clean(label, seed, eligible.len(), &reports);
+}
+
 /// 200 eligible queries while a background task loads slices of windows-only events into the
 /// speed table (publishing a larger H after each) and advances W (copying speed rows to the
 /// batch table in the same transaction): every answer equals the oracle.
@@ -868,6 +892,8 @@ struct WinStack {
     addr: SocketAddr,
     http: reqwest::Client,
     seed: u64,
+    /// How far the session zone (the database default) is ahead of UTC.
+    zone_offset: TimeDelta,
 }
 
 impl WinStack {
@@ -880,7 +906,23 @@ impl WinStack {
         extra_toml: &str,
         seed: u64,
     ) -> WinStack {
+        Self::start_in_zone(prefix, table, (redis_toml, extra_toml), seed, None).await
+    }
+
+    /// [`WinStack::start`] with the database's default TimeZone set to `(zone, offset)` (a
+    /// zone without daylight time) before tidemark and the reference sessions connect.
+    async fn start_in_zone(
+        prefix: &str,
+        table: &str,
+        (redis_toml, extra_toml): (&str, &str),
+        seed: u64,
+        zone: Option<(&str, TimeDelta)>,
+    ) -> WinStack {
         let (db_name, db) = common::fresh_db(prefix).await;
+        if let Some((name, _)) = zone {
+            common::exec(&db, &format!("ALTER DATABASE \"{db_name}\" SET TimeZone = '{name}'"))
+                .await;
+        }
         let data = WinData::build(&db, table, seed).await;
         // Set before setup, so setup keeps our W0 instead of choosing its own.
         common::set_watermark(&db, table, data.times.w0).await;
@@ -916,6 +958,7 @@ impl WinStack {
             addr,
             http: common::http_client(),
             seed,
+            zone_offset: zone.map(|(_, o)| o).unwrap_or_default(),
         }
     }
 
@@ -987,7 +1030,7 @@ impl WinStack {
     /// bound before and after the call (the answer would then depend on the exact instant).
     async fn check(&self, i: usize, q: &Query, expect: Expect) -> Result<Fresh, String> {
         let db = &self.refs[i % self.refs.len()];
-        let sql = q.tidemark_sql(&self.table);
+        let sql = q.tidemark_sql(&self.table, self.zone_offset);
         for _ in 0..5 {
             let before = Utc::now().naive_utc();
             let call = common::query(&self.http, self.addr, &sql, &[]);
@@ -1021,7 +1064,9 @@ impl WinStack {
                 Expect::OracleIfWindowsUsed => &self.table,
             };
             let reference =
-                common::oracle(db, &q.reference_sql(target, before), &[]).await.map_err(|e| {
+                common::oracle(db, &q.reference_sql(target, before, self.zone_offset), &[])
+                    .await
+                    .map_err(|e| {
                     self.report(q, &format!("the reference query on {target} failed: {e}"))
                 })?;
             return match common::compare_answers(&reference, &tm, q.ordered) {
@@ -1037,7 +1082,7 @@ impl WinStack {
             "--- seed {}{}\n  sql: {}\n  {}",
             self.seed,
             if q.ordered { " (ordered)" } else { "" },
-            q.tidemark_sql(&self.table),
+            q.tidemark_sql(&self.table, self.zone_offset),
             common::truncate(what, 1500)
         )
     }
@@ -1190,9 +1235,9 @@ impl Query {
         self
     }
 
-    /// The SQL tidemark is asked, "now" spelled one of the ways users write it (all the UTC
-    /// wall clock in the UTC sessions these tests use), chosen by the query text.
-    fn tidemark_sql(&self, table: &str) -> String {
+    /// How "now" is spelled in this query: one of the ways users write it, chosen by the
+    /// query text.
+    fn spelling(&self) -> &'static str {
         const SPELLINGS: &[&str] = &[
             "(now() AT TIME ZONE 'UTC')",
             "localtimestamp",
@@ -1201,12 +1246,36 @@ impl Query {
             "current_timestamp",
             "CAST(now() AS timestamp)",
         ];
-        let pick = self.sql.bytes().map(usize::from).sum::<usize>() % SPELLINGS.len();
-        self.sql.replace(T, table).replace(NOW, SPELLINGS[pick])
+        SPELLINGS[self.sql.bytes().map(usize::from).sum::<usize>() % SPELLINGS.len()]
     }
 
-    fn reference_sql(&self, target: &str, now: NaiveDateTime) -> String {
-        self.sql.replace(T, target).replace(NOW, &ts_lit(now))
+    /// "Now" as [`Query::spelling`] says, in a session whose zone is `offset` ahead of UTC:
+    /// the spellings that meet the timestamp column in the session zone get `- offset`, so
+    /// that every spelling means the UTC wall clock and the bound lies where the generator
+    /// put it (only an exact fold in the session zone then cuts the windows right).
+    fn spelled(&self, offset: TimeDelta) -> String {
+        let s = self.spelling();
+        if s.contains("AT TIME ZONE") || offset.is_zero() {
+            return s.to_string();
+        }
+        format!("({s} - interval '{} minutes')", offset.num_minutes())
+    }
+
+    /// The SQL tidemark is asked, "now" [`Query::spelled`].
+    fn tidemark_sql(&self, table: &str, offset: TimeDelta) -> String {
+        self.sql.replace(T, table).replace(NOW, &self.spelled(offset))
+    }
+
+    /// The same spelling with the instant `now` (UTC) written out, read by the reference
+    /// session in the same time zone as tidemark's.
+    fn reference_sql(&self, target: &str, now: NaiveDateTime, offset: TimeDelta) -> String {
+        let instant = format!("CAST('{}+00' AS timestamptz)", common::ts_text(now));
+        let spelled = self
+            .spelled(offset)
+            .replace("now()", &instant)
+            .replace("current_timestamp", &instant)
+            .replace("localtimestamp", &format!("CAST({instant} AS timestamp)"));
+        self.sql.replace(T, target).replace(NOW, &spelled)
     }
 }
 
@@ -1251,11 +1320,13 @@ enum Item {
 struct Gen {
     rng: Rng,
     times: Times,
+    /// Every query gets a `now - N minutes` lower bound.
+    relative: bool,
 }
 
 impl Gen {
     fn new(seed: u64, times: Times) -> Gen {
-        Gen { rng: Rng::new(seed ^ 0x5EED_0000_5EED), times }
+        Gen { rng: Rng::new(seed ^ 0x5EED_0000_5EED), times, relative: false }
     }
 
     /// Group keys (none, dimensions, at most one time truncation), 1-3 aggregates, an AND of
@@ -1383,7 +1454,8 @@ impl Gen {
         let mut preds = Vec::new();
         let mut rel_minutes = None;
         let mut lower = t.start - mins(1);
-        match self.rng.below(20) {
+        let pick = self.rng.below(20);
+        match if self.relative { 19 } else { pick } {
             0..=5 => {}
             6..=12 => {
                 lower = self.aligned_between(t.start - mins(1), t.end - secs(30));

@@ -45,7 +45,8 @@ impl Engine {
             _ => return None,
         };
         let sel = bp.selection.as_ref();
-        let lower = window::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, params)?;
+        let rules = (params, &plan.time);
+        let lower = window::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, rules)?;
         let pieces = chunks::cut(lower, w)?;
         let piece_sql = |p: &Piece| {
             let extra = piece_predicate(p, bp, naive)?;
@@ -55,7 +56,7 @@ impl Engine {
                 Some(lo) => {
                     let q = &bp.qualifier;
                     let rest =
-                        window::without_lower_bounds(sel, q, &bp.time_column, naive, params, lo);
+                        window::without_lower_bounds(sel, q, &bp.time_column, naive, rules, lo);
                     bp.sql(rest.as_ref(), &extra)
                 }
                 None => bp.sql(sel, &extra),

@@ -129,7 +129,7 @@ impl Engine {
         let Some(input) = &plan.window else {
             return unused("not a single-table aggregate that reads the speed table".into(), None);
         };
-        match window::analyze(&input.shape, &spec, (params, plan.utc_session)) {
+        match window::analyze(&input.shape, &spec, (params, &plan.time)) {
             Ok(wq) => self.read_windows(plan, input, (&spec, &wq), now, fresh).await,
             Err(reason) => unused(reason, None),
         }

@@ -9,6 +9,7 @@ pub mod prune;
 pub mod shape;
 pub mod split;
 pub mod text;
+pub mod timefold;
 pub mod window;
 
 use serde::Serialize;

@@ -14,6 +14,7 @@ use sqlparser::ast::{
 use super::expr::{literal, BinOp, CastTo, EExpr, Func};
 use super::prune::{self, Pruning};
 use super::text::{text_rules, TextRules};
+use super::timefold::TimeRules;
 use super::window::AggShape;
 use crate::catalog::{quote_ident, ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
@@ -225,8 +226,8 @@ pub struct SplitPlan {
     pub pruned: Vec<Layer>,
     /// What the merge may do with text under the warehouse's collations.
     pub text: TextRules,
-    /// The session's TimeZone is UTC (see [`SplitInput::utc_session`]).
-    pub utc_session: bool,
+    /// How the session evaluates times (see [`SplitInput::time`]).
+    pub time: TimeRules,
     /// Merge spec.
     pub shape: Shape,
     /// Present when the windows might answer the realtime part (a single-table aggregate
@@ -250,9 +251,9 @@ pub struct SplitInput<'a> {
     pub described: &'a Described,
     /// Watermark snapshot.
     pub watermark: &'a Watermark,
-    /// The session's TimeZone is UTC: a `timestamp` column then compares with a timestamptz
-    /// at its UTC wall clock, so `now() - interval ...` is a bound the windows can use.
-    pub utc_session: bool,
+    /// The session's time zone and dialect: how `now() - interval ...` and its other
+    /// spellings become bounds the windows and the chunk cut can use.
+    pub time: TimeRules,
 }
 
 fn no(reason: &str) -> Error {
@@ -350,7 +351,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         legs,
         pruned: pruned_layers(pruning),
         text,
-        utc_session: inp.utc_session,
+        time: inp.time.clone(),
         shape,
         window,
         batch_pieces,
@@ -1077,13 +1078,87 @@ pub fn bind_limits(q: &mut Query, params: &[Param]) {
     }
 }
 
-/// Replaces `now()`, `current_timestamp`, `current_date` and friends by typed literals of
+/// The name of a spelling of now (`now()`, `current_date`, on Redshift `getdate()` and
+/// `SYSDATE`, ...), as the warehouse names a result column of it; None for other expressions.
+fn now_form(e: &Expr, dialect: Dialect) -> Option<String> {
+    let redshift = dialect == Dialect::Redshift;
+    match e {
+        Expr::Identifier(i) if redshift && i.quote_style.is_none() => {
+            i.value.eq_ignore_ascii_case("sysdate").then(|| "sysdate".to_string())
+        }
+        Expr::Function(f) => {
+            let name = fn_name(f);
+            let known = matches!(
+                name.as_str(),
+                "now"
+                    | "current_timestamp"
+                    | "transaction_timestamp"
+                    | "statement_timestamp"
+                    | "current_date"
+                    | "localtimestamp"
+                    | "current_time"
+                    | "localtime"
+            ) || (redshift && name == "getdate");
+            known.then_some(name)
+        }
+        _ => None,
+    }
+}
+
+/// The warehouse's name for a select item that is a spelling of now, maybe cast (a cast
+/// keeps its argument's name).
+fn now_item_name(e: &Expr, dialect: Dialect) -> Option<String> {
+    match e {
+        Expr::Nested(x) | Expr::Cast { expr: x, .. } => now_item_name(x, dialect),
+        other => now_form(other, dialect),
+    }
+}
+
+/// The text to describe a query by when it reads now in any spelling: the query with now
+/// replaced by a fixed instant (the result types are the same at every instant, the text
+/// stays one describe-cache entry, and on Redshift leader-node functions such as `SYSDATE`
+/// are never described against a table), its select items keeping the names the warehouse
+/// gives the original. None: describe the client's own text.
+pub fn describe_form(q: &Query, dialect: Dialect) -> Option<String> {
+    let mut any = false;
+    let _ = visit_expressions(q, |e| {
+        any |= now_form(e, dialect).is_some();
+        ControlFlow::<()>::Continue(())
+    });
+    if !any {
+        return None;
+    }
+    let mut q = q.clone();
+    let SetExpr::Select(s) = &mut *q.body else { return None };
+    for item in &mut s.projection {
+        if let SelectItem::UnnamedExpr(e) = item {
+            if let Some(name) = now_item_name(e, dialect) {
+                let alias = Ident::with_quote('"', name);
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias };
+            }
+        }
+    }
+    substitute_now(&mut q, 0, dialect).then(|| q.to_string())
+}
+
+/// Replaces `now()`, `current_timestamp`, `current_date` and friends (on Redshift also
+/// `getdate()` and `SYSDATE`) by typed literals of
 /// the query's snapshot instant so that every leg sees the same instant (and the leg SQL is
 /// cacheable). Returns false when a form cannot be replaced (the query is passed through).
 pub fn substitute_now(q: &mut Query, now_micros: i64, dialect: Dialect) -> bool {
     let instant = format!("CAST('{}+00' AS TIMESTAMPTZ)", timestamp_text(now_micros));
     let mut ok = true;
     let _ = visit_expressions_mut(q, |e| {
+        // Redshift's SYSDATE: the transaction's start as a timestamp in the session zone
+        if matches!(e, Expr::Identifier(i) if i.quote_style.is_none()
+            && i.value.eq_ignore_ascii_case("sysdate") && dialect == Dialect::Redshift)
+        {
+            match super::parse_expr(dialect, &format!("CAST({instant} AS TIMESTAMP)")) {
+                Ok(new) => *e = new,
+                Err(_) => ok = false,
+            }
+            return ControlFlow::Continue(());
+        }
         if let Expr::Function(f) = e {
             let no_args = match &f.args {
                 FunctionArguments::None => true,

@@ -61,7 +61,7 @@ fn try_plan(dialect: Dialect, sql: &str, out: &[&str]) -> Result<SplitPlan, Erro
         facts: &f,
         described: &described,
         watermark: &w,
-        utc_session: true,
+        time: Default::default(),
     };
     plan(&input)
 }
@@ -193,6 +193,40 @@ fn now_is_one_instant_for_every_leg() {
         "{text}"
     );
     assert!(text.contains("CAST(CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) AS DATE)"), "{text}");
+}
+
+#[test]
+fn redshift_getdate_and_sysdate_are_the_same_instant() {
+    let sql = "SELECT count(*) FROM events WHERE event_time > SYSDATE - interval '1 hour' OR event_time > getdate()";
+    let stmt = super::parse(Dialect::Redshift, sql).unwrap().remove(0);
+    let sqlparser::ast::Statement::Query(mut q) = stmt else { panic!() };
+    assert!(super::split::substitute_now(&mut q, 0, Dialect::Redshift));
+    let text = q.to_string();
+    let instant = "CAST(CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) AS TIMESTAMP)";
+    assert_eq!(text.matches(instant).count(), 2, "{text}");
+    assert!(!text.to_lowercase().contains("sysdate"), "{text}");
+}
+
+#[test]
+fn queries_reading_now_are_described_at_a_fixed_instant_keeping_their_names() {
+    let form = |d, sql: &str| {
+        let stmt = super::parse(d, sql).unwrap().remove(0);
+        let sqlparser::ast::Statement::Query(q) = stmt else { panic!() };
+        super::split::describe_form(&q, d)
+    };
+    assert_eq!(form(Dialect::Postgres, "SELECT count(*) FROM events WHERE flag"), None);
+    let text = form(
+        Dialect::Redshift,
+        "SELECT SYSDATE, getdate()::date, now() - interval '1 day', count(*) AS n FROM events \
+         WHERE event_time > dateadd(hour, -1, getdate())",
+    )
+    .unwrap();
+    assert!(text.contains("AS TIMESTAMP) AS \"sysdate\""), "{text}");
+    assert!(text.contains("AS TIMESTAMP)::DATE AS \"getdate\""), "{text}");
+    assert!(text.contains("INTERVAL '1 day',"), "{text}");
+    assert!(!text.to_lowercase().contains("getdate()") && !text.contains("SYSDATE,"), "{text}");
+    // the instant is fixed, so one text per query shape
+    assert!(text.contains("'1970-01-01 00:00:00+00'"), "{text}");
 }
 
 #[test]

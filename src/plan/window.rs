@@ -9,17 +9,17 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDateTime, Timelike};
 use sqlparser::ast::{
-    BinaryOperator, DataType, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, ObjectNamePart, TimezoneInfo, Value as SqlValue,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart,
+    Value as SqlValue,
 };
 
-use super::prune::{is_time, time_literal_micros};
+use super::prune::is_time;
+use super::timefold::{self, parse_unit, truncate, TimeRules, Unit};
 use crate::catalog::ColumnInfo;
 use crate::config::{Measure, WindowsConfig};
 use crate::exec::decimal::Decimal;
-use crate::exec::value::{parse_timestamp, Value};
+use crate::exec::value::Value;
 use crate::exec::warehouse::Param;
 use crate::windows::{reader::Bucket, DIM_SEP, NULL_DIM};
 
@@ -157,19 +157,6 @@ fn column_name(e: &Expr, q: &Ident) -> Option<String> {
     }
 }
 
-/// Truncation units of date_trunc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Unit {
-    Second,
-    Minute,
-    Hour,
-    Day,
-    Week,
-    Month,
-    Quarter,
-    Year,
-}
-
 /// Where a group key comes from.
 #[derive(Debug, Clone, Copy)]
 enum KeySrc {
@@ -235,7 +222,7 @@ pub struct AggShape {
 pub fn analyze(
     shape: &AggShape,
     spec: &WindowSpec,
-    (params, utc): (&[Param], bool),
+    (params, rules): (&[Param], &TimeRules),
 ) -> Result<WindowQuery, Reason> {
     if shape.cols.len() != shape.n_keys {
         return Err("an output expression is not a group key".into());
@@ -252,7 +239,7 @@ pub fn analyze(
         conjuncts(e, &mut conj);
     }
     for c in conj {
-        filter(c, (shape, spec), (params, utc), &mut wq)?;
+        filter(c, (shape, spec), (params, rules), &mut wq)?;
     }
     Ok(wq)
 }
@@ -265,7 +252,7 @@ pub fn lower_bound(
     q: &Ident,
     time_column: &str,
     naive: bool,
-    params: &[Param],
+    (params, rules): (&[Param], &TimeRules),
 ) -> Option<i64> {
     let mut conj = Vec::new();
     if let Some(e) = selection {
@@ -277,11 +264,11 @@ pub fn lower_bound(
             Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
                 let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
                 matches!(op, BinaryOperator::Gt | BinaryOperator::GtEq)
-                    .then(|| time_value(other, naive, params, false))
+                    .then(|| timefold::bound(other, naive, params, rules))
                     .flatten()
             }
             Expr::Between { expr, negated: false, low, .. } if is_t(expr) => {
-                time_value(low, naive, params, false)
+                timefold::bound(low, naive, params, rules)
             }
             _ => None,
         })
@@ -296,7 +283,7 @@ pub fn without_lower_bounds(
     q: &Ident,
     time_column: &str,
     naive: bool,
-    params: &[Param],
+    (params, rules): (&[Param], &TimeRules),
     upto: i64,
 ) -> Option<Expr> {
     let mut conj = Vec::new();
@@ -307,7 +294,7 @@ pub fn without_lower_bounds(
     let implied = |c: &Expr| match c {
         Expr::BinaryOp { left, op, right } if is_t(left) || is_t(right) => {
             let (op, other) = if is_t(left) { (op.clone(), right) } else { (flip(op), left) };
-            match (op, time_value(other, naive, params, false)) {
+            match (op, timefold::bound(other, naive, params, rules)) {
                 (BinaryOperator::GtEq, Some(v)) => v <= upto,
                 (BinaryOperator::Gt, Some(v)) => v < upto,
                 _ => false,
@@ -380,20 +367,6 @@ fn key_src(e: &Expr, shape: &AggShape, spec: &WindowSpec) -> Result<KeySrc, Reas
     Ok(KeySrc::Trunc(unit))
 }
 
-fn parse_unit(s: &str) -> Option<Unit> {
-    Some(match s.to_lowercase().as_str() {
-        "second" => Unit::Second,
-        "minute" => Unit::Minute,
-        "hour" => Unit::Hour,
-        "day" => Unit::Day,
-        "week" => Unit::Week,
-        "month" => Unit::Month,
-        "quarter" => Unit::Quarter,
-        "year" => Unit::Year,
-        _ => return None,
-    })
-}
-
 fn part_src(
     f: &str,
     arg: Option<&Expr>,
@@ -420,7 +393,7 @@ fn part_src(
 fn filter(
     e: &Expr,
     (shape, spec): (&AggShape, &WindowSpec),
-    (params, utc): (&[Param], bool),
+    (params, rules): (&[Param], &TimeRules),
     wq: &mut WindowQuery,
 ) -> Result<(), Reason> {
     let q = &shape.qualifier;
@@ -438,12 +411,12 @@ fn filter(
             ) {
                 return Err(unfit());
             }
-            let at = time_value(other, spec.naive, params, utc).ok_or_else(unfit)?;
+            let at = timefold::bound(other, spec.naive, params, rules).ok_or_else(unfit)?;
             wq.bounds.push(TimeBound { op, at });
         }
         Expr::Between { expr, negated: false, low, high } if is_t(expr) => {
-            let lo = time_value(low, spec.naive, params, utc).ok_or_else(unfit)?;
-            let hi = time_value(high, spec.naive, params, utc).ok_or_else(unfit)?;
+            let lo = timefold::bound(low, spec.naive, params, rules).ok_or_else(unfit)?;
+            let hi = timefold::bound(high, spec.naive, params, rules).ok_or_else(unfit)?;
             wq.bounds.push(TimeBound { op: BinaryOperator::GtEq, at: lo });
             wq.bounds.push(TimeBound { op: BinaryOperator::LtEq, at: hi });
         }
@@ -526,119 +499,6 @@ fn dim_test(e: &Expr, q: &Ident, spec: &WindowSpec, params: &[Param]) -> Option<
         }
         _ => None,
     }
-}
-
-/// Evaluates a time bound to microseconds since 1970: literals, bound parameters,
-/// `x AT TIME ZONE 'UTC'` and `x ± INTERVAL` of fixed-length units. None when the value
-/// would depend on the session time zone or is not a constant.
-/// A constant instant compared with the time column, in the column's own type. In a UTC
-/// session (`utc`) a timestamp and a timestamptz compare at the UTC wall clock, so either
-/// kind is a bound for either column type, and casts between them keep the instant.
-fn time_value(e: &Expr, naive: bool, params: &[Param], utc: bool) -> Option<i64> {
-    let (v, is_naive) = time_eval(e, params, utc)?;
-    (v.is_some() && (is_naive == naive || utc)).then_some(v?)
-}
-
-/// (value, is it a timestamp without time zone).
-fn time_eval(e: &Expr, params: &[Param], utc: bool) -> Option<(Option<i64>, bool)> {
-    match e {
-        Expr::Nested(x) => time_eval(x, params, utc),
-        Expr::Cast { expr, data_type: DataType::Timestamp(_, tz), .. } if utc => {
-            let naive = matches!(tz, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone);
-            match time_eval(expr, params, utc) {
-                Some((v, _)) => Some((v, naive)),
-                None => literal_time(e),
-            }
-        }
-        Expr::AtTimeZone { timestamp, time_zone } => {
-            let utc = matches!(&**time_zone, Expr::Value(v) if matches!(&v.value,
-                SqlValue::SingleQuotedString(z) if matches!(z.to_lowercase().as_str(), "utc" | "etc/utc" | "z" | "+00" | "utc0")));
-            let (v, naive) = time_eval(timestamp, params, utc)?;
-            // timestamptz AT TIME ZONE 'UTC' is the UTC wall clock (and back)
-            utc.then_some((v, !naive))
-        }
-        Expr::BinaryOp { left, op: op @ (BinaryOperator::Plus | BinaryOperator::Minus), right } => {
-            let (v, naive) = time_eval(left, params, utc)?;
-            let d = interval_micros(right, naive)?;
-            Some((v.map(|v| if *op == BinaryOperator::Plus { v + d } else { v - d }), naive))
-        }
-        Expr::Value(v) => match &v.value {
-            SqlValue::Placeholder(p) => match bound(p, params)? {
-                Param::Text(t) => param_time(t),
-                Param::Null => None,
-            },
-            _ => literal_time(e),
-        },
-        _ => literal_time(e),
-    }
-}
-
-fn literal_time(e: &Expr) -> Option<(Option<i64>, bool)> {
-    if let Some(v) = time_literal_micros(e, true) {
-        return Some((Some(v), true));
-    }
-    time_literal_micros(e, false).map(|v| (Some(v), false))
-}
-
-/// A parameter's text: with an explicit offset it is a timestamptz, else a timestamp.
-fn param_time(t: &str) -> Option<(Option<i64>, bool)> {
-    if let Some(v) = parse_timestamp(t) {
-        return Some((Some(v), true));
-    }
-    DateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S%.f%#z")
-        .or_else(|_| DateTime::parse_from_rfc3339(t.trim()))
-        .ok()
-        .map(|d| (Some(d.timestamp_micros()), false))
-}
-
-/// Microseconds of an interval literal made of fixed-length units (days only for
-/// timestamps without time zone, where a day is always 24 hours).
-fn interval_micros(e: &Expr, naive: bool) -> Option<i64> {
-    let Expr::Interval(iv) = e else { return None };
-    if iv.last_field.is_some() {
-        return None;
-    }
-    let text = match &*iv.value {
-        Expr::Value(v) => match &v.value {
-            SqlValue::SingleQuotedString(s) => s.clone(),
-            SqlValue::Number(n, _) => n.clone(),
-            _ => return None,
-        },
-        _ => return None,
-    };
-    if let Some(f) = &iv.leading_field {
-        let unit = match f {
-            DateTimeField::Second | DateTimeField::Seconds => "second",
-            DateTimeField::Minute | DateTimeField::Minutes => "minute",
-            DateTimeField::Hour | DateTimeField::Hours => "hour",
-            DateTimeField::Day | DateTimeField::Days => "day",
-            _ => return None,
-        };
-        return unit_micros(unit, naive)
-            .and_then(|u| text.trim().parse::<i64>().ok()?.checked_mul(u));
-    }
-    let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || !words.len().is_multiple_of(2) {
-        return None;
-    }
-    let mut total = 0i64;
-    for pair in words.chunks(2) {
-        let n: i64 = pair[0].parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit_micros(pair[1], naive)?)?)?;
-    }
-    Some(total)
-}
-
-fn unit_micros(unit: &str, naive: bool) -> Option<i64> {
-    let u = unit.to_lowercase();
-    let u = u.trim_end_matches('s');
-    Some(match u {
-        "second" | "sec" => MICROS,
-        "minute" | "min" => 60 * MICROS,
-        "hour" | "hr" => 3600 * MICROS,
-        "day" if naive => 86_400 * MICROS,
-        _ => return None,
-    })
 }
 
 // ---------------------------------------------------------------- buckets
@@ -872,49 +732,9 @@ fn num_value(units: i64, kind: NumKind) -> Value {
     }
 }
 
-/// date_trunc of a timestamp (µs since 1970, no time zone).
-fn truncate(micros: i64, unit: Unit) -> i64 {
-    let Some(t) = DateTime::from_timestamp_micros(micros).map(|d| d.naive_utc()) else {
-        return micros;
-    };
-    let day = t.date();
-    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap_or(t);
-    let out: NaiveDateTime = match unit {
-        Unit::Second => t.with_nanosecond(0).unwrap_or(t),
-        Unit::Minute => t.with_nanosecond(0).and_then(|x| x.with_second(0)).unwrap_or(t),
-        Unit::Hour => t
-            .with_nanosecond(0)
-            .and_then(|x| x.with_second(0))
-            .and_then(|x| x.with_minute(0))
-            .unwrap_or(t),
-        Unit::Day => at(day),
-        Unit::Week => at(day - ChronoDuration::days(day.weekday().num_days_from_monday() as i64)),
-        Unit::Month => at(day.with_day(1).unwrap_or(day)),
-        Unit::Quarter => {
-            let m = (day.month() - 1) / 3 * 3 + 1;
-            at(day.with_day(1).and_then(|d| d.with_month(m)).unwrap_or(day))
-        }
-        Unit::Year => at(day.with_day(1).and_then(|d| d.with_month(1)).unwrap_or(day)),
-    };
-    out.and_utc().timestamp_micros()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str) -> i64 {
-        parse_timestamp(s).unwrap()
-    }
-
-    #[test]
-    fn truncates_like_postgres() {
-        let t = at("2026-11-26 13:47:19.5");
-        assert_eq!(truncate(t, Unit::Minute), at("2026-11-26 13:47:00"));
-        assert_eq!(truncate(t, Unit::Hour), at("2026-11-26 13:00:00"));
-        assert_eq!(truncate(t, Unit::Week), at("2026-11-23 00:00:00"));
-        assert_eq!(truncate(t, Unit::Quarter), at("2026-10-01 00:00:00"));
-    }
 
     #[test]
     fn bucket_bounds_are_exact() {
@@ -928,15 +748,5 @@ mod tests {
         assert_eq!(bucket_in(&wq, 30 * MICROS, b), Some(true));
         assert_eq!(bucket_in(&wq, 10 * MICROS, b), Some(false));
         assert_eq!(bucket_in(&wq, 20 * MICROS, b), None);
-    }
-
-    #[test]
-    fn intervals_of_fixed_units() {
-        let e = crate::plan::parse_expr(crate::config::Dialect::Postgres, "INTERVAL '5 minutes'")
-            .unwrap();
-        assert_eq!(interval_micros(&e, true), Some(300 * MICROS));
-        let d =
-            crate::plan::parse_expr(crate::config::Dialect::Postgres, "INTERVAL '1 day'").unwrap();
-        assert_eq!(interval_micros(&d, false), None);
     }
 }
