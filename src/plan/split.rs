@@ -1063,7 +1063,7 @@ pub fn bind_limits(q: &mut Query, params: &[Param]) {
     let bind = |e: &mut Expr| {
         let Expr::Value(v) = e else { return };
         let SqlValue::Placeholder(p) = &v.value else { return };
-        let Some(Param::Text(t)) = super::window::bound(p, params) else { return };
+        let Some(Param::Text(t)) = super::timefold::param(p, params) else { return };
         if let Ok(n) = t.trim().parse::<u64>() {
             v.value = SqlValue::Number(n.to_string(), false);
         }

@@ -116,6 +116,12 @@ enum Folded {
     Text(String),
 }
 
+/// The value bound to placeholder `p` (`$1` is the first parameter), if any.
+pub fn param<'a>(p: &str, params: &'a [Param]) -> Option<&'a Param> {
+    let n: usize = p.strip_prefix('$')?.parse().ok()?;
+    params.get(n.checked_sub(1)?)
+}
+
 /// The value of `e` as a bound on a time column of type timestamp (`naive`) or
 /// timestamptz, with `params` bound; None when it is not a constant tidemark can fold.
 pub fn bound(e: &Expr, naive: bool, params: &[Param], rules: &TimeRules) -> Option<i64> {
@@ -180,7 +186,7 @@ fn eval(e: &Expr, params: &[Param], rules: &TimeRules) -> Option<Folded> {
         Expr::Nested(x) => eval(x, params, rules),
         Expr::Value(v) => match &v.value {
             SqlValue::SingleQuotedString(s) => Some(Folded::Text(s.clone())),
-            SqlValue::Placeholder(p) => match super::window::bound(p, params)? {
+            SqlValue::Placeholder(p) => match param(p, params)? {
                 Param::Text(t) => Some(Folded::Text(t.clone())),
                 Param::Null => None,
             },

@@ -439,19 +439,13 @@ fn flip(op: &BinaryOperator) -> BinaryOperator {
 }
 
 /// A literal (or bound parameter) compared with a dimension, as the dimension's text.
-/// The value bound to placeholder `p` (`$1` is the first parameter), if any.
-pub(crate) fn bound<'a>(p: &str, params: &'a [Param]) -> Option<&'a Param> {
-    let n: usize = p.strip_prefix('$')?.parse().ok()?;
-    params.get(n.checked_sub(1)?)
-}
-
 fn dim_literal(e: &Expr, kind: DimKind, params: &[Param]) -> Option<String> {
     let text = match e {
         Expr::Nested(x) => return dim_literal(x, kind, params),
         Expr::Value(v) => match (&v.value, kind) {
             (SqlValue::SingleQuotedString(s), DimKind::Text) => s.clone(),
             (SqlValue::Number(n, _), DimKind::Int) => n.clone(),
-            (SqlValue::Placeholder(p), _) => match bound(p, params)? {
+            (SqlValue::Placeholder(p), _) => match timefold::param(p, params)? {
                 Param::Text(t) => t.clone(),
                 Param::Null => return None,
             },
