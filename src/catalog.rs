@@ -272,6 +272,28 @@ const REDSHIFT_SCALARS: &[&str] = &[
 ];
 
 /// Every function name with its kind, on PostgreSQL.
+/// The server's kind, from `version()`.
+const VERSION_SQL: &str = "SELECT version()::text";
+/// The warehouse's default TimeZone.
+const ZONE_SQL: &str = "SELECT current_setting('TimeZone')";
+/// Redshift's database collation.
+const DB_COLLATION_SQL: &str = "SELECT db_collation()::varchar(32)";
+
+/// Redshift's listing of a table's columns with their collations.
+fn show_table_sql(table: &str) -> String {
+    format!("SHOW TABLE {}", quote_name(table))
+}
+
+/// A table's columns with their types and numeric scales (`$1` schema, `$2` name).
+fn columns_sql() -> String {
+    format!(
+        "SELECT a.attname::text, t.typname::text, \
+         CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         {RELATION_BY_NAME} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    )
+}
+
 const PG_PROCS: &str = "SELECT DISTINCT proname::text, (prokind = 'a')::bool, (provolatile = 'v')::bool FROM pg_catalog.pg_proc";
 /// The same on Redshift, whose `pg_proc` is PostgreSQL 8's (`proisagg`, no `prokind`).
 const REDSHIFT_PROCS: &str =
@@ -341,11 +363,11 @@ impl Catalog {
     }
 
     async fn load_facts(&self) -> Result<Facts> {
-        let version = self.text_rows("SELECT version()::text").await?;
+        let version = self.text_rows(VERSION_SQL).await?;
         let redshift = version.iter().any(|v| v[0].to_lowercase().contains("redshift"));
         let mut facts = self.procs(redshift).await?;
         facts.scalars.extend(KEYWORD_FUNCTIONS.iter().map(|s| s.to_string()));
-        if let Ok(z) = self.text_rows("SELECT current_setting('TimeZone')").await {
+        if let Ok(z) = self.text_rows(ZONE_SQL).await {
             facts.default_zone = z.first().map(|r| r[0].clone()).unwrap_or_default();
         }
         if self.dialect == Dialect::Redshift {
@@ -354,7 +376,7 @@ impl Catalog {
             facts.scalars.extend(REDSHIFT_SCALARS.iter().map(|s| s.to_string()));
         }
         if redshift {
-            let ci = self.text_rows("SELECT db_collation()::varchar(32)").await?;
+            let ci = self.text_rows(DB_COLLATION_SQL).await?;
             let folding = ci.iter().any(|r| r[0].eq_ignore_ascii_case("case_insensitive"));
             facts.text_bytewise = !folding;
             facts.text_keys_bytewise = !folding;
@@ -403,7 +425,7 @@ impl Catalog {
     /// Column collations of one Redshift table from `SHOW TABLE` (no system view lists them).
     /// When that fails every text column is taken as case-insensitive: slower, never wrong.
     async fn redshift_collations(&self, table: &str, out: &mut HashMap<String, Collation>) {
-        match self.text_rows(&format!("SHOW TABLE {}", quote_name(table))).await {
+        match self.text_rows(&show_table_sql(table)).await {
             Ok(rows) => {
                 let ddl = rows.first().map(|r| r[0].as_str()).unwrap_or_default();
                 for name in case_insensitive_columns(ddl) {
@@ -434,12 +456,7 @@ impl Catalog {
     pub async fn columns_of(&self, table: &str) -> Result<Vec<ColumnInfo>> {
         let (schema, name) = split_name(table);
         let schema = schema.map_or(Param::Null, |s| Param::Text(s.to_string()));
-        let sql = format!(
-            "SELECT a.attname::text, t.typname::text, \
-             CASE WHEN t.typname = 'numeric' AND a.atttypmod >= 4 THEN (a.atttypmod - 4) % 65536 END \
-             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-             {RELATION_BY_NAME} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-        );
+        let sql = columns_sql();
         let rows = self
             .warehouse
             .fetch(
@@ -461,5 +478,42 @@ impl Catalog {
                 },
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every statement the catalog and the watermark poll send to a Redshift warehouse,
+    /// golden, and checked against Redshift's rules: no `regclass` (not on compute nodes),
+    /// no `prokind` or `collisdeterministic` (Redshift's catalog lacks them), no
+    /// leader-node-only time functions, names quoted.
+    #[test]
+    fn redshift_catalog_statements_are_golden() {
+        let all = [
+            super::VERSION_SQL.to_string(),
+            super::ZONE_SQL.to_string(),
+            super::REDSHIFT_PROCS.to_string(),
+            super::DB_COLLATION_SQL.to_string(),
+            super::show_table_sql("analytics.events_batch"),
+            super::columns_sql(),
+            crate::watermark::poll_sql("tidemark_watermarks"),
+        ];
+        assert_eq!(all[4], "SHOW TABLE \"analytics\".\"events_batch\"");
+        assert_eq!(
+            all[2],
+            "SELECT DISTINCT proname::varchar(128), proisagg, (provolatile = 'v') FROM pg_catalog.pg_proc"
+        );
+        assert_eq!(
+            all[6],
+            "SELECT table_name, batch_watermark FROM \"tidemark_watermarks\" WHERE batch_watermark IS NOT NULL"
+        );
+        for sql in &all {
+            let lower = sql.to_lowercase();
+            for banned in
+                ["regclass", "prokind", "now()", "current_timestamp", "collisdeterministic"]
+            {
+                assert!(!lower.contains(banned), "{banned} in {sql}");
+            }
+        }
     }
 }

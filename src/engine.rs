@@ -703,7 +703,11 @@ impl Engine {
             .table(table)
             .ok_or_else(|| Error::internal("unknown logical table"))?
             .clone();
-        let describe_sql = split::describe_form(&query, self.dialect());
+        let facts = self.catalog.facts().await?;
+        if sql.contains('\\') && split::backslashes_disagree(self.dialect(), &facts) {
+            return Err(Error::unsplittable("backslash read differently by parser and warehouse"));
+        }
+        let describe_sql = split::describe_form(&query, self.dialect(), &facts);
         let described = self.describe(describe_sql.as_deref().unwrap_or(sql), wp).await?;
         if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
             return Err(Error::unsplittable(format!(
@@ -715,12 +719,6 @@ impl Engine {
             return Err(Error::unsplittable("now() with arguments"));
         }
         split::bind_limits(&mut query, params);
-        let facts = self.catalog.facts().await?;
-        if sql.contains('\\') && (facts.backslash_escapes || self.dialect() == Dialect::Redshift) {
-            // The legs are printed from the parsed query, which would lose the client's
-            // escapes; the client's own text is what the warehouse must read.
-            return Err(Error::unsplittable("backslash in a warehouse that reads it as an escape"));
-        }
         let watermark = match pins.get(&cfg.name.to_lowercase()) {
             Some(w) => w.clone(),
             None => self.watermarks.snapshot(&cfg.name).await?,
@@ -1098,7 +1096,8 @@ impl Engine {
             Class::Local(Local::Explain(_)) => Ok(text("QUERY PLAN")),
             Class::Local(_) => Ok(Described { columns: vec![], params: vec![] }),
             Class::Split { query, .. } => {
-                let form = split::describe_form(&query, self.dialect());
+                let facts = self.catalog.facts().await?;
+                let form = split::describe_form(&query, self.dialect(), &facts);
                 self.describe(form.as_deref().unwrap_or(sql), wp).await
             }
             Class::Passthrough { .. } => self.describe(sql, wp).await,

@@ -68,13 +68,18 @@ pub struct WatermarkTracker {
 /// every replica re-reads the watermark table at once instead of at its next poll.
 pub const CHANNEL: &str = "tidemark:watermarks";
 
+/// The statement that reads every logical table's W.
+pub fn poll_sql(watermark_table: &str) -> String {
+    format!(
+        "SELECT table_name, batch_watermark FROM {} WHERE batch_watermark IS NOT NULL",
+        crate::catalog::quote_name(watermark_table)
+    )
+}
+
 impl WatermarkTracker {
     /// A tracker reading `watermark_table`.
     pub fn new(warehouse: Arc<Warehouse>, watermark_table: &str) -> WatermarkTracker {
-        let sql = format!(
-            "SELECT table_name, batch_watermark FROM {} WHERE batch_watermark IS NOT NULL",
-            crate::catalog::quote_name(watermark_table)
-        );
+        let sql = poll_sql(watermark_table);
         let (changes, _) = broadcast::channel(64);
         WatermarkTracker {
             warehouse,

@@ -21,7 +21,7 @@ impl Engine {
                 ));
                 out.push(text_line(&f));
                 out.push(match f.backslash_escapes {
-                    true => "string literals: backslash is an escape; queries holding one pass through, clients are told standard_conforming_strings = off".into(),
+                    true => "string literals: backslash is an escape; under dialect = \"redshift\" split legs write it as \\\\, under \"postgres\" queries holding one pass through; clients are told standard_conforming_strings = off".into(),
                     false => "string literals: standard (backslash is a plain character)".into(),
                 });
             }

@@ -312,6 +312,12 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         let (shape, render) = plan_rows(q, select, inp)?;
         (shape, render, None)
     };
+    let render = if inp.time.redshift && inp.facts.backslash_escapes {
+        let plain = render;
+        std::sync::Arc::new(move |frame: &str| escape_backslashes(&plain(frame))) as Render
+    } else {
+        render
+    };
     let legs =
         frames.into_iter().map(|(layer, frame)| Leg { layer, sql: render(&frame) }).collect();
     let text = text_rules(q, inp.facts);
@@ -1119,7 +1125,7 @@ fn now_item_name(e: &Expr, dialect: Dialect) -> Option<String> {
 /// stays one describe-cache entry, and on Redshift leader-node functions such as `SYSDATE`
 /// are never described against a table), its select items keeping the names the warehouse
 /// gives the original. None: describe the client's own text.
-pub fn describe_form(q: &Query, dialect: Dialect) -> Option<String> {
+pub fn describe_form(q: &Query, dialect: Dialect, facts: &Facts) -> Option<String> {
     let mut any = false;
     let _ = visit_expressions(q, |e| {
         any |= now_form(e, dialect).is_some();
@@ -1138,7 +1144,103 @@ pub fn describe_form(q: &Query, dialect: Dialect) -> Option<String> {
             }
         }
     }
-    substitute_now(&mut q, 0, dialect).then(|| q.to_string())
+    let text = substitute_now(&mut q, 0, dialect).then(|| q.to_string())?;
+    Some(if reescapes(dialect, facts) { escape_backslashes(&text) } else { text })
+}
+
+/// Whether SQL printed from a parsed query writes `\` for `\`: under the Redshift dialect
+/// the parser reads `\` in '...' as an escape (a literal holds the value the client meant),
+/// and a warehouse that does the same would read a lone printed `\` as an escape again.
+pub fn reescapes(dialect: Dialect, facts: &Facts) -> bool {
+    dialect == Dialect::Redshift && facts.backslash_escapes
+}
+
+/// Whether the parser and the warehouse disagree on `\` in '...' (the Redshift dialect over a
+/// warehouse that reads it literally, or the PostgreSQL dialect over one that escapes): the
+/// parsed literals then hold other values than the warehouse reads, and a query with a
+/// backslash passes through.
+pub fn backslashes_disagree(dialect: Dialect, facts: &Facts) -> bool {
+    (dialect == Dialect::Redshift) != facts.backslash_escapes
+}
+
+/// Doubles every `\` inside the '...' (and N'...') string literals of SQL printed by
+/// sqlparser, leaving identifiers, E'...' strings (printed with their own escapes) and
+/// dollar-quoted strings as they are.
+pub fn escape_backslashes(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len() + 8);
+    let mut i = 0;
+    while i < b.len() {
+        let end = match b[i] {
+            b'\'' if e_prefixed(b, i) => quoted_end(b, i, Quote::Escaped),
+            b'\'' => {
+                let end = quoted_end(b, i, Quote::Plain);
+                for &c in &b[i..end] {
+                    out.extend_from_slice(if c == b'\\' {
+                        b"\\\\"
+                    } else {
+                        std::slice::from_ref(&c)
+                    });
+                }
+                i = end;
+                continue;
+            }
+            b'"' => quoted_end(b, i, Quote::Ident),
+            b'$' => dollar_end(sql, i),
+            _ => i + 1,
+        };
+        out.extend_from_slice(&b[i..end]);
+        i = end;
+    }
+    // only ASCII was added, between whole UTF-8 sequences
+    String::from_utf8(out).unwrap_or_else(|_| sql.to_string())
+}
+
+/// Whether the quote at `i` opens an E'...' string (an `E` that starts a word).
+fn e_prefixed(b: &[u8], i: usize) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !word(b[i - 2]))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Quote {
+    Plain,
+    Escaped,
+    Ident,
+}
+
+/// The index after the quoted run starting at `i` (a doubled quote stays inside; in an
+/// E'...' string a backslash escapes the next byte).
+fn quoted_end(b: &[u8], i: usize, kind: Quote) -> usize {
+    let q = b[i];
+    let mut j = i + 1;
+    while j < b.len() {
+        let escaped = kind == Quote::Escaped && b[j] == b'\\';
+        if escaped || (b[j] == q && b.get(j + 1) == Some(&q)) {
+            j += 2;
+        } else if b[j] == q {
+            return j + 1;
+        } else {
+            j += 1;
+        }
+    }
+    b.len()
+}
+
+/// The index after a `$tag$...$tag$` string starting at `i`, or `i + 1` for another `$`
+/// (a `$1` placeholder).
+fn dollar_end(sql: &str, i: usize) -> usize {
+    let rest = &sql[i + 1..];
+    let tag_len = rest.find('$').filter(|n| {
+        rest[..*n].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !rest.starts_with(|c: char| c.is_ascii_digit())
+    });
+    let Some(n) = tag_len else { return i + 1 };
+    let tag = &sql[i..i + n + 2];
+    match sql[i + tag.len()..].find(tag) {
+        Some(k) => i + tag.len() + k + tag.len(),
+        None => sql.len(),
+    }
 }
 
 /// Replaces `now()`, `current_timestamp`, `current_date` and friends (on Redshift also

@@ -212,7 +212,7 @@ fn queries_reading_now_are_described_at_a_fixed_instant_keeping_their_names() {
     let form = |d, sql: &str| {
         let stmt = super::parse(d, sql).unwrap().remove(0);
         let sqlparser::ast::Statement::Query(q) = stmt else { panic!() };
-        super::split::describe_form(&q, d)
+        super::split::describe_form(&q, d, &facts())
     };
     assert_eq!(form(Dialect::Postgres, "SELECT count(*) FROM events WHERE flag"), None);
     let text = form(
@@ -247,4 +247,71 @@ fn functions_the_planner_cannot_prove_scalar_pass_through() {
     assert!(
         try_plan(Dialect::Postgres, "SELECT lower(country) FROM events LIMIT 3", &["l"]).is_ok()
     );
+}
+
+#[test]
+fn printed_literals_double_their_backslashes_only() {
+    use super::split::escape_backslashes as esc;
+    assert_eq!(esc(r"SELECT 'C:\tmp', 'it''s', 'é\'"), r"SELECT 'C:\\tmp', 'it''s', 'é\\'");
+    assert_eq!(
+        esc(r#"SELECT "a\b", E'x\'y\\', $t$a\b$t$, $1"#),
+        r#"SELECT "a\b", E'x\'y\\', $t$a\b$t$, $1"#
+    );
+    assert_eq!(esc(r"SELECT name'\' FROM t"), r"SELECT name'\\' FROM t");
+    assert_eq!(esc("SELECT 'unterminated \\"), "SELECT 'unterminated \\\\");
+}
+
+/// Every statement the split sends under `redshift`, golden: the pinned instant instead of
+/// any leader-node function, backslashes written for a warehouse that reads escapes, no
+/// PostgreSQL-only syntax (`::regclass`, `E'...'`, `IS DISTINCT FROM` on the split columns).
+#[test]
+fn redshift_leg_and_describe_statements_are_golden() {
+    let d = Dialect::Redshift;
+    let sql = r"SELECT country, count(*) FROM events WHERE event_time >= SYSDATE - interval '1 hour' AND country <> 'C:\\x' GROUP BY country";
+    let stmt = super::parse(d, sql).unwrap().remove(0);
+    let sqlparser::ast::Statement::Query(mut q) = stmt else { panic!() };
+    let mut f = facts();
+    (f.redshift, f.backslash_escapes) = (true, true);
+    let describe = super::split::describe_form(&q, d, &f).unwrap();
+    let instant = "CAST(CAST('1970-01-01 00:00:00+00' AS TIMESTAMPTZ) AS TIMESTAMP)";
+    assert_eq!(
+        describe,
+        format!(
+            r"SELECT country, count(*) FROM events WHERE event_time >= {instant} - INTERVAL '1 hour' AND country <> 'C:\\x' GROUP BY country"
+        )
+    );
+    assert!(super::split::substitute_now(&mut q, 0, d));
+    let described = Described {
+        columns: ["country", "count"]
+            .iter()
+            .map(|n| Column::new(n.to_string(), Type::INT8))
+            .collect(),
+        params: vec![],
+    };
+    let w = Watermark { value: Value::Timestamp(parse_timestamp("2026-01-02 00:00:00").unwrap()) };
+    let (t, c) = (table(), cols());
+    let time = super::timefold::TimeRules { redshift: true, ..Default::default() };
+    let input = SplitInput {
+        query: &q,
+        table: &t,
+        columns: &c,
+        facts: &f,
+        described: &described,
+        watermark: &w,
+        time,
+    };
+    let p = plan(&input).unwrap();
+    let legs: Vec<&str> = p.legs.iter().map(|l| l.sql.as_str()).collect();
+    let leg = |table: &str, w: &str| {
+        format!(
+            r#"SELECT country AS "__tm_k0", count(*) AS "__tm_a0" FROM "{table}" AS events WHERE (event_time >= {instant} - INTERVAL '1 hour' AND country <> 'C:\\x') AND events."event_time" {w} TIMESTAMP '2026-01-02 00:00:00' GROUP BY country"#
+        )
+    };
+    assert_eq!(legs, [leg("events_batch", "<"), leg("events_speed", ">=")]);
+    for text in legs.iter().chain([&describe.as_str()]) {
+        let lower = text.to_lowercase();
+        for banned in ["now()", "getdate", "sysdate", "::regclass", " e'", "current_timestamp"] {
+            assert!(!lower.contains(banned), "{banned} in {text}");
+        }
+    }
 }
