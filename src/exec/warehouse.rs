@@ -167,6 +167,15 @@ impl Forwarding {
     }
 }
 
+/// The one statement that applies `n` session parameters, bound as (name, value) text pairs:
+/// `SELECT set_config($1, $2, false), ...`, one round trip for all of them (a leader-node
+/// function on Redshift, so it runs without touching compute nodes).
+fn set_config_sql(n: usize) -> Option<String> {
+    let calls: Vec<String> =
+        (0..n).map(|i| format!("set_config(${}, ${}, false)", 2 * i + 1, 2 * i + 2)).collect();
+    (n > 0).then(|| format!("SELECT {}", calls.join(", ")))
+}
+
 /// Session parameters a client set that change how the warehouse evaluates its queries
 /// (`timezone`, `datestyle`, `search_path`, ...), as (name, value) pairs in a stable order.
 pub type SessionParams = Vec<(String, String)>;
@@ -346,12 +355,13 @@ impl Warehouse {
             if !current.is_empty() {
                 conn.batch_execute("RESET ALL").await?;
             }
-            for (name, value) in params {
-                conn.query_typed(
-                    "SELECT set_config($1, $2, false)",
-                    &[(name, Type::TEXT), (value, Type::TEXT)],
-                )
-                .await?;
+            if let Some(sql) = set_config_sql(params.len()) {
+                let args: Vec<(&(dyn ToSql + Sync), Type)> = params
+                    .iter()
+                    .flat_map(|(k, v)| [k, v])
+                    .map(|x| (x as &(dyn ToSql + Sync), Type::TEXT))
+                    .collect();
+                conn.query_typed(&sql, &args).await?;
             }
             let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
             if applied.len() > 10_000 {
@@ -787,6 +797,17 @@ mod tests {
 
     fn p(pairs: &[(&str, &str)]) -> super::SessionParams {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The session-setting statement tidemark sends (both dialects), golden.
+    #[test]
+    fn session_settings_are_one_golden_statement() {
+        assert_eq!(super::set_config_sql(0), None);
+        assert_eq!(super::set_config_sql(1).unwrap(), "SELECT set_config($1, $2, false)");
+        assert_eq!(
+            super::set_config_sql(2).unwrap(),
+            "SELECT set_config($1, $2, false), set_config($3, $4, false)"
+        );
     }
 
     #[test]
