@@ -13,10 +13,10 @@ use arrow_schema::SchemaRef;
 use moka::future::Cache;
 
 use crate::config::CacheConfig;
-use crate::engine::Freshness;
 use crate::error::{Error, Result};
-use crate::exec::value::Value;
-use crate::exec::warehouse::{Param, SessionParams};
+use crate::model::column::{Param, SessionParams};
+use crate::model::freshness::Freshness;
+use crate::model::value::Value;
 use crate::plan::split::Layer;
 
 /// Rows of one leg.

@@ -9,32 +9,16 @@ use tokio::sync::Mutex;
 
 use crate::config::{Config, Dialect, TableConfig};
 use crate::error::Result;
-use crate::exec::value::Value;
-use crate::exec::warehouse::{Param, Warehouse};
-
-/// Quotes one identifier for PostgreSQL and Redshift.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// `schema.table` into its parts (no schema: None, the first match on the search path).
-pub fn split_name(table: &str) -> (Option<&str>, &str) {
-    match table.split_once('.') {
-        Some((s, t)) => (Some(s), t),
-        None => (None, table),
-    }
-}
+use crate::exec::warehouse::Warehouse;
+use crate::model::column::Param;
+use crate::model::sql::{quote_name, split_name};
+use crate::model::value::Value;
 
 /// Joins `pg_attribute a` to the relation named by `$1` (schema; NULL: the search path) and
 /// `$2` (name), without `regclass` (which Redshift's compute nodes lack).
 pub const RELATION_BY_NAME: &str = "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $2::text \
      AND (n.nspname = $1::text OR ($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid)))";
-
-/// Quotes a possibly schema-qualified name (`schema.table`).
-pub fn quote_name(s: &str) -> String {
-    s.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
-}
 
 /// Facts read from the warehouse lazily (the server starts while it is down) and again every
 /// [`FACTS_FRESH_FOR`].

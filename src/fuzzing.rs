@@ -10,8 +10,8 @@ use sqlparser::ast::Statement;
 use crate::access::{Access, CatalogNames, Resolution};
 use crate::catalog::{ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig, UserConfig};
-use crate::exec::value::{parse_timestamp, Value};
-use crate::exec::warehouse::{Column, Described};
+use crate::model::column::{Column, Described};
+use crate::model::value::{parse_timestamp, Value};
 use crate::plan::split::{plan, SplitInput};
 use crate::watermark::Watermark;
 

@@ -16,9 +16,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::exec::decimal::Decimal;
-use crate::exec::value::parse_timestamp;
-use crate::exec::warehouse::Param;
+use crate::model::column::Param;
+use crate::model::decimal::Decimal;
+use crate::model::value::parse_timestamp;
 
 /// Types a named-query parameter may have.
 const TYPES: &[&str] =

@@ -3,9 +3,11 @@
 
 use tokio_postgres::Client;
 
-use crate::catalog::{quote_ident, quote_name, split_name, RELATION_BY_NAME};
+use crate::catalog::RELATION_BY_NAME;
+
 use crate::config::{Config, TableConfig};
 use crate::error::{Error, Result};
+use crate::model::sql::{quote_ident, quote_name, split_name};
 
 /// What setup did, for the CLI to print.
 #[derive(Debug, Clone, Default)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, Result};
-use crate::exec::value::{date_text, timestamp_text, Value};
 use crate::exec::warehouse::Warehouse;
+use crate::model::value::{date_text, timestamp_text, Value};
 
 /// The batch watermark of one logical table at one instant.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub const CHANNEL: &str = "tidemark:watermarks";
 pub fn poll_sql(watermark_table: &str) -> String {
     format!(
         "SELECT table_name, batch_watermark FROM {} WHERE batch_watermark IS NOT NULL",
-        crate::catalog::quote_name(watermark_table)
+        crate::model::sql::quote_name(watermark_table)
     )
 }
 

@@ -33,7 +33,7 @@ use common::{
     answer_from_json, build_layout, config_toml, parse_config, pg_error_text, set_watermark,
     truncate, Layout, Rows,
 };
-use tidemark::exec::arrow::value_at;
+use tidemark::model::arrow::value_at;
 use tidemark::server::Server;
 
 /// The test database on the private server.

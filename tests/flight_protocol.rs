@@ -16,8 +16,8 @@ use prost::Message;
 use tonic::transport::Channel;
 
 use common::*;
-use tidemark::exec::arrow::value_at;
 use tidemark::frontend::flight::proto;
+use tidemark::model::arrow::value_at;
 
 struct FlightStack {
     db_name: String,

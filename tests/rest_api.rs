@@ -325,7 +325,7 @@ async fn arrow_output() {
         .collect();
     let want: Vec<Option<String>> = oracle
         .iter()
-        .map(|r| r.get::<_, Option<tidemark::exec::value::Cell>>(2).and_then(|c| c.0.to_pg_text()))
+        .map(|r| r.get::<_, Option<tidemark::model::value::Cell>>(2).and_then(|c| c.0.to_pg_text()))
         .collect();
     assert_eq!(totals, want, "Decimal128 totals equal the oracle's");
     let request = s

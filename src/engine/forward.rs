@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::tracked::{InFlight, QueryLog};
-use super::{Engine, Freshness, LegReport, ResultLimits, Session};
+use super::{Engine, ResultLimits, Session};
 use crate::error::{Error, Result};
-use crate::exec::raw::{Lease, Reply};
+use crate::exec::raw::Lease;
 use crate::exec::warehouse::mentions_set_config;
+use crate::model::freshness::{Freshness, LegReport};
+use crate::model::reply::Reply;
 use crate::plan::{self, Class};
 
 /// Shapes remembered before the map is cleared.

@@ -6,13 +6,15 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio_postgres::types::Type;
 
 use super::{
-    empty, explain_lines, text_result, text_rows, Engine, Freshness, Notice, QueryResult, Scope,
-    Session, TxnChange,
+    empty, explain_lines, text_result, text_rows, Engine, Notice, QueryResult, Scope, Session,
+    TxnChange,
 };
+
 use crate::error::{Error, Result};
-use crate::exec::arrow::value_at;
-use crate::exec::value::Value;
-use crate::exec::warehouse::Param;
+use crate::model::arrow::value_at;
+use crate::model::column::Param;
+use crate::model::freshness::Freshness;
+use crate::model::value::Value;
 use crate::plan::copy::{CopyOut, ForceQuote};
 use crate::plan::local::{check_setting, show_column};
 use crate::plan::{Local, SettingCall};

@@ -4,8 +4,8 @@
 
 use super::Engine;
 use crate::catalog::Collation;
-use crate::exec::value::{NumericWire, Value};
-use crate::exec::warehouse::SessionParams;
+use crate::model::column::SessionParams;
+use crate::model::value::{NumericWire, Value};
 
 impl Engine {
     /// One line per probe: what the warehouse answered and what tidemark will do.
@@ -64,10 +64,10 @@ impl Engine {
     }
 
     async fn probe_sliding(&self, table: &str, time_column: &str) -> String {
-        let q = crate::catalog::quote_ident(time_column);
+        let q = crate::model::sql::quote_ident(time_column);
         let sql = format!(
             "SELECT count(*) FROM {} WHERE {q} >= now() - interval '1 hour'",
-            crate::catalog::quote_ident(table)
+            crate::model::sql::quote_ident(table)
         );
         match self.explain(&sql, &SessionParams::new()).await {
             Ok(e) => format!(

@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{broadcast, watch};
 
 use super::{Engine, Session};
-use crate::exec::warehouse::Param;
+use crate::model::column::Param;
 use crate::plan::Class;
 
 /// Distinct recent queries remembered; past it, the once-seen ones are forgotten.

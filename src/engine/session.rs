@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Freshness, Pins};
+use super::Pins;
+
 use crate::error::{Error, Result};
-use crate::exec::warehouse::{SessionParams, FORWARDED_PARAMS};
+use crate::exec::warehouse::FORWARDED_PARAMS;
+use crate::model::column::SessionParams;
+use crate::model::freshness::Freshness;
 pub use crate::plan::local::Scope;
 
 /// A message to the client that does not fail the statement (NoticeResponse on pgwire).

@@ -10,8 +10,8 @@ use arrow_array::RecordBatch;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
-use super::Freshness;
 use crate::error::{Error, Result};
+use crate::model::freshness::Freshness;
 
 /// Draining state shared by the engine and its in-flight statements.
 pub struct Lifecycle {

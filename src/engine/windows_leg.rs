@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
-use super::{Engine, LegReport, WindowsReport};
+use super::Engine;
+
 use crate::error::Error;
-use crate::exec::value::{timestamp_text, Value};
-use crate::exec::warehouse::Param;
+use crate::model::column::Param;
+use crate::model::freshness::{LegReport, WindowsReport};
+use crate::model::value::{timestamp_text, Value};
 use crate::plan::split::{Shape, SplitPlan, WindowInput};
 use crate::plan::window::{self, WindowSpec};
 use crate::plan::Explain;

@@ -15,9 +15,9 @@ use arrow_schema::SchemaRef;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use super::value::{decode_numeric, from_pg_epoch, Cell, NumericWire, Value, PG_EPOCH_DAYS};
-use super::warehouse::Column;
 use crate::error::{Error, Result};
+use crate::model::column::Column;
+use crate::model::value::{decode_numeric, from_pg_epoch, Cell, NumericWire, Value, PG_EPOCH_DAYS};
 
 /// The raw binary bytes of one cell (None for NULL).
 pub struct Raw<'a>(pub Option<&'a [u8]>);
@@ -238,7 +238,7 @@ pub fn numeric_text(raw: &[u8], out: &mut String) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::decimal::Decimal;
+    use crate::model::decimal::Decimal;
 
     fn encode(ndigits: &[i16], weight: i16, sign: u16, dscale: u16) -> Vec<u8> {
         let mut v = Vec::new();

@@ -21,6 +21,7 @@ use super::credentials::{Credential, Credentials};
 use super::tls::{MaybeTls, WarehouseTls};
 
 use crate::error::{Error, Result};
+use crate::model::reply::Reply;
 
 /// Where the warehouse listens: a TCP address (and the host name TLS checks) or a Unix
 /// socket path.
@@ -139,19 +140,6 @@ impl RawConfig {
     }
 }
 
-/// One message of a forwarded statement's answer.
-#[derive(Debug)]
-pub enum Reply {
-    /// RowDescription body (field count first), as the warehouse sent it.
-    Fields(BytesMut),
-    /// DataRow: the field count and the fields' bytes as the warehouse sent them.
-    Row(i16, BytesMut),
-    /// CommandComplete: the command tag.
-    Done(String),
-    /// EmptyQueryResponse.
-    Empty,
-}
-
 /// A logged-in warehouse connection speaking the simple query protocol.
 #[derive(Debug)]
 pub struct RawConn {
@@ -213,7 +201,7 @@ fn check_default(body: &[u8]) -> Result<()> {
     let (name, value) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let value = String::from_utf8_lossy(value);
     let fine = match name {
-        b"TimeZone" => crate::exec::value::is_utc_zone(&value),
+        b"TimeZone" => crate::model::value::is_utc_zone(&value),
         b"DateStyle" => value.get(..3).is_some_and(|v| v.eq_ignore_ascii_case("ISO")),
         b"IntervalStyle" => value.eq_ignore_ascii_case("postgres"),
         _ => true,

@@ -26,8 +26,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::config::NumericMode;
 use crate::error::{Error, Result};
-use crate::exec::arrow::{pg_type_name, PG_TYPMOD};
-use crate::exec::warehouse::numeric_typmod;
+use crate::model::arrow::{pg_type_name, PG_TYPMOD};
+use crate::model::column::numeric_typmod;
 
 /// Rows an answer is read ahead to choose the scale of unconstrained numeric columns.
 pub const LOOK_AHEAD: usize = 65_536;
@@ -300,9 +300,9 @@ pub fn convert_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::arrow::{batch_from_rows, schema_for};
-    use crate::exec::value::Value;
-    use crate::exec::warehouse::Column;
+    use crate::model::arrow::{batch_from_rows, schema_for};
+    use crate::model::column::Column;
+    use crate::model::value::Value;
     use tokio_postgres::types::Type;
 
     fn numeric(name: &str, typmod: i32) -> Column {

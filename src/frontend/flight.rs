@@ -37,11 +37,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::arrow_out::{convert_stream, ArrowOut};
 use crate::config::{Config, NumericMode};
-use crate::engine::{Engine, Freshness, Session};
+use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
-use crate::exec::arrow::{field_for, field_of, schema_for};
-use crate::exec::value::Value;
-use crate::exec::warehouse::{Column, Param};
+use crate::model::arrow::{field_for, field_of, schema_for};
+use crate::model::column::{Column, Param};
+use crate::model::freshness::Freshness;
+use crate::model::value::Value;
 use crate::watermark::Watermark;
 
 /// Messages from `proto/tidemark.proto`.
@@ -268,7 +269,7 @@ impl FlightFrontend {
             for i in 0..b.num_rows() {
                 rows.push(
                     (0..b.num_columns())
-                        .map(|c| crate::exec::arrow::value_at(b.column(c), b.schema().field(c), i))
+                        .map(|c| crate::model::arrow::value_at(b.column(c), b.schema().field(c), i))
                         .collect(),
                 );
             }

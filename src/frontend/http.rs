@@ -19,11 +19,12 @@ use serde_json::{json, Value as Json};
 
 use super::arrow_out::convert_all;
 use crate::config::NumericMode;
-use crate::engine::{Engine, Freshness};
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::exec::arrow::{pg_type_name, value_at};
-use crate::exec::value::Value;
-use crate::exec::warehouse::Param;
+use crate::model::arrow::{pg_type_name, value_at};
+use crate::model::column::Param;
+use crate::model::freshness::Freshness;
+use crate::model::value::Value;
 
 /// Largest request body accepted (bigger bodies get 413).
 pub const BODY_LIMIT: usize = 1024 * 1024;

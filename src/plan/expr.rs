@@ -4,8 +4,8 @@
 
 use sqlparser::ast::{BinaryOperator, DataType, Expr, Value as SqlValue};
 
-use crate::exec::decimal::Decimal;
-use crate::exec::value::Value;
+use crate::model::decimal::Decimal;
+use crate::model::value::Value;
 
 /// Binary operators the engine evaluates.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,7 +5,7 @@
 use chrono::DateTime;
 use sqlparser::ast::{BinaryOperator, DataType, Expr, Ident, Value as SqlValue};
 
-use crate::exec::value::{parse_timestamp, Value};
+use crate::model::value::{parse_timestamp, Value};
 
 /// Which legs the WHERE clause proves empty.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]

@@ -16,11 +16,12 @@ use super::prune::{self, Pruning};
 use super::text::{text_rules, TextRules};
 use super::timefold::TimeRules;
 use super::window::AggShape;
-use crate::catalog::{quote_ident, ColumnInfo, Facts};
+use crate::catalog::{ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
 use crate::error::{Error, Result};
-use crate::exec::value::timestamp_text;
-use crate::exec::warehouse::{Described, Param};
+use crate::model::column::{Described, Param};
+use crate::model::sql::quote_ident;
+use crate::model::value::timestamp_text;
 use crate::watermark::Watermark;
 
 /// A layer of a logical table.

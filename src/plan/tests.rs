@@ -6,8 +6,8 @@ use super::split::{plan, Shape, SplitInput, SplitPlan};
 use crate::catalog::{ColumnInfo, Facts};
 use crate::config::{Dialect, TableConfig};
 use crate::error::Error;
-use crate::exec::value::{parse_timestamp, Value};
-use crate::exec::warehouse::{Column, Described};
+use crate::model::column::{Column, Described};
+use crate::model::value::{parse_timestamp, Value};
 use crate::watermark::Watermark;
 
 fn table() -> TableConfig {

@@ -18,8 +18,8 @@ use sqlparser::ast::{
     TimezoneInfo, UnaryOperator, Value as SqlValue,
 };
 
-use crate::exec::value::{is_utc_zone, parse_timestamp};
-use crate::exec::warehouse::Param;
+use crate::model::column::Param;
+use crate::model::value::{is_utc_zone, parse_timestamp};
 
 const MICROS: i64 = 1_000_000;
 const DAY: i64 = 86_400 * MICROS;

@@ -18,9 +18,9 @@ use super::prune::is_time;
 use super::timefold::{self, parse_unit, truncate, TimeRules, Unit};
 use crate::catalog::ColumnInfo;
 use crate::config::{Measure, WindowsConfig};
-use crate::exec::decimal::Decimal;
-use crate::exec::value::Value;
-use crate::exec::warehouse::Param;
+use crate::model::column::Param;
+use crate::model::decimal::Decimal;
+use crate::model::value::Value;
 use crate::windows::{reader::Bucket, DIM_SEP, NULL_DIM};
 
 /// Why windows cannot answer a query.

@@ -7,7 +7,7 @@ use pgwire::api::Type;
 use tokio_postgres::types::Kind;
 
 use crate::error::{Error, Result};
-use crate::exec::value::{to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
+use crate::model::value::{to_pg_epoch, Cell, Value, PG_EPOCH_DAYS};
 use tokio_postgres::types::FromSql;
 
 /// Text types whose binary form is their UTF-8 text.
@@ -398,7 +398,7 @@ fn nest(items: &[String], dims: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::decimal::Decimal;
+    use crate::model::decimal::Decimal;
 
     #[test]
     fn numeric_round_trips_through_the_exact_decoder() {

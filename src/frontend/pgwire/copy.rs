@@ -12,7 +12,7 @@ use super::encode::field_type;
 use super::rows::Rows;
 use crate::engine::{CopyFormat, CopyOptions, ForceQuote};
 use crate::error::Result;
-use crate::exec::arrow::value_at;
+use crate::model::arrow::value_at;
 
 /// The binary COPY signature, flags (no OIDs) and an empty header extension.
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -179,9 +179,9 @@ impl CopyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::arrow::{batch_from_rows, schema_for};
-    use crate::exec::value::Value;
-    use crate::exec::warehouse::Column;
+    use crate::model::arrow::{batch_from_rows, schema_for};
+    use crate::model::column::Column;
+    use crate::model::value::Value;
 
     fn batch() -> RecordBatch {
         let cols = vec![Column::new("a", Type::TEXT), Column::new("n", Type::INT4)];

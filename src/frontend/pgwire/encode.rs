@@ -14,9 +14,9 @@ use tokio_postgres::types::FromSql;
 
 use super::rows::Rows;
 use crate::error::{Error, Result};
-use crate::exec::arrow::PG_OID;
-use crate::exec::value::Cell;
-use crate::exec::warehouse::{Column, Param};
+use crate::model::arrow::PG_OID;
+use crate::model::column::{Column, Param};
+use crate::model::value::Cell;
 
 /// The wire format of result column `idx` (clients may send fewer codes than columns).
 pub fn format_for(format: Option<&Format>, idx: usize) -> FieldFormat {

@@ -157,7 +157,7 @@ async fn warehouse_version(engine: &Engine) -> Option<String> {
     let batches: Vec<_> = r.stream.try_collect().await.ok()?;
     let b = batches.first()?;
     // the warehouse's own text ("15.19 (Debian 15.19-0+deb12u1)"), as PostgreSQL reports it
-    crate::exec::arrow::value_at(b.column(0), b.schema().field(0), 0).to_pg_text()
+    crate::model::arrow::value_at(b.column(0), b.schema().field(0), 0).to_pg_text()
 }
 
 /// Binds the pgwire listener and serves it until `shutdown` flips; returns the bound address.

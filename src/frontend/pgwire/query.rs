@@ -32,8 +32,8 @@ use super::startup::REPORTED;
 use super::statements::{is_blank, split_statements};
 use crate::engine::{Engine, QueryResult, Session, TxnChange};
 use crate::error::Error;
-use crate::exec::raw::Reply;
-use crate::exec::warehouse::{Column, Param};
+use crate::model::column::{Column, Param};
+use crate::model::reply::Reply;
 
 /// A client's engine session, kept in the connection's extensions, with the values of the
 /// reported parameters the client was last told (ParameterStatus).

@@ -14,8 +14,8 @@ use pgwire::api::Type;
 
 use super::binary::{binary_of, is_plain_text, numeric_from_text, unsupported};
 use crate::error::Result;
-use crate::exec::arrow::value_at;
-use crate::exec::value::{float_text, to_pg_epoch, PG_EPOCH_DAYS};
+use crate::model::arrow::value_at;
+use crate::model::value::{float_text, to_pg_epoch, PG_EPOCH_DAYS};
 
 /// One column of a batch, downcast once.
 enum Col<'a> {

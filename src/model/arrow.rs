@@ -18,8 +18,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tokio_postgres::types::Type;
 
+use super::column::Column;
 use super::value::Value;
-use super::warehouse::Column;
 use crate::error::{Error, Result};
 
 /// Metadata key holding the PostgreSQL type name of a field.

@@ -1,13 +1,15 @@
 //! Merging the legs: partial aggregates combined per group, then HAVING, outputs,
 //! DISTINCT, ORDER BY and LIMIT/OFFSET; or, for plain rows, concatenate, sort and cut.
 
+pub mod eval;
+
 use std::collections::{HashMap, HashSet};
 
 use crate::config::Dialect;
 use crate::error::{Error, Result};
-use crate::exec::decimal::Decimal;
-use crate::exec::eval::{binary, compare, eval, Row};
-use crate::exec::value::{GroupKey, Value};
+use crate::merge::eval::{binary, compare, eval, Row};
+use crate::model::decimal::Decimal;
+use crate::model::value::{GroupKey, Value};
 use crate::plan::expr::BinOp;
 use crate::plan::split::{AggCall, AggSpec, Combine, RowsSpec, SortKey, SortSource};
 

@@ -6,8 +6,8 @@
 use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
-use crate::exec::decimal::Decimal;
-use crate::exec::value::Value;
+use crate::model::decimal::Decimal;
+use crate::model::value::Value;
 use crate::plan::expr::{BinOp, CastTo, EExpr, Func};
 
 /// What an expression is evaluated against: one merged group.
@@ -348,7 +348,7 @@ pub fn cast(v: Value, to: CastTo) -> Result<Value> {
 mod tests {
     use super::*;
     use crate::config::Dialect;
-    use crate::exec::merge::{merge_aggregate, MergeCtx};
+    use crate::merge::{merge_aggregate, MergeCtx};
     use crate::plan::split::{AggCall, AggSpec, Combine, SortKey, SortSource};
 
     fn num(s: &str) -> Value {

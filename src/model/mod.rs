@@ -1,0 +1,10 @@
+//! The floor every layer stands on: values and decimals, columns and parameters, Arrow
+//! conversion, freshness reports and SQL names. It imports nothing of the crate above it.
+
+pub mod arrow;
+pub mod column;
+pub mod decimal;
+pub mod freshness;
+pub mod reply;
+pub mod sql;
+pub mod value;
