@@ -15,7 +15,7 @@ use moka::future::Cache;
 use crate::config::CacheConfig;
 use crate::error::{Error, Result};
 use crate::model::column::{Param, SessionParams};
-use crate::model::freshness::Freshness;
+use crate::model::freshness::{CacheStatus, Freshness};
 use crate::model::value::Value;
 use crate::plan::split::Layer;
 
@@ -35,31 +35,6 @@ pub struct LegKey {
     pub params: Vec<Param>,
     /// Session parameters that change what the warehouse computes.
     pub session: SessionParams,
-}
-
-/// How a leg was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// Served from the cache.
-    Hit,
-    /// Computed (and cached).
-    Miss,
-    /// The client asked to bypass caches.
-    Bypass,
-    /// Some pieces of the leg were served from the cache, others computed.
-    Partial,
-}
-
-impl CacheStatus {
-    /// `hit`, `miss` or `bypass`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Bypass => "bypass",
-            CacheStatus::Partial => "partial",
-        }
-    }
 }
 
 /// What identifies a whole answer: the query, its parameters and session settings, the

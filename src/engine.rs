@@ -22,7 +22,7 @@ use crate::exec::warehouse::Warehouse;
 use crate::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::model::arrow::{batch_from_rows, schema_for};
 use crate::model::column::{Column, Described, Param, SessionParams};
-use crate::model::freshness::{Freshness, LegReport, WindowsReport};
+use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind, WindowsReport};
 use crate::model::value::{supported_type, timestamp_text, Value};
 use crate::plan::split::{self, names_table, Shape, SplitInput, SplitPlan};
 use crate::plan::timefold::{TimeRules, Zone};
@@ -61,7 +61,6 @@ struct SplitCtx<'a> {
     text: Option<&'a TextKey>,
 }
 
-/// `hit` when every leg hit, `miss` when none did, `partial` otherwise; `bypass` when skipped.
 /// How a session evaluates times: its TimeZone (its own, else the warehouse default).
 fn time_rules(wp: &SessionParams, facts: &crate::catalog::Facts, dialect: Dialect) -> TimeRules {
     let zone = match wp.iter().find(|(k, _)| k == "timezone") {
@@ -69,24 +68,6 @@ fn time_rules(wp: &SessionParams, facts: &crate::catalog::Facts, dialect: Dialec
         None => facts.default_zone.as_str(),
     };
     TimeRules { zone: Zone::named(zone), redshift: dialect == Dialect::Redshift }
-}
-
-fn cache_summary(legs: &[LegReport]) -> Option<String> {
-    let cached: Vec<&str> =
-        legs.iter().map(|l| l.cache.as_str()).filter(|c| *c != "none").collect();
-    if cached.is_empty() {
-        return None;
-    }
-    let hits = cached.iter().filter(|c| **c == "hit").count();
-    let partial = cached.contains(&"partial");
-    let bypass = cached.contains(&"bypass");
-    let status = match (bypass, hits, partial) {
-        (true, _, _) => "bypass",
-        (_, h, _) if h == cached.len() => "hit",
-        (_, 0, false) => "miss",
-        _ => "partial",
-    };
-    Some(status.into())
 }
 
 /// True when the session asked to bypass caches (`SET tidemark.cache = off`).
@@ -296,7 +277,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         match &result {
-            Ok((r, _)) => self.metrics.query(frontend, &r.freshness.plan, started.elapsed()),
+            Ok((r, _)) => self.metrics.query(frontend, r.freshness.plan.name(), started.elapsed()),
             Err(e) => {
                 self.metrics.error(frontend, e.sqlstate());
                 log.sqlstate = Some(e.sqlstate().to_string());
@@ -790,7 +771,7 @@ impl Engine {
                 name: leg.layer.name().into(),
                 rows: Some(r.len()),
                 elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-                cache: status.name().into(),
+                cache: status,
             });
             rows.push(Arc::unwrap_or_clone(r));
         }
@@ -833,7 +814,7 @@ impl Engine {
                 name: l.layer.name().into(),
                 rows: None,
                 elapsed_ms: 0.0,
-                cache: "none".into(),
+                cache: CacheStatus::None,
             })
             .collect();
         let schema = schema_for(&described.columns);
@@ -861,11 +842,11 @@ impl Engine {
     fn split_freshness(&self, plan: &SplitPlan, legs: Vec<LegReport>, now: i64) -> Freshness {
         let speed_ran = plan.legs.iter().any(|l| l.layer == split::Layer::Speed);
         Freshness {
-            plan: "split".into(),
+            plan: PlanKind::Split,
             table: Some(plan.table.clone()),
             batch_watermark: Some(plan.watermark.text()),
             realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
-            cache: cache_summary(&legs),
+            cache: CacheStatus::of_answer(&legs),
             legs,
             pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
             degraded: false,
@@ -899,7 +880,7 @@ impl Engine {
         let (schema, stream) = self.warehouse.stream(sql, &[], params, wp, BATCH_ROWS).await?;
         let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
         let freshness = Freshness {
-            plan: "passthrough".into(),
+            plan: PlanKind::Passthrough,
             table: table.map(str::to_string),
             batch_watermark: w,
             realtime_as_of: table
@@ -908,7 +889,7 @@ impl Engine {
                 name: "warehouse".into(),
                 rows: None,
                 elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-                cache: "none".into(),
+                cache: CacheStatus::None,
             }],
             cache: None,
             pruned: vec![],
@@ -1194,9 +1175,9 @@ fn explain_lines(e: &Explain) -> Vec<String> {
 fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
     let mut freshness = answer.freshness.clone();
     if hit {
-        freshness.cache = Some("hit".into());
-        for l in freshness.legs.iter_mut().filter(|l| l.cache != "none") {
-            l.cache = "hit".into();
+        freshness.cache = Some(CacheStatus::Hit);
+        for l in freshness.legs.iter_mut().filter(|l| l.cache != CacheStatus::None) {
+            l.cache = CacheStatus::Hit;
         }
     }
     let batches = answer.batches.clone();

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::Engine;
-use crate::cache::{CacheStatus, LegKey, LegRows};
+use crate::cache::{LegKey, LegRows};
 use crate::error::Result;
 use crate::model::column::{Described, Param, SessionParams};
+use crate::model::freshness::CacheStatus;
 use crate::model::value::Value;
 use crate::plan::chunks::{self, Piece};
 use crate::plan::split::{BatchPieces, Layer, SplitPlan};

@@ -13,7 +13,7 @@ use super::{Engine, ResultLimits, Session};
 use crate::error::{Error, Result};
 use crate::exec::raw::Lease;
 use crate::exec::warehouse::mentions_set_config;
-use crate::model::freshness::{Freshness, LegReport};
+use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind};
 use crate::model::reply::Reply;
 use crate::plan::{self, Class};
 
@@ -148,7 +148,7 @@ impl Engine {
 /// The freshness a forwarded statement reports (as the normal pass-through path does).
 fn forwarded_freshness(reason: &str, elapsed_ms: f64) -> Freshness {
     Freshness {
-        plan: "passthrough".into(),
+        plan: PlanKind::Passthrough,
         table: None,
         batch_watermark: None,
         realtime_as_of: None,
@@ -156,7 +156,7 @@ fn forwarded_freshness(reason: &str, elapsed_ms: f64) -> Freshness {
             name: "warehouse".into(),
             rows: None,
             elapsed_ms,
-            cache: "none".into(),
+            cache: CacheStatus::None,
         }],
         cache: None,
         pruned: vec![],

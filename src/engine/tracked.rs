@@ -97,7 +97,7 @@ pub struct QueryLog {
     /// `pgwire`, `rest`, `flight`, ...
     pub frontend: &'static str,
     /// `split`, `passthrough`, `local` (empty until known).
-    pub plan: String,
+    pub plan: &'static str,
     /// Legs as `name:ms:cache`, comma-separated.
     pub legs: String,
     /// Rows sent.
@@ -116,7 +116,7 @@ impl QueryLog {
         QueryLog {
             user: user.to_string(),
             frontend,
-            plan: String::new(),
+            plan: "",
             legs: String::new(),
             rows: 0,
             bytes: 0,
@@ -130,7 +130,7 @@ impl QueryLog {
         if !tracing::enabled!(target: "tidemark::query", tracing::Level::INFO) {
             return;
         }
-        self.plan = f.plan.clone();
+        self.plan = f.plan.name();
         self.legs = f
             .legs
             .iter()

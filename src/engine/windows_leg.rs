@@ -192,7 +192,7 @@ impl Engine {
             name: "windows".into(),
             rows: Some(rows.len()),
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            cache: "none".into(),
+            cache: crate::model::freshness::CacheStatus::None,
         };
         WindowOutcome {
             speed_sql: Some(input.speed_up_to.sql(&upper)),

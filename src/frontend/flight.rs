@@ -329,7 +329,7 @@ fn pinned_value(p: &proto::PinnedWatermark) -> Option<Value> {
 /// The freshness message of `proto/tidemark.proto`.
 pub fn freshness_proto(f: &Freshness) -> proto::Freshness {
     proto::Freshness {
-        plan: f.plan.clone(),
+        plan: f.plan.name().into(),
         table: f.table.clone().unwrap_or_default(),
         batch_watermark: f.batch_watermark.clone().unwrap_or_default(),
         realtime_as_of: f.realtime_as_of.clone().unwrap_or_default(),
@@ -340,13 +340,13 @@ pub fn freshness_proto(f: &Freshness) -> proto::Freshness {
                 name: l.name.clone(),
                 rows: l.rows.map(|r| r as i64).unwrap_or(-1),
                 elapsed_ms: l.elapsed_ms,
-                cache: l.cache.clone(),
+                cache: l.cache.name().into(),
             })
             .collect(),
         pruned: f.pruned.clone(),
         degraded: f.degraded,
         reason: f.reason.clone().unwrap_or_default(),
-        cache: f.cache.clone().unwrap_or_default(),
+        cache: f.cache.map(|c| c.name().to_string()).unwrap_or_default(),
         realtime_reaches: f.realtime_reaches.clone().unwrap_or_default(),
         windows_used: f.windows.as_ref().is_some_and(|w| w.used),
         windows_reason: f.windows.as_ref().and_then(|w| w.reason.clone()).unwrap_or_default(),

@@ -23,7 +23,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::model::arrow::{pg_type_name, value_at};
 use crate::model::column::Param;
-use crate::model::freshness::Freshness;
+use crate::model::freshness::{CacheStatus, Freshness, PlanKind};
 use crate::model::value::Value;
 
 /// Largest request body accepted (bigger bodies get 413).
@@ -200,15 +200,15 @@ async fn respond(
         };
         // a hit's freshness is the same every time, so its whole body is encoded once
         let f = &result.freshness;
-        let body = match f.cache.as_deref() {
-            Some("hit") => encode("json-hit", &|| body(f))?,
+        let body = match f.cache {
+            Some(CacheStatus::Hit) => encode("json-hit", &|| body(f))?,
             _ => body(f)?,
         };
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     freshness_headers(resp.headers_mut(), &result.freshness);
     let f = &result.freshness;
-    if let (false, "split", Some(w)) = (no_cache, f.plan.as_str(), &f.batch_watermark) {
+    if let (false, PlanKind::Split, Some(w)) = (no_cache, f.plan, &f.batch_watermark) {
         if let Some(tag) = engine.etag(sql, params, w, variant(accept, numeric)) {
             validators(resp.headers_mut(), &tag, engine.max_age_secs());
         }
@@ -348,7 +348,7 @@ fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
             h.insert(name, v);
         }
     };
-    put("tidemark-plan", &f.plan);
+    put("tidemark-plan", f.plan.name());
     if let Some(w) = &f.batch_watermark {
         put("tidemark-batch-watermark", w);
     }
@@ -358,7 +358,7 @@ fn freshness_headers(h: &mut HeaderMap, f: &Freshness) {
     put("tidemark-legs", &f.legs.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(","));
     put("tidemark-degraded", if f.degraded { "true" } else { "false" });
     if let Some(c) = &f.cache {
-        put("tidemark-cache", c);
+        put("tidemark-cache", c.name());
     }
     if let Some(r) = &f.realtime_reaches {
         put("tidemark-realtime-reaches", r);

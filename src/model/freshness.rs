@@ -2,6 +2,70 @@
 
 use serde::Serialize;
 
+/// How a statement was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    /// Split at W into legs over the layers and merged.
+    Split,
+    /// Sent to the warehouse as written.
+    Passthrough,
+    /// Answered by tidemark itself (SET, SHOW, catalog probes, ...).
+    Local,
+}
+
+/// How a leg, or a whole answer, was served by the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Computed (and cached).
+    Miss,
+    /// The client asked to bypass caches.
+    Bypass,
+    /// Some pieces were served from the cache, others computed.
+    Partial,
+    /// Not cacheable (a speed or pass-through leg).
+    None,
+}
+
+impl CacheStatus {
+    /// An answer's status from its legs': `hit` when every cached leg hit, `miss` when none
+    /// did, `partial` otherwise, `bypass` when skipped; None when no leg is cacheable.
+    pub fn of_answer(legs: &[LegReport]) -> Option<CacheStatus> {
+        let cached: Vec<CacheStatus> =
+            legs.iter().map(|l| l.cache).filter(|c| *c != CacheStatus::None).collect();
+        let hits = cached.iter().filter(|c| **c == CacheStatus::Hit).count();
+        Some(match () {
+            _ if cached.is_empty() => return None,
+            _ if cached.contains(&CacheStatus::Bypass) => CacheStatus::Bypass,
+            _ if hits == cached.len() => CacheStatus::Hit,
+            _ if hits == 0 && !cached.contains(&CacheStatus::Partial) => CacheStatus::Miss,
+            _ => CacheStatus::Partial,
+        })
+    }
+}
+
+/// Names as they appear in reports, headers and metrics labels.
+macro_rules! named {
+    ($ty:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $ty {
+            /// The lower-case name reports use.
+            pub fn name(self) -> &'static str {
+                match self { $(<$ty>::$v => $s),* }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+named!(PlanKind { Split => "split", Passthrough => "passthrough", Local => "local" });
+named!(CacheStatus { Hit => "hit", Miss => "miss", Bypass => "bypass", Partial => "partial", None => "none" });
+
 /// One leg as reported in freshness.
 #[derive(Debug, Clone, Serialize)]
 pub struct LegReport {
@@ -11,8 +75,8 @@ pub struct LegReport {
     pub rows: Option<usize>,
     /// Time the leg took in milliseconds.
     pub elapsed_ms: f64,
-    /// Cache status: `miss` (no cache yet), `hit` later.
-    pub cache: String,
+    /// How the leg caches served it.
+    pub cache: CacheStatus,
 }
 
 /// What the Redis windows contributed to an answer.
@@ -33,8 +97,8 @@ pub struct WindowsReport {
 /// How fresh an answer is, and how it was produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Freshness {
-    /// `split`, `passthrough` or `local`.
-    pub plan: String,
+    /// How the statement was answered.
+    pub plan: PlanKind,
     /// Logical table involved, if any.
     pub table: Option<String>,
     /// Batch watermark W used (batch rows are those with time < W).
@@ -51,7 +115,7 @@ pub struct Freshness {
     pub reason: Option<String>,
     /// Cache status of the answer: `hit` (every leg), `partial` (some legs, e.g. the batch
     /// leg hit and the realtime part fresh), `miss`, `bypass`; None when nothing is cached.
-    pub cache: Option<String>,
+    pub cache: Option<CacheStatus>,
     /// How far the realtime part reaches: through the windows, the end of the newest bucket
     /// holding data; otherwise the high-water mark H when known.
     pub realtime_reaches: Option<String>,
@@ -63,7 +127,7 @@ impl Freshness {
     /// The freshness of an answer tidemark made itself, reading no layer.
     pub fn local() -> Freshness {
         Freshness {
-            plan: "local".into(),
+            plan: PlanKind::Local,
             table: None,
             batch_watermark: None,
             realtime_as_of: None,

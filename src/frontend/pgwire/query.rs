@@ -33,6 +33,7 @@ use super::statements::{is_blank, split_statements};
 use crate::engine::{Engine, QueryResult, Session, TxnChange};
 use crate::error::Error;
 use crate::model::column::{Column, Param};
+use crate::model::freshness::PlanKind;
 use crate::model::reply::Reply;
 
 /// A client's engine session, kept in the connection's extensions, with the values of the
@@ -220,7 +221,7 @@ impl Gateway {
             }
             TxnChange::None => {}
         }
-        let settings_call = result.tag == "SELECT" && result.freshness.plan == "local";
+        let settings_call = result.tag == "SELECT" && result.freshness.plan == PlanKind::Local;
         if settings_call || matches!(result.tag.as_str(), "SET" | "RESET" | "DISCARD ALL") {
             self.report_parameters(client, &cell).await?;
         }
