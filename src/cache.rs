@@ -144,7 +144,7 @@ fn bounded_by(sql: &str, needle: &str) -> bool {
 impl LegCache {
     /// Caches sized from config.
     pub fn new(cfg: &CacheConfig, metrics: Arc<crate::metrics::Metrics>) -> Result<LegCache> {
-        let ttl = crate::config::parse_duration("cache.speed_ttl", &cfg.speed_ttl)?;
+        let ttl = cfg.speed_ttl.get();
         Ok(LegCache {
             batch: Cache::builder()
                 .max_capacity(cfg.batch_bytes)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+pub use crate::model::duration::Span;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,10 +68,10 @@ pub struct LimitsConfig {
     pub queue: usize,
     /// Longest wait in that queue before 53300.
     #[serde(default = "default_queue_timeout")]
-    pub queue_timeout: String,
+    pub queue_timeout: Span,
     /// On SIGTERM/SIGINT: how long in-flight queries may finish before they are cancelled.
     #[serde(default = "default_shutdown_deadline")]
-    pub shutdown_deadline: String,
+    pub shutdown_deadline: Span,
 }
 
 impl Default for LimitsConfig {
@@ -90,12 +91,12 @@ fn default_queue() -> usize {
     4096
 }
 
-fn default_queue_timeout() -> String {
-    "10s".into()
+fn default_queue_timeout() -> Span {
+    span("10s")
 }
 
-fn default_shutdown_deadline() -> String {
-    "30s".into()
+fn default_shutdown_deadline() -> Span {
+    span("30s")
 }
 
 /// PostgreSQL wire protocol settings.
@@ -107,7 +108,7 @@ pub struct PgConfig {
     pub max_connections: usize,
     /// Connections with no statement running for this long are closed; "0" keeps them.
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: String,
+    pub idle_timeout: Span,
 }
 
 impl Default for PgConfig {
@@ -119,8 +120,8 @@ impl Default for PgConfig {
     }
 }
 
-fn default_idle_timeout() -> String {
-    "0".into()
+fn default_idle_timeout() -> Span {
+    span("0")
 }
 
 fn default_max_connections() -> usize {
@@ -172,7 +173,7 @@ pub struct CacheConfig {
     /// How long a speed leg result is reused (e.g. "1s"; "0" disables caching). Whole
     /// answers are cached per realtime epoch of this length, and REST sends it as max-age.
     #[serde(default = "default_speed_ttl")]
-    pub speed_ttl: String,
+    pub speed_ttl: Span,
     /// Byte budget of the whole-answer cache.
     #[serde(default = "default_speed_bytes")]
     pub result_bytes: u64,
@@ -203,8 +204,8 @@ fn default_batch_bytes() -> u64 {
 fn default_speed_bytes() -> u64 {
     64 << 20
 }
-fn default_speed_ttl() -> String {
-    "1s".into()
+fn default_speed_ttl() -> Span {
+    span("1s")
 }
 
 /// Where named queries live.
@@ -246,7 +247,7 @@ pub struct UserConfig {
     pub schemas: Option<Vec<String>>,
     /// This user's statement timeout (e.g. "30s"), instead of `warehouse.statement_timeout`.
     #[serde(default)]
-    pub statement_timeout: Option<String>,
+    pub statement_timeout: Option<Span>,
 }
 
 fn is_key_hash(k: &str) -> bool {
@@ -325,14 +326,14 @@ pub struct Warehouse {
     pub pool_size: usize,
     /// How long to wait for a warehouse connection (e.g. "5s").
     #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: String,
+    pub connect_timeout: Span,
     /// Statement timeout applied to every warehouse query (e.g. "60s"; "0" disables).
     #[serde(default = "default_statement_timeout")]
-    pub statement_timeout: String,
+    pub statement_timeout: Span,
     /// How often the watermark table is polled (e.g. "1s"; default 1s, 10s on Redshift so a
     /// Serverless workgroup can pause: the Redis push keeps replicas prompt).
     #[serde(default)]
-    pub watermark_poll: Option<String>,
+    pub watermark_poll: Option<Span>,
     /// Redshift `query_group` (WLM queue label) set on sessions that set none themselves.
     #[serde(default)]
     pub query_group: Option<String>,
@@ -344,7 +345,7 @@ pub struct Warehouse {
     /// rotated credentials and load spreads after failovers (PgBouncer's `server_lifetime`;
     /// "0" keeps them).
     #[serde(default = "default_max_connection_age")]
-    pub max_connection_age: String,
+    pub max_connection_age: Span,
     /// `[warehouse.tls]`: TLS to the warehouse (over the URL's `sslmode`, `sslrootcert`, ...).
     #[serde(default)]
     pub tls: TlsSettings,
@@ -382,7 +383,7 @@ pub struct CredentialsConfig {
     #[serde(default)]
     pub command: Vec<String>,
     /// `command`: how long a password printed without an expiration is used (default 10m).
-    pub refresh: Option<String>,
+    pub refresh: Option<Span>,
     /// IAM: the AWS region.
     pub region: Option<String>,
     /// `redshift-iam`: the cluster identifier.
@@ -394,7 +395,7 @@ pub struct CredentialsConfig {
     /// IAM: the database (default: the URL's).
     pub db_name: Option<String>,
     /// IAM: how long the credentials last (15m to 60m; default 15m).
-    pub duration: Option<String>,
+    pub duration: Option<Span>,
     /// `redshift-iam` with `db_user`: create the user if it does not exist.
     #[serde(default)]
     pub auto_create: bool,
@@ -416,7 +417,7 @@ pub struct Redis {
     pub nodes: Vec<String>,
     /// Bound on each Redis round trip; slower answers count as Redis being down (degraded).
     #[serde(default = "default_redis_timeout")]
-    pub timeout: String,
+    pub timeout: Span,
     /// RBAC user (ElastiCache user group); the URL's `user:` works too.
     pub username: Option<String>,
     /// AUTH token or the RBAC user's password (or `TIDEMARK_REDIS_PASSWORD`, or `password_file`).
@@ -460,7 +461,7 @@ impl Redis {
 
     /// The per-operation timeout.
     pub fn timeout(&self) -> Result<Duration> {
-        let d = parse_duration("redis.timeout", &self.timeout)?;
+        let d = self.timeout.get();
         if d.is_zero() {
             return Err(Error::Config("redis.timeout must be positive".into()));
         }
@@ -468,8 +469,8 @@ impl Redis {
     }
 }
 
-fn default_redis_timeout() -> String {
-    "250ms".into()
+fn default_redis_timeout() -> Span {
+    span("250ms")
 }
 
 /// Speed-layer windows of one logical table kept in Redis (see docs/windows.md).
@@ -477,14 +478,14 @@ fn default_redis_timeout() -> String {
 #[serde(deny_unknown_fields)]
 pub struct WindowsConfig {
     /// Tumbling bucket width, whole seconds (e.g. "10s").
-    pub bucket: String,
+    pub bucket: Span,
     /// Dimension columns kept per bucket, in field order.
     #[serde(default)]
     pub dimensions: Vec<String>,
     /// Measures: `count`, `sum:<col>`, `min:<col>`, `max:<col>`.
     pub measures: Vec<String>,
     /// How long a bucket lives (its TTL), e.g. "30m".
-    pub retention: String,
+    pub retention: Span,
 }
 
 /// One configured measure of the windows.
@@ -536,7 +537,7 @@ impl Measure {
 impl WindowsConfig {
     /// Bucket width in whole seconds (at least 1).
     pub fn bucket_secs(&self) -> Result<i64> {
-        let d = parse_duration("windows.bucket", &self.bucket)?;
+        let d = self.bucket.get();
         if d.as_secs() == 0 || d.subsec_nanos() != 0 {
             return Err(Error::Config(format!(
                 "windows.bucket = {:?} must be a whole number of seconds, at least 1s",
@@ -548,7 +549,7 @@ impl WindowsConfig {
 
     /// Retention (bucket TTL) in whole seconds.
     pub fn retention_secs(&self) -> Result<i64> {
-        let d = parse_duration("windows.retention", &self.retention)?;
+        let d = self.retention.get();
         Ok(d.as_secs() as i64)
     }
 
@@ -602,8 +603,8 @@ fn default_watermark_table() -> String {
 fn default_pool_size() -> usize {
     16
 }
-fn default_connect_timeout() -> String {
-    "5s".into()
+fn default_connect_timeout() -> Span {
+    span("5s")
 }
 /// The hex digest of a `password_hash` in PostgreSQL's MD5 form (`md5` + md5(password ||
 /// user name)); such users log in with MD5.
@@ -612,12 +613,12 @@ pub fn md5_digest(hash: &str) -> Option<&str> {
     (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
-fn default_statement_timeout() -> String {
-    "60s".into()
+fn default_statement_timeout() -> Span {
+    span("60s")
 }
 
-fn default_max_connection_age() -> String {
-    "1h".into()
+fn default_max_connection_age() -> Span {
+    span("1h")
 }
 
 impl Config {
@@ -677,9 +678,6 @@ impl Config {
         self.warehouse.connect_timeout()?;
         self.warehouse.statement_timeout()?;
         self.warehouse.watermark_poll()?;
-        parse_duration("limits.queue_timeout", &self.limits.queue_timeout)?;
-        parse_duration("pg.idle_timeout", &self.pg.idle_timeout)?;
-        parse_duration("limits.shutdown_deadline", &self.limits.shutdown_deadline)?;
         for u in &self.users {
             let md5 = md5_digest(&u.password_hash).is_some();
             if !u.password_hash.starts_with("SCRAM-SHA-256$") && !md5 {
@@ -694,9 +692,6 @@ impl Config {
                     u.name
                 )));
             }
-            if let Some(t) = &u.statement_timeout {
-                parse_duration("users.statement_timeout", t)?;
-            }
         }
         if self.flight.max_batch_rows == 0 || self.flight.max_message_bytes < 1024 {
             return Err(Error::Config(
@@ -704,7 +699,6 @@ impl Config {
                     .into(),
             ));
         }
-        parse_duration("cache.speed_ttl", &self.cache.speed_ttl)?;
         if let Some(r) = &self.redis {
             r.timeout()?;
         }
@@ -752,25 +746,24 @@ impl Config {
 impl Warehouse {
     /// Connection wait timeout.
     pub fn connect_timeout(&self) -> Result<Duration> {
-        parse_duration("warehouse.connect_timeout", &self.connect_timeout)
+        Ok(self.connect_timeout.get())
     }
     /// Statement timeout (zero: none).
     pub fn statement_timeout(&self) -> Result<Duration> {
-        parse_duration("warehouse.statement_timeout", &self.statement_timeout)
+        Ok(self.statement_timeout.get())
     }
     /// How long a pooled connection may be reused (None: for ever).
     pub fn max_connection_age(&self) -> Result<Option<Duration>> {
-        let d = parse_duration("warehouse.max_connection_age", &self.max_connection_age)?;
+        let d = self.max_connection_age.get();
         Ok((!d.is_zero()).then_some(d))
     }
     /// Watermark poll interval.
     pub fn watermark_poll(&self) -> Result<Duration> {
         let default = match self.dialect {
-            Dialect::Redshift => "10s",
-            Dialect::Postgres => "1s",
+            Dialect::Redshift => Duration::from_secs(10),
+            Dialect::Postgres => Duration::from_secs(1),
         };
-        let text = self.watermark_poll.as_deref().unwrap_or(default);
-        let d = parse_duration("warehouse.watermark_poll", text)?;
+        let d = self.watermark_poll.map_or(default, Span::get);
         if d.is_zero() {
             return Err(Error::Config("warehouse.watermark_poll must be positive".into()));
         }
@@ -795,23 +788,15 @@ fn check_ident(key: &str, value: &str) -> Result<()> {
     }
 }
 
-/// Parses "250ms", "5s", "2m", "1h" or a bare number of seconds.
+/// A built-in default spelled as in a config file.
+fn span(text: &str) -> Span {
+    Span::parse(text).expect("a valid built-in duration")
+}
+
+/// Parses "250ms", "5s", "2m", "1h" or a bare number of seconds (for values set at run time,
+/// such as a session's `statement_timeout`; config files are parsed into [`Span`]s).
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&t[..i], t[i..].trim()),
-        None => (t, "s"),
-    };
-    let n: f64 =
-        num.parse().map_err(|_| Error::Config(format!("{key} = {text:?} is not a duration")))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(Error::Config(format!("{key} = {text:?}: unknown unit {unit:?}"))),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    Span::parse(text).map(Span::get).map_err(|e| Error::Config(format!("{key} = {e}")))
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ impl Engine {
         let warehouse = Arc::new(Warehouse::new(&config, metrics.clone())?);
         let legs = LegCache::new(&config.cache, metrics.clone())?;
         let window_ttl = match config.cache.enabled {
-            true => crate::config::parse_duration("cache.speed_ttl", &config.cache.speed_ttl)?,
+            true => config.cache.speed_ttl.get(),
             false => std::time::Duration::ZERO,
         };
         let windows =
@@ -919,8 +919,8 @@ impl Engine {
             .users
             .iter()
             .find(|u| u.name == user)
-            .and_then(|u| u.statement_timeout.as_deref())
-            .and_then(|t| crate::config::parse_duration("statement_timeout", t).ok());
+            .and_then(|u| u.statement_timeout)
+            .map(crate::config::Span::get);
         s
     }
 

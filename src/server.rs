@@ -63,11 +63,7 @@ impl Server {
     /// Stops accepting, lets in-flight statements finish within `limits.shutdown_deadline`,
     /// then cancels the rest (their warehouse queries too) and waits for the listeners.
     pub async fn shutdown(self) {
-        let deadline = crate::config::parse_duration(
-            "limits.shutdown_deadline",
-            &self.engine.config().limits.shutdown_deadline,
-        )
-        .unwrap_or(Duration::from_secs(30));
+        let deadline = self.engine.config().limits.shutdown_deadline.get();
         let _ = self.shutdown.send(true);
         let stopped = self.engine.drain(deadline).await;
         if stopped > 0 {

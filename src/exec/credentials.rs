@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{parse_duration, CredentialSource, CredentialsConfig};
+use crate::config::{CredentialSource, CredentialsConfig, Span};
 use crate::error::{Error, Result};
 
 /// What a connection logs in with.
@@ -100,10 +100,7 @@ impl Credentials {
                 if c.command.is_empty() {
                     return Err(need("command needs command = [\"program\", \"arg\", ...]"));
                 }
-                let lifetime = parse_duration(
-                    "warehouse.credentials.refresh",
-                    c.refresh.as_deref().unwrap_or("10m"),
-                )?;
+                let lifetime = c.refresh.map_or(Duration::from_secs(600), Span::get);
                 Source::Command { argv: c.command.clone(), lifetime }
             }
             Some((CredentialSource::RedshiftIam | CredentialSource::RedshiftServerlessIam, c)) => {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::BehaviorVersion;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use crate::config::{parse_duration, CredentialSource, CredentialsConfig};
+use crate::config::{CredentialSource, CredentialsConfig, Span};
 use crate::error::{Error, Result};
 
 /// Which API answers.
@@ -61,10 +61,7 @@ impl Iam {
                 cluster: c.cluster.clone().ok_or_else(|| need("needs cluster"))?,
             },
         };
-        let duration = parse_duration(
-            "warehouse.credentials.duration",
-            c.duration.as_deref().unwrap_or("15m"),
-        )?;
+        let duration = c.duration.map_or(Duration::from_secs(900), Span::get);
         if !(900..=3600).contains(&duration.as_secs()) {
             return Err(need("duration must be between 15m and 60m"));
         }

@@ -135,8 +135,7 @@ impl Warehouse {
             0 => config.warehouse.pool_size,
             n => n.min(config.warehouse.pool_size),
         };
-        let queue_wait =
-            crate::config::parse_duration("limits.queue_timeout", &limits.queue_timeout)?;
+        let queue_wait = limits.queue_timeout.get();
         let admission = Arc::new(Admission::new(slots, limits.queue, queue_wait));
         let credentials = super::credentials::Credentials::new(
             config.warehouse.credentials.as_ref(),

@@ -4,6 +4,7 @@
 pub mod arrow;
 pub mod column;
 pub mod decimal;
+pub mod duration;
 pub mod freshness;
 pub mod reply;
 pub mod sql;

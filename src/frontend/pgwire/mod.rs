@@ -185,7 +185,7 @@ pub async fn serve(
         ("application_name", String::new()),
     ]);
     let params = startup::Announced(params);
-    let idle = crate::config::parse_duration("pg.idle_timeout", &config.pg.idle_timeout)?;
+    let idle = config.pg.idle_timeout.get();
     let registry = Arc::new(idle::Registry::new(!idle.is_zero()));
     let gateway = Arc::new(Gateway::new(engine, registry.clone(), announced));
     let conns = Conns { tls, registry, idle };
