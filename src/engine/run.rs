@@ -1,0 +1,364 @@
+//! Running a classified statement: the split (plan, legs, chunks, windows, merge, the answer
+//! and leg caches) and the pass-through.
+
+use super::*;
+
+/// What a split query runs with besides its SQL.
+#[derive(Clone, Copy)]
+pub(super) struct SplitCtx<'a> {
+    pub(super) params: &'a [Param],
+    pub(super) wp: &'a SessionParams,
+    pub(super) pins: &'a Pins,
+    pub(super) bypass: bool,
+    pub(super) text: Option<&'a TextKey>,
+}
+
+/// How a session evaluates times: its TimeZone (its own, else the warehouse default).
+pub(super) fn time_rules(
+    wp: &SessionParams,
+    facts: &crate::catalog::Facts,
+    dialect: Dialect,
+) -> TimeRules {
+    let zone = match wp.iter().find(|(k, _)| k == "timezone") {
+        Some((_, z)) => z.as_str(),
+        None => facts.default_zone.as_str(),
+    };
+    TimeRules { zone: Zone::named(zone), redshift: dialect == Dialect::Redshift }
+}
+
+/// True when the session asked to bypass caches (`SET tidemark.cache = off`).
+pub(super) fn bypass_cache(session: &Session) -> bool {
+    session.setting("tidemark.cache").is_some_and(|v| v.eq_ignore_ascii_case("off"))
+}
+
+/// A query result from a cached answer; a hit marks the answer and its legs `hit`.
+pub(super) fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
+    let mut freshness = answer.freshness.clone();
+    if hit {
+        freshness.cache = Some(CacheStatus::Hit);
+        for l in freshness.legs.iter_mut().filter(|l| l.cache != CacheStatus::None) {
+            l.cache = CacheStatus::Hit;
+        }
+    }
+    let batches = answer.batches.clone();
+    let stream = stream::iter(batches.into_iter().map(Ok)).boxed();
+    let mut r = QueryResult::new(answer.schema.clone(), stream, freshness, "SELECT");
+    r.memo = Some(answer.memo.clone());
+    r
+}
+
+impl Engine {
+    /// Plans a split query against the current watermark at instant `now_micros` with the
+    /// bound `params` (Err(Unsplittable) → passthrough).
+    pub(super) async fn plan_split(
+        &self,
+        sql: &str,
+        mut query: sqlparser::ast::Query,
+        table: &str,
+        (now_micros, params): (i64, &[Param]),
+        wp: &SessionParams,
+        pins: &Pins,
+    ) -> Result<(SplitPlan, Described)> {
+        let cfg = self
+            .config
+            .table(table)
+            .ok_or_else(|| Error::internal("unknown logical table"))?
+            .clone();
+        let facts = self.catalog.facts().await?;
+        if sql.contains('\\') && split::backslashes_disagree(self.dialect(), &facts) {
+            return Err(Error::unsplittable("backslash read differently by parser and warehouse"));
+        }
+        let describe_sql = split::describe_form(&query, self.dialect(), &facts);
+        let described = self.describe(describe_sql.as_deref().unwrap_or(sql), wp).await?;
+        if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
+            return Err(Error::unsplittable(format!(
+                "result type {} is served as text",
+                c.ty.name()
+            )));
+        }
+        if !split::substitute_now(&mut query, now_micros, self.dialect()) {
+            return Err(Error::unsplittable("now() with arguments"));
+        }
+        split::bind_limits(&mut query, params);
+        let watermark = match pins.get(&cfg.name.to_lowercase()) {
+            Some(w) => w.clone(),
+            None => self.watermarks.snapshot(&cfg.name).await?,
+        };
+        let columns = self.table_columns(&cfg.batch_table).await?;
+        let input = SplitInput {
+            query: &query,
+            table: &cfg,
+            columns: &columns,
+            facts: &facts,
+            described: &described,
+            watermark: &watermark,
+            time: time_rules(wp, &facts, self.dialect()),
+        };
+        Ok((split::plan(&input)?, described))
+    }
+
+    pub(super) async fn split(
+        &self,
+        sql: &str,
+        query: sqlparser::ast::Query,
+        table: &str,
+        ctx: &SplitCtx<'_>,
+    ) -> Result<QueryResult> {
+        let SplitCtx { params, wp, pins, bypass, text } = *ctx;
+        let now = chrono::Utc::now().timestamp_micros();
+        let planned = self.plan_split(sql, query, table, (now, params), wp, pins).await;
+        let (plan, described) = match planned {
+            Ok(p) => p,
+            Err(Error::Unsplittable(reason)) => {
+                return self.passthrough(sql, params, reason, Some(table), wp).await
+            }
+            Err(e) => return Err(e),
+        };
+        let cacheable = match &plan.shape {
+            Shape::Aggregate(_) => true,
+            Shape::Rows(r) => r.limit.is_some(),
+        };
+        let epoch = self.legs.epoch(now).filter(|_| cacheable && !bypass);
+        let outcome = match epoch {
+            Some(epoch) => {
+                let key = AnswerKey {
+                    sql: sql.to_string(),
+                    params: params.to_vec(),
+                    session: wp.clone(),
+                    watermark: plan.watermark.text(),
+                    epoch,
+                };
+                let run = self.cached_split((key, text), &plan, &described, params, now, wp);
+                Box::pin(run).await
+            }
+            None => Box::pin(self.run_split(&plan, &described, params, now, wp, bypass)).await,
+        };
+        match outcome {
+            Err(Error::Unsplittable(reason)) => {
+                tracing::debug!(%reason, "split merge gave up; passing through");
+                self.passthrough(sql, params, reason, Some(table), wp).await
+            }
+            Err(Error::Warehouse { sqlstate, message }) if !sqlstate.starts_with("57") => {
+                tracing::warn!(%sqlstate, %message, "a split leg failed; passing the query through");
+                self.passthrough(sql, params, format!("leg failed: {message}"), Some(table), wp)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// A split answer from the whole-answer cache, or computed once for everyone asking.
+    pub(super) async fn cached_split(
+        &self,
+        (key, text): (AnswerKey, Option<&TextKey>),
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+        wp: &SessionParams,
+    ) -> Result<QueryResult> {
+        let load = || async {
+            let r = Box::pin(self.run_split(plan, described, params, now, wp, false)).await?;
+            let batches: Vec<RecordBatch> = r.stream.try_collect().await?;
+            Ok(Answer {
+                schema: r.schema,
+                batches,
+                freshness: r.freshness,
+                memo: Default::default(),
+            })
+        };
+        let (answer, hit) = self.legs.answer_or_load(key, load).await?;
+        if let Some(t) = text {
+            self.legs.remember_text(t.clone(), answer.clone()).await;
+        }
+        Ok(answer_result(&answer, hit))
+    }
+
+    pub(super) async fn run_split(
+        &self,
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+        wp: &SessionParams,
+        bypass: bool,
+    ) -> Result<QueryResult> {
+        if let Shape::Rows(spec) = &plan.shape {
+            if spec.limit.is_none() {
+                return self.stream_legs(plan, described, params, now, wp);
+            }
+        }
+        let mut win = match &plan.shape {
+            Shape::Aggregate(_) => self.window_leg(plan, params, now, bypass).await,
+            Shape::Rows(_) => Default::default(),
+        };
+        let speed_sql = win.speed_sql.take();
+        let cut = self.batch_cut(plan, params, bypass);
+        let legs = plan.legs.iter().map(|leg| async {
+            let started = Instant::now();
+            if let (split::Layer::Batch, Some(pieces)) = (leg.layer, &cut) {
+                let (rows, status) = self.run_pieces(pieces, described, params, wp).await?;
+                return Ok(((rows, now), status, started.elapsed()));
+            }
+            let sql = match (&speed_sql, leg.layer) {
+                (Some(bounded), split::Layer::Speed) => bounded.clone(),
+                _ => leg.sql.clone(),
+            };
+            let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
+            let load = || async {
+                self.metrics.leg(leg.layer.name());
+                self.warehouse.fetch(&sql, &described.params, params, wp).await.map(|f| f.rows)
+            };
+            let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
+            Ok::<_, Error>((rows, status, started.elapsed()))
+        });
+        let results = futures::future::try_join_all(legs).await?;
+        let mut reports = Vec::new();
+        let mut rows = Vec::new();
+        let mut realtime_at = now;
+        for (leg, ((r, read_at), status, elapsed)) in plan.legs.iter().zip(results) {
+            if leg.layer == split::Layer::Speed {
+                realtime_at = read_at; // a cached speed leg is as fresh as when it was read
+            }
+            reports.push(LegReport {
+                name: leg.layer.name().into(),
+                rows: Some(r.len()),
+                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+                cache: status,
+            });
+            rows.push(Arc::unwrap_or_clone(r));
+        }
+        if let (Some(r), Some(report)) = (win.rows.take(), win.leg.take()) {
+            rows.push(r);
+            reports.push(report);
+        }
+        let ctx = MergeCtx {
+            dialect: self.dialect(),
+            text_bytewise: plan.text.order_bytewise,
+            text_keys: plan.text.keys_bytewise,
+        };
+        let merged = match &plan.shape {
+            Shape::Aggregate(spec) => merge_aggregate(spec, rows, ctx)?,
+            Shape::Rows(spec) => merge_rows(spec, rows, ctx)?,
+        };
+        let schema = schema_for(&described.columns);
+        let batch = batch_from_rows(&schema, &described.columns, merged)?;
+        let mut freshness = self.split_freshness(plan, reports, realtime_at);
+        freshness.degraded = win.degraded;
+        freshness.realtime_reaches = win.reaches;
+        freshness.windows = win.report;
+        Ok(QueryResult::new(schema, stream::once(async { Ok(batch) }).boxed(), freshness, "SELECT"))
+    }
+
+    /// Streams unbounded, unsorted row legs one after the other; each leg starts when the
+    /// previous one is drained, so nothing is held in memory.
+    pub(super) fn stream_legs(
+        &self,
+        plan: &SplitPlan,
+        described: &Described,
+        params: &[Param],
+        now: i64,
+        wp: &SessionParams,
+    ) -> Result<QueryResult> {
+        let reports = plan
+            .legs
+            .iter()
+            .map(|l| LegReport {
+                name: l.layer.name().into(),
+                rows: None,
+                elapsed_ms: 0.0,
+                cache: CacheStatus::None,
+            })
+            .collect();
+        let schema = schema_for(&described.columns);
+        let (target, wh) = (schema.clone(), self.warehouse.clone());
+        let (types, params, wp) = (described.params.clone(), params.to_vec(), wp.clone());
+        let sqls: Vec<String> = plan.legs.iter().map(|l| l.sql.clone()).collect();
+        let stream =
+            stream::iter(sqls)
+                .then(move |sql| {
+                    let (wh, types, params, wp) =
+                        (wh.clone(), types.clone(), params.clone(), wp.clone());
+                    async move {
+                        wh.stream(&sql, &types, &params, &wp, BATCH_ROWS).await.map(|(_, s)| s)
+                    }
+                })
+                .try_flatten()
+                .map(move |b| {
+                    b.and_then(|b| Ok(RecordBatch::try_new(target.clone(), b.columns().to_vec())?))
+                })
+                .boxed();
+        let freshness = self.split_freshness(plan, reports, now);
+        Ok(QueryResult::new(schema, stream, freshness, "SELECT"))
+    }
+
+    pub(super) fn split_freshness(
+        &self,
+        plan: &SplitPlan,
+        legs: Vec<LegReport>,
+        now: i64,
+    ) -> Freshness {
+        let speed_ran = plan.legs.iter().any(|l| l.layer == split::Layer::Speed);
+        Freshness {
+            plan: PlanKind::Split,
+            table: Some(plan.table.clone()),
+            batch_watermark: Some(plan.watermark.text()),
+            realtime_as_of: speed_ran.then(|| format!("{}+00", timestamp_text(now))),
+            cache: CacheStatus::of_answer(&legs),
+            legs,
+            pruned: plan.pruned.iter().map(|l| l.name().to_string()).collect(),
+            degraded: false,
+            reason: None,
+            realtime_reaches: None,
+            windows: self.windows_not_used(&plan.table, "not an aggregate"),
+        }
+    }
+
+    /// A windows report saying why they were not used, for tables that have windows.
+    pub(super) fn windows_not_used(&self, table: &str, why: &str) -> Option<WindowsReport> {
+        let has = self.config.table(table).is_some_and(|t| t.windows.is_some());
+        has.then(|| WindowsReport {
+            used: false,
+            high_water_mark: None,
+            from: None,
+            buckets: 0,
+            reason: Some(why.to_string()),
+        })
+    }
+
+    pub(super) async fn passthrough(
+        &self,
+        sql: &str,
+        params: &[Param],
+        reason: String,
+        table: Option<&str>,
+        wp: &SessionParams,
+    ) -> Result<QueryResult> {
+        let started = Instant::now();
+        let (schema, stream) = self.warehouse.stream(sql, &[], params, wp, BATCH_ROWS).await?;
+        let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
+        let freshness = Freshness {
+            plan: PlanKind::Passthrough,
+            table: table.map(str::to_string),
+            batch_watermark: w,
+            realtime_as_of: table
+                .map(|_| format!("{}+00", timestamp_text(chrono::Utc::now().timestamp_micros()))),
+            legs: vec![LegReport {
+                name: "warehouse".into(),
+                rows: None,
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+                cache: CacheStatus::None,
+            }],
+            cache: None,
+            pruned: vec![],
+            degraded: false,
+            windows: table.and_then(|t| {
+                self.windows_not_used(t, "the query is passed through to the warehouse")
+            }),
+            reason: Some(reason),
+            realtime_reaches: None,
+        };
+        let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
+        Ok(QueryResult::new(schema, stream, freshness, &tag))
+    }
+}
