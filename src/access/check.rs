@@ -272,7 +272,7 @@ impl Scope<'_> {
         ctes: &HashSet<String>,
         tables: &[TableConfig],
     ) -> Result<()> {
-        if let Some(t) = tables.iter().find(|t| crate::plan::split::names_table(name, t)) {
+        if let Some(t) = tables.iter().find(|t| crate::plan::sqlcheck::names_table(name, t)) {
             return match self.grants.table(&t.name) {
                 true => Ok(()),
                 false => Err(denied(&format!("table {}", t.name))),

@@ -1,13 +1,17 @@
 //! Planning: parse with the warehouse dialect, classify each statement as Local,
 //! Passthrough or Split, and for Split render one SQL per leg plus the merge spec.
 
+pub mod aggregate;
 pub mod chunks;
 pub mod copy;
 pub mod expr;
+pub mod literals;
 pub mod local;
 pub mod prune;
 pub mod shape;
+pub mod spec;
 pub mod split;
+pub mod sqlcheck;
 pub mod text;
 pub mod timefold;
 pub mod window;
