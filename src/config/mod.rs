@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 pub use crate::model::duration::Span;
+pub use windows::{Measure, WindowsConfig};
+
+mod windows;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -473,110 +476,6 @@ fn default_redis_timeout() -> Span {
     span("250ms")
 }
 
-/// Speed-layer windows of one logical table kept in Redis (see docs/windows.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowsConfig {
-    /// Tumbling bucket width, whole seconds (e.g. "10s").
-    pub bucket: Span,
-    /// Dimension columns kept per bucket, in field order.
-    #[serde(default)]
-    pub dimensions: Vec<String>,
-    /// Measures: `count`, `sum:<col>`, `min:<col>`, `max:<col>`.
-    pub measures: Vec<String>,
-    /// How long a bucket lives (its TTL), e.g. "30m".
-    pub retention: Span,
-}
-
-/// One configured measure of the windows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Measure {
-    /// Number of events.
-    Count,
-    /// Sum of a column (also keeps the column's non-null count).
-    Sum(String),
-    /// Minimum of a column.
-    Min(String),
-    /// Maximum of a column.
-    Max(String),
-}
-
-impl Measure {
-    /// Parses `count`, `sum:<col>`, `min:<col>` or `max:<col>`.
-    pub fn parse(text: &str) -> Result<Measure> {
-        let bad = || {
-            Error::Config(format!(
-                "windows measure {text:?}: expected count, sum:<col>, min:<col> or max:<col>"
-            ))
-        };
-        if text == "count" {
-            return Ok(Measure::Count);
-        }
-        let (kind, col) = text.split_once(':').ok_or_else(bad)?;
-        check_ident("windows measure column", col)?;
-        if col.contains('.') {
-            return Err(bad());
-        }
-        match kind {
-            "sum" => Ok(Measure::Sum(col.into())),
-            "min" => Ok(Measure::Min(col.into())),
-            "max" => Ok(Measure::Max(col.into())),
-            _ => Err(bad()),
-        }
-    }
-
-    /// The column a measure reads, if any.
-    pub fn column(&self) -> Option<&str> {
-        match self {
-            Measure::Count => None,
-            Measure::Sum(c) | Measure::Min(c) | Measure::Max(c) => Some(c),
-        }
-    }
-}
-
-impl WindowsConfig {
-    /// Bucket width in whole seconds (at least 1).
-    pub fn bucket_secs(&self) -> Result<i64> {
-        let d = self.bucket.get();
-        if d.as_secs() == 0 || d.subsec_nanos() != 0 {
-            return Err(Error::Config(format!(
-                "windows.bucket = {:?} must be a whole number of seconds, at least 1s",
-                self.bucket
-            )));
-        }
-        Ok(d.as_secs() as i64)
-    }
-
-    /// Retention (bucket TTL) in whole seconds.
-    pub fn retention_secs(&self) -> Result<i64> {
-        let d = self.retention.get();
-        Ok(d.as_secs() as i64)
-    }
-
-    /// The parsed measures, in order.
-    pub fn parsed_measures(&self) -> Result<Vec<Measure>> {
-        self.measures.iter().map(|m| Measure::parse(m)).collect()
-    }
-
-    /// Checks everything that can be checked without the warehouse.
-    pub fn validate(&self, table: &str) -> Result<()> {
-        let bucket = self.bucket_secs()?;
-        if self.retention_secs()? < 2 * bucket {
-            return Err(Error::Config(format!(
-                "table {table:?}: windows.retention must be at least two buckets"
-            )));
-        }
-        if self.measures.is_empty() {
-            return Err(Error::Config(format!("table {table:?}: windows.measures is empty")));
-        }
-        self.parsed_measures()?;
-        for d in &self.dimensions {
-            check_ident("windows dimension", d)?;
-        }
-        Ok(())
-    }
-}
-
 /// One logical table and its layer tables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -800,59 +699,4 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The indented block under `key: |` in a YAML file.
-    fn yaml_block(yaml: &str, key: &str) -> String {
-        let mut lines = yaml.lines().skip_while(|l| l.trim() != format!("{key}: |"));
-        lines.next();
-        let block: Vec<&str> =
-            lines.take_while(|l| l.starts_with("    ") || l.is_empty()).collect();
-        block.iter().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n")
-    }
-
-    #[test]
-    fn the_watermark_poll_defaults_by_dialect() {
-        let base = "[warehouse]\nurl = \"postgres://h/db\"\n";
-        let pg = Config::from_toml_str(base).unwrap();
-        assert_eq!(pg.warehouse.watermark_poll().unwrap(), Duration::from_secs(1));
-        let rs = Config::from_toml_str(&format!("{base}dialect = \"redshift\"\n")).unwrap();
-        assert_eq!(rs.warehouse.watermark_poll().unwrap(), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn deploy_examples_are_valid_configs() {
-        let toml = include_str!("../deploy/tidemark.toml");
-        let cfg = Config::from_toml_str(toml).expect("deploy/tidemark.toml");
-        assert!(cfg.warehouse.credentials.is_some() && cfg.redis.is_some());
-        let yaml = include_str!("../deploy/kubernetes.yaml");
-        for key in ["tidemark.toml", "setup.toml"] {
-            let text = yaml_block(yaml, key);
-            assert!(text.contains("[warehouse]"), "{key} not found");
-            Config::from_toml_str(&text).unwrap_or_else(|e| panic!("kubernetes.yaml {key}: {e}"));
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("k", "3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("k", "3 parsecs").is_err());
-    }
-
-    #[test]
-    fn rejects_bad_identifiers() {
-        let text = r#"
-            [warehouse]
-            url = "postgres://postgres@127.0.0.1/x"
-            [[tables]]
-            name = "events; drop table x"
-            time_column = "t"
-            batch_table = "b"
-            speed_table = "s"
-        "#;
-        assert!(Config::from_toml_str(text).is_err());
-    }
-}
+mod tests;
