@@ -1,6 +1,21 @@
 //! tidemark: the serving layer of a Lambda Architecture. One SQL gateway answers every
 //! query over the batch layer, the speed layer and the Redis windows, counting each
 //! event exactly once and saying how fresh each answer is.
+//!
+//! # Layout
+//!
+//! Layers, each importing only those below it (checked by `tests/layers.rs` against
+//! `layers.rules`, with no import cycles between files):
+//!
+//! - [`frontend`]: REST, pgwire and Flight SQL; each decodes, calls the [`engine`], encodes.
+//! - [`engine`]: the facade (sessions, classification, the split run, EXPLAIN, health).
+//! - [`plan`], [`merge`], [`cache`], [`windows`]: plan the legs, merge them, cache them, read
+//!   the Redis windows.
+//! - [`exec`], [`catalog`], [`watermark`]: the warehouse client, its facts, the watermark W.
+//! - [`model`], [`error`], [`config`]: values, columns, freshness and durations; one error
+//!   type; the configuration, parsed once.
+//!
+//! README's Architecture section maps every file.
 
 #![warn(missing_docs)]
 // The HTTP handlers' futures nest the whole engine (split → legs → windows → Redis); proving

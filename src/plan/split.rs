@@ -1,6 +1,6 @@
 //! The split fast path: one SQL per leg (batch below W, speed at or above W) and the merge
 //! spec the engine applies to the legs' rows. Whatever this module cannot prove correct
-//! returns [`Error::Unsplittable`] and the query is passed through whole.
+//! returns [`crate::error::Error::Unsplittable`] and the query is passed through whole.
 
 use sqlparser::ast::{Distinct, Expr, LimitClause, Query, Select, SetExpr, Value as SqlValue};
 
