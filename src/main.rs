@@ -164,13 +164,10 @@ async fn run(cmd: Command) -> Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            let auth = tidemark::frontend::pgwire::auth::make_verifier;
+            let auth = tidemark::frontend::auth::make_verifier;
             match md5 {
                 Some(user) => {
-                    println!(
-                        "{}",
-                        tidemark::frontend::pgwire::auth::make_md5_hash(&user, &password)
-                    )
+                    println!("{}", tidemark::frontend::auth::make_md5_hash(&user, &password))
                 }
                 None => println!("{}", auth(&password)),
             }

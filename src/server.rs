@@ -101,8 +101,7 @@ fn serve_http(
             }
         }));
     };
-    let acceptor =
-        crate::frontend::pgwire::auth::tls_acceptor_for(&tls.cert, &tls.key, b"http/1.1")?;
+    let acceptor = crate::frontend::auth::tls_acceptor_for(&tls.cert, &tls.key, b"http/1.1")?;
     let listener = crate::frontend::tls::TlsListener::new(listener, acceptor)
         .map_err(|e| Error::internal(e.to_string()))?;
     Ok(tokio::spawn(async move {

@@ -226,7 +226,7 @@ async fn errors_map_to_grpc_codes() {
 /// With users configured, Handshake returns a bearer token; without it calls are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_and_bearer_tokens() {
-    let verifier = tidemark::frontend::pgwire::auth::make_verifier("s3cret");
+    let verifier = tidemark::frontend::auth::make_verifier("s3cret");
     let s = flight_stack(
         "fl_auth",
         &format!("\n[[users]]\nname = \"alice\"\npassword_hash = \"{verifier}\"\n"),

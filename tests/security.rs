@@ -37,7 +37,7 @@ async fn sec_stack(prefix: &str) -> SecStack {
     let user = |name: &str, pw: &str, key: &str, grants: &str| {
         format!(
             "\n[[users]]\nname = \"{name}\"\npassword_hash = \"{}\"\napi_keys = [\"{}\"]\n{grants}\n",
-            tidemark::frontend::pgwire::auth::make_verifier(pw),
+            tidemark::frontend::auth::make_verifier(pw),
             tidemark::access::hash_api_key(key)
         )
     };
@@ -53,7 +53,7 @@ async fn sec_stack(prefix: &str) -> SecStack {
         + &user("bob", "bob-pw", BOB_KEY, "")
         + &format!(
             "\n[[users]]\nname = \"carol\"\npassword_hash = \"{}\"\n",
-            tidemark::frontend::pgwire::auth::make_md5_hash("carol", "carol-pw")
+            tidemark::frontend::auth::make_md5_hash("carol", "carol-pw")
         );
     let config = parse_config(&toml);
     tidemark::setup::run(&config).await.expect("setup");

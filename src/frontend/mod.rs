@@ -1,6 +1,7 @@
 //! Frontends: each decodes its protocol, calls the engine, and encodes Arrow batches.
 
 pub mod arrow_out;
+pub mod auth;
 pub mod flight;
 pub mod http;
 pub mod openapi;

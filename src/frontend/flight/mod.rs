@@ -135,23 +135,9 @@ impl FlightFrontend {
     }
 
     fn verify(&self, user: &str, password: &str) -> bool {
-        use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret};
-        let Some(stored) = self.users.get(user) else { return false };
-        if crate::config::md5_digest(stored).is_some() {
-            return super::pgwire::auth::make_md5_hash(user, password) == *stored;
-        }
-        let Some(ScramSecret::Verifier { salt, iterations, stored_key, server_key }) =
-            super::pgwire::auth::parse_verifier(stored)
-        else {
-            return false;
-        };
-        let salted = gen_salted_password(password, &salt, iterations);
-        match ScramSecret::verifier_from_salted_password(salt, salted, iterations) {
-            ScramSecret::Verifier { stored_key: s, server_key: k, .. } => {
-                s == stored_key && k == server_key
-            }
-            _ => false,
-        }
+        self.users
+            .get(user)
+            .is_some_and(|stored| crate::frontend::auth::password_matches(user, password, stored))
     }
 
     /// How numerics are sent for a request: `x-tidemark-numeric: decimal | text`, else

@@ -19,7 +19,7 @@ use pgwire::api::{ClientInfo, ConnectionManager};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::auth::Users;
+use crate::frontend::auth::Users;
 
 /// The startup handler choosing SCRAM or MD5 by the user named in the startup packet.
 pub struct PasswordLogin<P> {

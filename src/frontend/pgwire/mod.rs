@@ -1,7 +1,6 @@
 //! PostgreSQL wire protocol frontend (pgwire crate): startup with trust or SCRAM-SHA-256,
 //! optional TLS, a connection limit, cancel, and the query handlers in [`query`].
 
-pub mod auth;
 pub mod binary;
 pub mod copy;
 pub mod encode;
@@ -172,7 +171,7 @@ pub async fn serve(
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
     let tls = match &config.tls {
-        Some(t) => Some(auth::tls_acceptor(&t.cert, &t.key)?),
+        Some(t) => Some(crate::frontend::auth::tls_acceptor(&t.cert, &t.key)?),
         None => None,
     };
     let manager = Arc::new(ConnectionManager::new());
@@ -201,7 +200,7 @@ pub async fn serve(
             shutdown.clone(),
         ))
     } else {
-        let users = Arc::new(auth::Users::new(&config.users));
+        let users = Arc::new(crate::frontend::auth::Users::new(&config.users));
         let login = login::PasswordLogin::new(users, Arc::new(params), manager);
         let startup = Arc::new(Limited { inner: login, slots });
         tokio::spawn(accept_loop(

@@ -1,4 +1,5 @@
-//! SCRAM-SHA-256 verifiers (the format PostgreSQL stores) and the TLS acceptor.
+//! Authentication shared by the three frontends: SCRAM-SHA-256 verifiers (the format
+//! PostgreSQL stores), MD5 hashes, checking a password against either, and the TLS acceptors.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +117,31 @@ impl AuthSource for Users {
             None => Err(PgWireError::InvalidPassword(user.to_owned())),
         }
     }
+}
+
+/// Whether `password` is `user`'s, checked against the stored SCRAM verifier or MD5 hash (for
+/// frontends that receive the password itself, such as Flight's basic auth), in constant time.
+pub fn password_matches(user: &str, password: &str, stored: &str) -> bool {
+    if crate::config::md5_digest(stored).is_some() {
+        return same_bytes(make_md5_hash(user, password).as_bytes(), stored.as_bytes());
+    }
+    let Some(ScramSecret::Verifier { salt, iterations, stored_key, server_key }) =
+        parse_verifier(stored)
+    else {
+        return false;
+    };
+    let salted = gen_salted_password(password, &salt, iterations);
+    match ScramSecret::verifier_from_salted_password(salt, salted, iterations) {
+        ScramSecret::Verifier { stored_key: s, server_key: k, .. } => {
+            same_bytes(&s, &stored_key) & same_bytes(&k, &server_key)
+        }
+        _ => false,
+    }
+}
+
+/// Byte equality whose time depends only on the lengths.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A TLS acceptor from PEM files (ALPN `postgresql` for direct TLS).
