@@ -95,11 +95,11 @@ fn default_queue() -> usize {
 }
 
 fn default_queue_timeout() -> Span {
-    span("10s")
+    Span(Duration::from_secs(10))
 }
 
 fn default_shutdown_deadline() -> Span {
-    span("30s")
+    Span(Duration::from_secs(30))
 }
 
 /// PostgreSQL wire protocol settings.
@@ -124,7 +124,7 @@ impl Default for PgConfig {
 }
 
 fn default_idle_timeout() -> Span {
-    span("0")
+    Span(Duration::ZERO)
 }
 
 fn default_max_connections() -> usize {
@@ -208,7 +208,7 @@ fn default_speed_bytes() -> u64 {
     64 << 20
 }
 fn default_speed_ttl() -> Span {
-    span("1s")
+    Span(Duration::from_secs(1))
 }
 
 /// Where named queries live.
@@ -473,7 +473,7 @@ impl Redis {
 }
 
 fn default_redis_timeout() -> Span {
-    span("250ms")
+    Span(Duration::from_millis(250))
 }
 
 /// One logical table and its layer tables.
@@ -503,7 +503,7 @@ fn default_pool_size() -> usize {
     16
 }
 fn default_connect_timeout() -> Span {
-    span("5s")
+    Span(Duration::from_secs(5))
 }
 /// The hex digest of a `password_hash` in PostgreSQL's MD5 form (`md5` + md5(password ||
 /// user name)); such users log in with MD5.
@@ -513,11 +513,11 @@ pub fn md5_digest(hash: &str) -> Option<&str> {
 }
 
 fn default_statement_timeout() -> Span {
-    span("60s")
+    Span(Duration::from_secs(60))
 }
 
 fn default_max_connection_age() -> Span {
-    span("1h")
+    Span(Duration::from_secs(3600))
 }
 
 impl Config {
@@ -685,11 +685,6 @@ fn check_ident(key: &str, value: &str) -> Result<()> {
             "{key} = {value:?} is not a plain identifier (letters, digits, _ and $, optionally schema-qualified)"
         )))
     }
-}
-
-/// A built-in default spelled as in a config file.
-fn span(text: &str) -> Span {
-    Span::parse(text).expect("a valid built-in duration")
 }
 
 /// Parses "250ms", "5s", "2m", "1h" or a bare number of seconds (for values set at run time,
