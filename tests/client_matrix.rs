@@ -14,7 +14,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use common::clients::*;
 
@@ -85,10 +85,7 @@ fn suite() -> &'static Suite {
                 let toml = common::config_toml(&common::db_url(&db_name), "", true)
                     .replace("http = \"127.0.0.1:0\"", "pg = \"127.0.0.1:0\"");
                 let config = common::parse_config(&toml);
-                tidemark::setup::run(&config).await.expect("tidemark setup");
-                let server = tidemark::server::Server::start(Arc::new(config))
-                    .await
-                    .expect("tidemark server");
+                let server = common::serve(config).await;
                 let pg_port = server.pg_addr.expect("the pgwire listener is bound").port();
                 tx.send(Suite { db_name, pg_port }).expect("hand the stack to the tests");
                 let _keep = (server, db);

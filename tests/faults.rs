@@ -175,12 +175,7 @@ impl FaultStack {
             .replace("http = \"127.0.0.1:0\"", listeners)
             + "\n[cache]\nenabled = false\n";
         let config = parse_config(&toml);
-        tidemark::setup::run(&config)
-            .await
-            .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
-        let server = Server::start(Arc::new(config))
-            .await
-            .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
+        let server = common::serve(config).await;
         let http = server.http_addr.expect("the REST listener is bound");
         let pg = server.pg_addr.expect("the pgwire listener is bound");
         let flight = server.flight_addr.expect("the Flight listener is bound");

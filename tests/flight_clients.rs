@@ -12,7 +12,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use common::clients::*;
 use tidemark::server::Server;
@@ -101,12 +100,7 @@ impl FlightStack {
         drop(db);
         let config =
             common::parse_config(&flight_config_toml(&common::db_url(&db_name), users_toml));
-        tidemark::setup::run(&config)
-            .await
-            .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
-        let server = Server::start(Arc::new(config))
-            .await
-            .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
+        let server = common::serve(config).await;
         let flight_addr =
             server.flight_addr.expect("the Flight SQL listener is bound ([listen] flight)");
         FlightStack { db_name, server, flight_addr }

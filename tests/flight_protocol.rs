@@ -34,8 +34,7 @@ async fn flight_stack(prefix: &str, users: &str) -> FlightStack {
         .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\nflight = \"127.0.0.1:0\"")
         + users;
     let config = parse_config(&toml);
-    tidemark::setup::run(&config).await.expect("setup");
-    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let server = serve(config).await;
     let addr = server.flight_addr.expect("flight listener bound");
     FlightStack { db_name, db, server, addr }
 }
@@ -260,19 +259,7 @@ async fn dropped_stream_cancels_the_query() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     running.abort();
     drop(c);
-    let mut left = 1;
-    for _ in 0..60 {
-        left = s
-            .db
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%' AND state = 'active'", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = wait_gone(&s.db, "SELECT pg_sleep(20)%").await;
     assert_eq!(left, 0, "the warehouse query is cancelled when the client goes away");
     s.stop().await;
 }

@@ -29,8 +29,7 @@ async fn limit_stack(prefix: &str, warehouse: &str, limits: &str) -> LimitStack 
     let toml = config_toml(&db_url(&db_name), &extra, true)
         .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\npg = \"127.0.0.1:0\"");
     let config = parse_config(&toml);
-    tidemark::setup::run(&config).await.expect("setup");
-    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let server = serve(config).await;
     LimitStack { db_name, db, server }
 }
 
@@ -49,21 +48,6 @@ impl LimitStack {
         drop(self.db);
         drop_db(&self.db_name).await;
     }
-}
-
-/// Polls until no warehouse session runs `pattern` (5 s at most); returns how many still do.
-async fn wait_gone(db: &Client, pattern: &str) -> i64 {
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active' \
-               AND pid <> pg_backend_pid()";
-    let mut left = 0;
-    for _ in 0..50 {
-        left = db.query_one(sql, &[&pattern]).await.expect("pg_stat_activity").get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    left
 }
 
 /// Rows and bytes past the limits end the answer with 54000 on every path (REST 413, the

@@ -139,12 +139,7 @@ async fn schemathesis_finds_no_server_errors() {
     set_watermark(&db, "events", layout.w0).await;
     let toml = config_toml(&db_url(&db_name), "", true) + &queries_toml(&repo().join("queries"));
     let config = parse_config(&toml);
-    let _report = tidemark::setup::run(&config)
-        .await
-        .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
-    let server = Server::start(Arc::new(config))
-        .await
-        .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
+    let server = serve(config).await;
     let addr = server.http_addr.expect("the HTTP listener is bound");
     let workdir =
         std::env::temp_dir().join(format!("tidemark_schemathesis_{}", std::process::id()));

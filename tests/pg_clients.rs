@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDateTime;
@@ -340,12 +339,7 @@ impl PgStack {
         let layout = common::build_layout(&db, EVENTS, SEED).await;
         common::set_watermark(&db, "events", layout.w0).await;
         let config = common::parse_config(&pg_config_toml(&common::db_url(&db_name), users_toml));
-        tidemark::setup::run(&config)
-            .await
-            .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
-        let server = Server::start(Arc::new(config))
-            .await
-            .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
+        let server = common::serve(config).await;
         let pg_addr = server.pg_addr.expect("the pgwire listener is bound ([listen] pg)");
         PgStack { db_name, db, layout, server, pg_addr }
     }

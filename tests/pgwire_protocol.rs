@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
@@ -22,8 +21,7 @@ async fn pg_stack(prefix: &str, extra: &str, warehouse_extra: &str) -> (Stack2, 
         .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\npg = \"127.0.0.1:0\"")
         + extra;
     let config = parse_config(&toml);
-    tidemark::setup::run(&config).await.expect("setup");
-    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let server = serve(config).await;
     let pg = server.pg_addr.expect("pg listener bound");
     let client = connect_to(pg.port()).await.expect("connect through tidemark");
     (Stack2 { db_name, db, server, pg_port: pg.port() }, client)
@@ -220,19 +218,7 @@ async fn cancel_stops_the_warehouse_query() {
     let e = running.await.unwrap().expect_err("cancelled");
     assert_eq!(sqlstate_of(&e), "57014");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let mut left = 1;
-    for _ in 0..50 {
-        let row = s
-            .db
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%' AND state = 'active'", &[])
-            .await
-            .unwrap();
-        left = row.get::<_, i64>(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = wait_gone(&s.db, "SELECT pg_sleep(20)%").await;
     assert_eq!(left, 0, "the warehouse query was cancelled too");
     s.stop().await;
 }

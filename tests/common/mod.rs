@@ -588,14 +588,35 @@ async fn start_inner(
             .unwrap_or_else(|e| panic!("preparing the database failed: {e}"));
     }
     let config = parse_config(&config_toml(&db_url(&db_name), warehouse_extra, events.is_some()));
+    let server = serve(config).await;
+    let addr = server.http_addr.expect("the HTTP listener is bound");
+    Stack { db_name, db, layout, server, addr, http: http_client() }
+}
+
+/// Runs `tidemark setup` for `config` and starts a server with it (every test's stack start).
+pub async fn serve(config: Config) -> Server {
     let _report = tidemark::setup::run(&config)
         .await
         .unwrap_or_else(|e| panic!("tidemark setup failed: {e}"));
-    let server = Server::start(Arc::new(config))
+    Server::start(Arc::new(config))
         .await
-        .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"));
-    let addr = server.http_addr.expect("the HTTP listener is bound");
-    Stack { db_name, db, layout, server, addr, http: http_client() }
+        .unwrap_or_else(|e| panic!("tidemark server did not start: {e}"))
+}
+
+/// Polls until no warehouse session runs a statement matching the LIKE `pattern` (6 s at
+/// most), as after a cancel; returns how many still do.
+pub async fn wait_gone(db: &Client, pattern: &str) -> i64 {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active' \
+               AND pid <> pg_backend_pid()";
+    let mut left = 0;
+    for _ in 0..60 {
+        left = db.query_one(sql, &[&pattern]).await.expect("pg_stat_activity").get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    left
 }
 
 impl Stack {
