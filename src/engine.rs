@@ -2,7 +2,6 @@
 //! with the freshness of the answer.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -10,7 +9,6 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::Serialize;
-use sqlparser::ast::{visit_relations, Statement};
 use tokio::sync::watch;
 use tokio_postgres::types::Type;
 
@@ -23,11 +21,12 @@ use crate::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::model::arrow::{batch_from_rows, schema_for};
 use crate::model::column::{Column, Described, Param, SessionParams};
 use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind, WindowsReport};
+pub use crate::model::tag::Tag;
 use crate::model::value::{supported_type, timestamp_text, Value};
+use crate::plan::classify::{ParseCache, Parsed, Reads};
 use crate::plan::split::{self, Shape, SplitInput, SplitPlan};
-use crate::plan::sqlcheck::names_table;
 use crate::plan::timefold::{TimeRules, Zone};
-use crate::plan::{self, Class, Explain, ExplainLeg, Local};
+use crate::plan::{Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
 
@@ -53,7 +52,7 @@ use explain::explain_lines;
 pub use forward::Forwarded;
 use result::{empty, text_result, text_rows};
 pub use result::{QueryResult, TableInfo, TxnChange};
-use run::{answer_result, bypass_cache, SplitCtx};
+use run::{answer_result, SplitCtx};
 pub use session::{Notice, Scope, Session};
 pub use tracked::ResultLimits;
 
@@ -80,11 +79,12 @@ pub struct Engine {
     recent: rewarm::Recent,
     columns: Mutex<HashMap<String, Vec<ColumnInfo>>>,
     readiness: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
-    shapes: forward::Shapes,
+    fingerprints: forward::Fingerprints,
     life: tracked::Lifecycle,
     limits: ResultLimits,
     access: crate::access::Access,
     catalog_names: tokio::sync::Mutex<Option<(Instant, Arc<crate::access::CatalogNames>)>>,
+    parses: ParseCache,
 }
 
 impl Engine {
@@ -141,11 +141,12 @@ impl Engine {
             named,
             recent: Default::default(),
             readiness: Mutex::new(None),
-            shapes: Default::default(),
+            fingerprints: Default::default(),
             life: Default::default(),
             limits,
             access: crate::access::Access::new(&access_users),
             catalog_names: Default::default(),
+            parses: Default::default(),
         });
         engine.clone().spawn_redis_check();
         if engine.legs.enabled() {
@@ -226,17 +227,24 @@ impl Engine {
         params: &[Param],
         session: &mut Session,
     ) -> Result<QueryResult> {
-        let search_path = session.setting("search_path").map(str::to_string);
-        self.authorize(sql, &session.user, search_path.as_deref()).await?;
+        // one parse serves the grants check and the classification
+        let mut parsed = None;
+        if let Some(grants) = self.access.restricted(&session.user) {
+            let p = self.parsed(sql);
+            let search_path = session.setting("search_path");
+            self.check_grants(&p, grants, &session.user, search_path).await?;
+            parsed = Some(p);
+        }
         let wp = session.warehouse_params();
-        let bypass = bypass_cache(session);
+        let bypass = session.bypasses_cache();
         let text = self.text_key(sql, params, &wp, session.pinned.is_empty() && !bypass);
         if let Some(k) = &text {
             if let Some(a) = self.legs.answer_by_text(k).await {
                 return Ok(answer_result(&a, true));
             }
         }
-        match self.classify(sql)? {
+        let parsed = parsed.unwrap_or_else(|| self.parsed(sql));
+        match parsed.class.clone()? {
             Class::Local(local) => self.local(local, params, session).await,
             Class::Split { query, table } => {
                 self.recent.note(&table, sql, params);
@@ -307,7 +315,7 @@ impl Engine {
             params,
             &session.warehouse_params(),
             &session.pinned,
-            bypass_cache(session),
+            session.bypasses_cache(),
         )
         .await
     }

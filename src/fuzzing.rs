@@ -56,11 +56,11 @@ fn columns() -> Vec<ColumnInfo> {
         .collect()
 }
 
-/// Any text through the statement splitter, the shape lexer, the parser, the permission
+/// Any text through the statement splitter, the fingerprint lexer, the parser, the permission
 /// check and the planner.
 pub fn sql(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = crate::plan::shape::shape(&text);
+    let _ = crate::plan::fingerprint::fingerprint(&text);
     let _ = crate::frontend::pgwire::statements::split_statements(&text);
     for d in DIALECTS {
         if let Ok(stmts) = crate::plan::parse(d, &text) {

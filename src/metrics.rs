@@ -40,6 +40,7 @@ pub struct Metrics {
     cache: Mutex<BTreeMap<(String, String), u64>>,
     warehouse_statements: AtomicU64,
     forwarded: AtomicU64,
+    parses: AtomicU64,
     legs: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -87,6 +88,11 @@ impl Metrics {
     /// Counts one statement taken by the pass-through fast path.
     pub fn forwarded(&self) {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one statement text parsed (a text seen again is not parsed again).
+    pub fn parse(&self) {
+        self.parses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Statements sent to the warehouse so far.
@@ -138,6 +144,14 @@ impl Metrics {
         );
         let forwarded = self.forwarded.load(Ordering::Relaxed);
         let _ = writeln!(out, "tidemark_forwarded_statements_total {forwarded}");
+        header(
+            &mut out,
+            "tidemark_sql_parses_total",
+            "counter",
+            "Statement texts parsed by tidemark (each text once while it stays in the parse cache).",
+        );
+        let parses = self.parses.load(Ordering::Relaxed);
+        let _ = writeln!(out, "tidemark_sql_parses_total {parses}");
         header(
             &mut out,
             "tidemark_warehouse_legs_total",

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,9 +53,7 @@ async fn sec_stack(prefix: &str) -> SecStack {
             "\n[[users]]\nname = \"carol\"\npassword_hash = \"{}\"\n",
             tidemark::frontend::auth::make_md5_hash("carol", "carol-pw")
         );
-    let config = parse_config(&toml);
-    tidemark::setup::run(&config).await.expect("setup");
-    let server = tidemark::server::Server::start(Arc::new(config)).await.expect("server");
+    let server = serve(parse_config(&toml)).await;
     SecStack { db_name, db, server }
 }
 
@@ -81,13 +77,17 @@ impl SecStack {
     }
 
     fn statements(&self) -> u64 {
-        self.server
-            .engine
-            .metrics_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("tidemark_warehouse_statements_total "))
+        self.counter("tidemark_warehouse_statements_total")
+    }
+
+    /// A counter of `/metrics` without labels.
+    fn counter(&self, name: &str) -> u64 {
+        let text = self.server.engine.metrics_text();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.parse().ok())
-            .expect("statements counter")
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
     }
 
     async fn stop(self) {
@@ -341,6 +341,48 @@ async fn grants_cover_every_kind_of_name() {
     assert_eq!(s.statements(), before, "refused statements never reach the warehouse");
     let rows = alice.simple_query("SHOW timezone").await.expect("harmless settings still answer");
     assert!(rows.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))));
+    s.stop().await;
+}
+
+/// A restricted user's statement is parsed once per text, whatever the frontend: the grants
+/// check, the classification, the cache and the split share one parse (REST; pgwire simple
+/// and extended, whose Parse, Describe and Execute all see the text; Flight's GetFlightInfo
+/// and DoGet), and a text seen again is not parsed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_statement_is_parsed_once() {
+    let s = sec_stack("sec_parse").await;
+    let parses = || s.counter("tidemark_sql_parses_total");
+    let alice = s.pg("alice", "alice-pw").await.expect("alice logs in");
+    let addr = s.server.flight_addr.expect("flight");
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut flight = FlightSqlServiceClient::new(channel);
+    flight.handshake("alice", "alice-pw").await.expect("handshake");
+    for (n, via) in ["rest", "simple", "extended", "flight"].into_iter().enumerate() {
+        let sql = format!("SELECT count(*) + {n} AS c FROM events");
+        for time in ["first", "again"] {
+            let before = parses();
+            match via {
+                "rest" => {
+                    let (status, body) = s.rest(Some(ALICE_KEY), &sql, json!([])).await;
+                    assert_eq!(status, 200, "{body}");
+                }
+                "simple" => drop(alice.simple_query(&sql).await.expect("simple")),
+                "extended" => drop(alice.query(&sql, &[]).await.expect("extended")),
+                _ => {
+                    let info = flight.execute(sql.clone(), None).await.expect("flight info");
+                    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+                    let got = flight.do_get(ticket).await.expect("do_get");
+                    let batches: Vec<_> = futures::TryStreamExt::try_collect(got).await.unwrap();
+                    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+                }
+            }
+            let want = u64::from(time == "first");
+            assert_eq!(parses() - before, want, "{via}, {time}: {sql}");
+        }
+    }
+    let before = parses();
+    let (status, _) = s.rest(Some(ALICE_KEY), "SELECT * FROM secret.payroll", json!([])).await;
+    assert_eq!((status, parses() - before), (403, 1), "a refused statement is parsed once");
     s.stop().await;
 }
 

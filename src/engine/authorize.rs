@@ -26,21 +26,33 @@ impl Engine {
     /// Refuses (42501) what a restricted user may not read, before anything runs; statements
     /// of restricted users must parse.
     pub async fn authorize(&self, sql: &str, user: &str, search_path: Option<&str>) -> Result<()> {
-        let Some(grants) = self.access.restricted(user) else { return Ok(()) };
-        // COPY is parsed by tidemark itself: what it reads is its query
-        let copied = match plan::copy::is_copy(sql) {
-            true => Some(plan::copy::parse(sql)?.query()),
-            false => None,
+        match self.access.restricted(user) {
+            Some(grants) => self.check_grants(&self.parsed(sql), grants, user, search_path).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the statements of `parsed` against a restricted user's `grants`.
+    pub(super) async fn check_grants(
+        &self,
+        parsed: &Parsed,
+        grants: &crate::access::Grants,
+        user: &str,
+        search_path: Option<&str>,
+    ) -> Result<()> {
+        let stmts = match &parsed.reads {
+            Reads::Statements(stmts) => stmts,
+            // COPY is parsed by tidemark itself (what it reads is its query)
+            Reads::BadCopy(e) => return Err(e.clone()),
+            Reads::Unparsed(e) => {
+                return Err(Error::PermissionDenied(format!(
+                    "permission denied: statements of user {user:?} must parse so their permissions can be checked ({e})"
+                )))
+            }
         };
-        let sql = copied.as_deref().unwrap_or(sql);
-        let stmts = plan::parse(self.dialect(), sql).map_err(|e| {
-            Error::PermissionDenied(format!(
-                "permission denied: statements of user {user:?} must parse so their permissions can be checked ({e})"
-            ))
-        })?;
         let catalog = self.catalog_names().await?;
         let resolution = crate::access::Resolution { search_path, catalog: &catalog };
-        crate::access::check(grants, &stmts, &self.config.tables, &resolution)
+        crate::access::check(grants, stmts, &self.config.tables, &resolution)
     }
 
     /// The warehouse catalog's names the grants check resolves against, read again after a

@@ -11,7 +11,7 @@ use crate::model::freshness::CacheStatus;
 use crate::model::value::Value;
 use crate::plan::chunks::{self, Piece};
 use crate::plan::split::{BatchPieces, Layer, SplitPlan};
-use crate::plan::window;
+use crate::plan::windows_leg;
 use crate::watermark::literal_for;
 
 /// The predicate a piece adds to the batch leg.
@@ -47,7 +47,7 @@ impl Engine {
         };
         let sel = bp.selection.as_ref();
         let rules = (params, &plan.time);
-        let lower = window::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, rules)?;
+        let lower = windows_leg::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, rules)?;
         let pieces = chunks::cut(lower, w)?;
         let piece_sql = |p: &Piece| {
             let extra = piece_predicate(p, bp, naive)?;
@@ -56,8 +56,14 @@ impl Engine {
                 // the piece's SQL (its cache key) stays the same while the range slides
                 Some(lo) => {
                     let q = &bp.qualifier;
-                    let rest =
-                        window::without_lower_bounds(sel, q, &bp.time_column, naive, rules, lo);
+                    let rest = windows_leg::without_lower_bounds(
+                        sel,
+                        q,
+                        &bp.time_column,
+                        naive,
+                        rules,
+                        lo,
+                    );
                     bp.sql(rest.as_ref(), &extra)
                 }
                 None => bp.sql(sel, &extra),

@@ -18,7 +18,7 @@ pub(super) fn explain_split(p: &SplitPlan) -> Explain {
         ),
     };
     Explain {
-        class: "split".into(),
+        class: PlanKind::Split,
         table: Some(p.table.clone()),
         batch_watermark: Some(p.watermark.text()),
         legs: p
@@ -98,7 +98,7 @@ impl Engine {
     /// The lambda plan of a statement: class, W, each leg's SQL and what was pruned.
     pub async fn explain(&self, sql: &str, wp: &SessionParams) -> Result<Explain> {
         let passthrough = |reason: String| Explain {
-            class: "passthrough".into(),
+            class: PlanKind::Passthrough,
             table: None,
             batch_watermark: None,
             legs: vec![ExplainLeg { name: "warehouse".into(), sql: sql.to_string() }],
@@ -108,7 +108,7 @@ impl Engine {
         };
         match self.classify(sql)? {
             Class::Local(_) => Ok(Explain {
-                class: "local".into(),
+                class: PlanKind::Local,
                 table: None,
                 batch_watermark: None,
                 legs: vec![],

@@ -1,4 +1,4 @@
-//! The pass-through fast path: a statement already known (by its shape) to pass through is
+//! The pass-through fast path: a statement already known (by its fingerprint) to pass through is
 //! sent to the warehouse over a raw connection and its answer handed on message by message,
 //! without parsing, Arrow batches or re-encoding. Only statements whose answer the normal
 //! path would give the same way take it: one statement, from a session with default settings,
@@ -17,14 +17,14 @@ use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind};
 use crate::model::reply::Reply;
 use crate::plan::{self, Class};
 
-/// Shapes remembered before the map is cleared.
-const SHAPES_MAX: usize = 10_000;
+/// Fingerprints remembered before the map is cleared.
+const FINGERPRINTS_MAX: usize = 10_000;
 /// How long the fast path stays off after a raw connection could not be opened.
 const COOL_DOWN: Duration = Duration::from_secs(5);
 
-/// Known statement shapes: Some(reason) for pass-through ones, None for the rest.
+/// Known statement fingerprints: Some(reason) for pass-through ones, None for the rest.
 #[derive(Default)]
-pub(super) struct Shapes {
+pub(super) struct Fingerprints {
     known: Mutex<HashMap<String, Option<Arc<str>>>>,
     off_until: Mutex<Option<Instant>>,
 }
@@ -83,7 +83,7 @@ impl Engine {
         let reason = self.passthrough_reason(sql)?;
         let in_flight = self.life.enter().ok()?;
         if self
-            .shapes
+            .fingerprints
             .off_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -98,7 +98,7 @@ impl Engine {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(error = %e, "raw warehouse connection failed; normal path");
-                *self.shapes.off_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                *self.fingerprints.off_until.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(Instant::now() + COOL_DOWN);
                 return None;
             }
@@ -125,19 +125,21 @@ impl Engine {
         }))
     }
 
-    /// Why a statement of this shape passes through, or None when it does not (or has no
-    /// shape); classifies and remembers the shape the first time.
+    /// Why a statement of this fingerprint passes through, or None when it does not (or has
+    /// no fingerprint); classifies and remembers the fingerprint the first time.
     fn passthrough_reason(&self, sql: &str) -> Option<Arc<str>> {
-        let key = plan::shape::shape(sql).filter(|s| !mentions_set_config(s))?;
-        if let Some(known) = self.shapes.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        let key = plan::fingerprint::fingerprint(sql).filter(|s| !mentions_set_config(s))?;
+        if let Some(known) =
+            self.fingerprints.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+        {
             return known.clone();
         }
         let reason = match self.classify(sql) {
             Ok(Class::Passthrough { reason }) => Some(Arc::from(reason)),
             _ => None,
         };
-        let mut known = self.shapes.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.len() >= SHAPES_MAX {
+        let mut known = self.fingerprints.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= FINGERPRINTS_MAX {
             known.clear();
         }
         known.insert(key, reason.clone());

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::arrow::value_at;
 use crate::model::column::Param;
 use crate::model::freshness::Freshness;
+use crate::model::tag::Tag;
 use crate::model::value::Value;
 use crate::plan::copy::{CopyOut, ForceQuote};
 use crate::plan::local::{check_setting, show_column};
@@ -62,34 +63,34 @@ impl Engine {
             Local::Settings(calls) => return self.settings(calls, session).await,
             Local::Explain(inner) => {
                 let e = self.explain(&inner, &session.warehouse_params()).await?;
-                return text_result("QUERY PLAN", explain_lines(&e), "EXPLAIN");
+                return text_result("QUERY PLAN", explain_lines(&e), Tag::Explain);
             }
             Local::Set { name, value, scope } => {
-                with_notice(empty("SET"), session.set(&name, &value, scope))
+                with_notice(empty(Tag::Set), session.set(&name, &value, scope))
             }
             Local::Reset(name) => {
                 match name.as_str() {
                     "all" => session.reset_all(),
                     one => session.reset(one),
                 }
-                empty("RESET")
+                empty(Tag::Reset)
             }
             Local::SetTransaction { isolation, session: true } => {
                 if let Some(level) = isolation {
                     session.set("default_transaction_isolation", &level, Scope::Session);
                 }
-                empty("SET")
+                empty(Tag::Set)
             }
             Local::SetTransaction { isolation, session: false } => {
-                with_notice(empty("SET"), session.set_transaction_isolation(isolation))
+                with_notice(empty(Tag::Set), session.set_transaction_isolation(isolation))
             }
             Local::Discard(what) => {
                 if what == "ALL" {
                     session.discard_all()?;
                 }
-                empty(&format!("DISCARD {what}"))
+                empty(Tag::Discard(what))
             }
-            Local::Noop(tag) => empty(&tag),
+            Local::Noop(tag) => empty(Tag::Other(tag)),
             other => self.transaction(other, session)?,
         })
     }
@@ -99,25 +100,30 @@ impl Engine {
         Ok(match local {
             Local::Begin { isolation, start } => {
                 let tag = if start { "START TRANSACTION" } else { "BEGIN" };
-                with_txn(with_notice(empty(tag), session.begin(isolation)), TxnChange::Began)
+                with_txn(
+                    with_notice(empty(Tag::Other(tag.into())), session.begin(isolation)),
+                    TxnChange::Began,
+                )
             }
-            Local::Commit => {
-                with_txn(with_notice(empty("COMMIT"), session.commit()), TxnChange::Ended)
-            }
-            Local::Rollback => {
-                with_txn(with_notice(empty("ROLLBACK"), session.rollback()), TxnChange::Ended)
-            }
+            Local::Commit => with_txn(
+                with_notice(empty(Tag::Other("COMMIT".into())), session.commit()),
+                TxnChange::Ended,
+            ),
+            Local::Rollback => with_txn(
+                with_notice(empty(Tag::Other("ROLLBACK".into())), session.rollback()),
+                TxnChange::Ended,
+            ),
             Local::Savepoint(name) => {
                 session.savepoint(&name)?;
-                empty("SAVEPOINT")
+                empty(Tag::Other("SAVEPOINT".into()))
             }
             Local::Release(name) => {
                 session.release(&name)?;
-                empty("RELEASE")
+                empty(Tag::Other("RELEASE".into()))
             }
             Local::RollbackTo(name) => {
                 session.rollback_to(&name)?;
-                with_txn(empty("ROLLBACK"), TxnChange::Resumed)
+                with_txn(empty(Tag::Other("ROLLBACK".into())), TxnChange::Resumed)
             }
             other => {
                 return Err(Error::internal(format!("not a transaction statement: {other:?}")))
@@ -137,22 +143,24 @@ impl Engine {
                 let r = self.inner_query(&query, params, session).await?;
                 let hold = hold || !session.in_transaction();
                 session.cursors.declare(&name, r.schema, r.stream, hold)?;
-                Ok(empty("DECLARE CURSOR"))
+                Ok(empty(Tag::Other("DECLARE CURSOR".into())))
             }
             Local::Fetch { name, count } => {
                 let (schema, batches) = session.cursors.fetch(&name, count).await?;
                 let freshness = session.last_freshness.clone().unwrap_or_else(Freshness::local);
                 let stream = stream::iter(batches.into_iter().map(Ok)).boxed();
-                Ok(QueryResult::new(schema, stream, freshness, "FETCH"))
+                Ok(QueryResult::new(schema, stream, freshness, Tag::Fetch))
             }
             Local::Close(name) => {
                 session.cursors.close(name.as_deref())?;
-                Ok(empty(if name.is_some() { "CLOSE CURSOR" } else { "CLOSE CURSOR ALL" }))
+                Ok(empty(Tag::Other(
+                    if name.is_some() { "CLOSE CURSOR" } else { "CLOSE CURSOR ALL" }.into(),
+                )))
             }
             Local::Move { name, count } => {
                 let (_, batches) = session.cursors.fetch(&name, count).await?;
                 let moved: usize = batches.iter().map(|b| b.num_rows()).sum();
-                Ok(empty(&format!("MOVE {moved}")))
+                Ok(empty(Tag::Other(format!("MOVE {moved}"))))
             }
             other => Err(Error::internal(format!("not a cursor statement: {other:?}"))),
         }
@@ -177,7 +185,7 @@ impl Engine {
                 }
             }
         }
-        r.tag = "COPY".into();
+        r.tag = Tag::Copy;
         r.copy = Some(copy.options);
         Ok(r)
     }
@@ -189,13 +197,13 @@ impl Engine {
                 Some(f) => serde_json::to_string(f).unwrap_or_default(),
                 None => "{}".into(),
             };
-            return text_result("tidemark.freshness", vec![text], "SHOW");
+            return text_result("tidemark.freshness", vec![text], Tag::Show);
         }
         if name == "all" {
             return self.show_all(session).await;
         }
         if let Some(v) = session_value(name, session) {
-            return text_result(&show_column(name), vec![v], "SHOW");
+            return text_result(&show_column(name), vec![v], Tag::Show);
         }
         let wp = session.warehouse_params();
         let reason = "SHOW of a warehouse setting".to_string();
@@ -217,7 +225,7 @@ impl Engine {
             }
         }
         let columns = ["name", "setting", "description"].map(String::from);
-        text_rows(&columns, rows, "SHOW")
+        text_rows(&columns, rows, Tag::Show)
     }
 
     /// `SELECT current_setting(...), set_config(...)` answered from the session, asking the
@@ -246,7 +254,7 @@ impl Engine {
             });
         }
         let columns: Vec<String> = calls.into_iter().map(|(c, _)| c).collect();
-        text_rows(&columns, vec![row], "SELECT")
+        text_rows(&columns, vec![row], Tag::Select)
     }
 
     /// `current_setting(name)` on the warehouse, with the session's parameters; an unknown

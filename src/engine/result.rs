@@ -11,7 +11,7 @@ pub struct QueryResult {
     /// Freshness of this answer.
     pub freshness: Freshness,
     /// Command tag (`SELECT`, `SET`, `BEGIN`, ...).
-    pub tag: String,
+    pub tag: Tag,
     /// For answers from the answer cache: encodings frontends made of it before.
     pub memo: Option<Arc<crate::cache::Memo>>,
     /// Warnings and notices for the client (pgwire sends them as NoticeResponse).
@@ -42,13 +42,13 @@ impl QueryResult {
         schema: SchemaRef,
         stream: BoxStream<'static, Result<RecordBatch>>,
         freshness: Freshness,
-        tag: &str,
+        tag: Tag,
     ) -> QueryResult {
         QueryResult {
             schema,
             stream,
             freshness,
-            tag: tag.into(),
+            tag,
             memo: None,
             notices: vec![],
             copy: None,
@@ -74,7 +74,7 @@ pub struct TableInfo {
     pub batch_watermark: Option<String>,
 }
 
-pub(super) fn empty(tag: &str) -> QueryResult {
+pub(super) fn empty(tag: Tag) -> QueryResult {
     let schema = Arc::new(arrow_schema::Schema::empty());
     QueryResult::new(schema, stream::empty().boxed(), Freshness::local(), tag)
 }
@@ -83,7 +83,7 @@ pub(super) fn empty(tag: &str) -> QueryResult {
 pub(super) fn text_rows(
     columns: &[String],
     rows: Vec<Vec<Option<String>>>,
-    tag: &str,
+    tag: Tag,
 ) -> Result<QueryResult> {
     let cols: Vec<Column> = columns.iter().map(|c| Column::new(c.clone(), Type::TEXT)).collect();
     let schema = schema_for(&cols);
@@ -96,7 +96,7 @@ pub(super) fn text_rows(
     Ok(QueryResult::new(schema, stream, Freshness::local(), tag))
 }
 
-pub(super) fn text_result(column: &str, lines: Vec<String>, tag: &str) -> Result<QueryResult> {
+pub(super) fn text_result(column: &str, lines: Vec<String>, tag: Tag) -> Result<QueryResult> {
     let rows = lines.into_iter().map(|l| vec![Some(l)]).collect();
     text_rows(&[column.to_string()], rows, tag)
 }

@@ -26,11 +26,6 @@ pub(super) fn time_rules(
     TimeRules { zone: Zone::named(zone), redshift: dialect == Dialect::Redshift }
 }
 
-/// True when the session asked to bypass caches (`SET tidemark.cache = off`).
-pub(super) fn bypass_cache(session: &Session) -> bool {
-    session.setting("tidemark.cache").is_some_and(|v| v.eq_ignore_ascii_case("off"))
-}
-
 /// A query result from a cached answer; a hit marks the answer and its legs `hit`.
 pub(super) fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
     let mut freshness = answer.freshness.clone();
@@ -42,7 +37,7 @@ pub(super) fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
     }
     let batches = answer.batches.clone();
     let stream = stream::iter(batches.into_iter().map(Ok)).boxed();
-    let mut r = QueryResult::new(answer.schema.clone(), stream, freshness, "SELECT");
+    let mut r = QueryResult::new(answer.schema.clone(), stream, freshness, Tag::Select);
     r.memo = Some(answer.memo.clone());
     r
 }
@@ -247,7 +242,12 @@ impl Engine {
         freshness.degraded = win.degraded;
         freshness.realtime_reaches = win.reaches;
         freshness.windows = win.report;
-        Ok(QueryResult::new(schema, stream::once(async { Ok(batch) }).boxed(), freshness, "SELECT"))
+        Ok(QueryResult::new(
+            schema,
+            stream::once(async { Ok(batch) }).boxed(),
+            freshness,
+            Tag::Select,
+        ))
     }
 
     /// Streams unbounded, unsorted row legs one after the other; each leg starts when the
@@ -289,7 +289,7 @@ impl Engine {
                 })
                 .boxed();
         let freshness = self.split_freshness(plan, reports, now);
-        Ok(QueryResult::new(schema, stream, freshness, "SELECT"))
+        Ok(QueryResult::new(schema, stream, freshness, Tag::Select))
     }
 
     pub(super) fn split_freshness(
@@ -358,7 +358,7 @@ impl Engine {
             reason: Some(reason),
             realtime_reaches: None,
         };
-        let tag = sql.split_whitespace().next().unwrap_or("SELECT").to_uppercase();
-        Ok(QueryResult::new(schema, stream, freshness, &tag))
+        let tag = Tag::of_word(sql.split_whitespace().next().unwrap_or("SELECT"));
+        Ok(QueryResult::new(schema, stream, freshness, tag))
     }
 }

@@ -12,6 +12,9 @@ use crate::model::column::SessionParams;
 use crate::model::freshness::Freshness;
 pub use crate::plan::local::Scope;
 
+/// The session setting that turns the caches off for a session.
+const CACHE_SETTING: &str = "tidemark.cache";
+
 /// A message to the client that does not fail the statement (NoticeResponse on pgwire).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -98,6 +101,21 @@ impl Session {
 
     /// The value of a parameter now: SET LOCAL, then SET, then the startup value.
     pub fn setting(&self, name: &str) -> Option<&str> {
+        self.lookup(name)
+    }
+
+    /// Whether the session bypasses the caches (`SET tidemark.cache = off`, or a frontend's
+    /// `no-cache`).
+    pub fn bypasses_cache(&self) -> bool {
+        self.lookup(CACHE_SETTING).is_some_and(|v| v.eq_ignore_ascii_case("off"))
+    }
+
+    /// Bypasses the caches for the rest of the session (a request's `no-cache`).
+    pub fn bypass_cache(&mut self) {
+        self.settings.insert(CACHE_SETTING.into(), "off".into());
+    }
+
+    fn lookup(&self, name: &str) -> Option<&str> {
         self.txn
             .as_ref()
             .and_then(|t| t.locals.get(name))

@@ -10,7 +10,7 @@ use crate::model::column::Param;
 use crate::model::freshness::{LegReport, WindowsReport};
 use crate::model::value::{timestamp_text, Value};
 use crate::plan::split::{Shape, SplitPlan, WindowInput};
-use crate::plan::window::{self, WindowSpec};
+use crate::plan::windows_leg::{self, WindowSpec};
 use crate::plan::Explain;
 use crate::watermark::literal_for;
 
@@ -131,7 +131,7 @@ impl Engine {
         let Some(input) = &plan.window else {
             return unused("not a single-table aggregate that reads the speed table".into(), None);
         };
-        match window::analyze(&input.shape, &spec, (params, &plan.time)) {
+        match windows_leg::analyze(&input.shape, &spec, (params, &plan.time)) {
             Ok(wq) => self.read_windows(plan, input, (&spec, &wq), now, fresh).await,
             Err(reason) => unused(reason, None),
         }
@@ -141,7 +141,7 @@ impl Engine {
         &self,
         plan: &SplitPlan,
         input: &WindowInput,
-        (spec, wq): (&WindowSpec, &window::WindowQuery),
+        (spec, wq): (&WindowSpec, &windows_leg::WindowQuery),
         now: i64,
         fresh: bool,
     ) -> WindowOutcome {
@@ -159,7 +159,7 @@ impl Engine {
             Err(e) => return degraded(e),
         };
         let h_text = Some(time_text(h, spec.naive));
-        let bp = match window::buckets(wq, spec, h, w, now) {
+        let bp = match windows_leg::buckets(wq, spec, h, w, now) {
             Ok(bp) => bp,
             Err(reason) => {
                 return WindowOutcome { reaches: h_text.clone(), ..unused(reason, h_text) }
@@ -169,7 +169,7 @@ impl Engine {
             Ok(b) => b,
             Err(e) => return degraded(e),
         };
-        let rows = match window::rows(wq, spec, &bp.starts, &buckets) {
+        let rows = match windows_leg::rows(wq, spec, &bp.starts, &buckets) {
             Ok(r) => r,
             Err(reason) => {
                 tracing::warn!(%reason, table = %plan.table, "windows hold a malformed field");

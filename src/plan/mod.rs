@@ -3,18 +3,19 @@
 
 pub mod aggregate;
 pub mod chunks;
+pub mod classify;
 pub mod copy;
 pub mod expr;
+pub mod fingerprint;
 pub mod literals;
 pub mod local;
 pub mod prune;
-pub mod shape;
 pub mod spec;
 pub mod split;
 pub mod sqlcheck;
 pub mod text;
 pub mod timefold;
-pub mod window;
+pub mod windows_leg;
 
 use serde::Serialize;
 use sqlparser::ast::{Expr, Statement};
@@ -49,7 +50,7 @@ pub fn parse_expr(d: Dialect, sql: &str) -> Result<Expr> {
 }
 
 /// How tidemark will run one statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Class {
     /// Answered by tidemark alone.
     Local(Local),
@@ -70,8 +71,8 @@ pub enum Class {
 /// The lambda plan as EXPLAIN shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explain {
-    /// `split`, `passthrough` or `local`.
-    pub class: String,
+    /// Split, pass-through or local.
+    pub class: crate::model::freshness::PlanKind,
     /// Logical table, for split plans.
     pub table: Option<String>,
     /// Batch watermark used.

@@ -6,7 +6,7 @@ use sqlparser::ast::{Expr, Ident, Query};
 use super::expr::EExpr;
 use super::text::TextRules;
 use super::timefold::TimeRules;
-use super::window::AggShape;
+use super::windows_leg::AggShape;
 use crate::catalog::{ColumnInfo, Facts};
 use crate::config::TableConfig;
 use crate::model::column::Described;

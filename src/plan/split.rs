@@ -6,7 +6,7 @@ use sqlparser::ast::{Distinct, Expr, LimitClause, Query, Select, SetExpr, Value 
 
 use super::prune::{self};
 use super::text::text_rules;
-use super::window::AggShape;
+use super::windows_leg::AggShape;
 use crate::error::Result;
 use crate::model::column::Param;
 use crate::model::sql::quote_ident;

@@ -200,7 +200,7 @@ impl FlightFrontend {
     ) -> std::result::Result<Response<BoxedStream<arrow_flight::FlightData>>, Status> {
         let mut session = self.engine.session_for("flight", user);
         if bypass {
-            session.settings.insert("tidemark.cache".into(), "off".into());
+            session.bypass_cache();
         }
         for w in &ticket.watermarks {
             if let Some(v) = pinned_value(w) {

@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::model::column::{Column, Param};
 use crate::model::freshness::PlanKind;
 use crate::model::reply::Reply;
+use crate::model::tag::Tag as Answered;
 
 /// A client's engine session, kept in the connection's extensions, with the values of the
 /// reported parameters the client was last told (ParameterStatus).
@@ -208,7 +209,7 @@ impl Gateway {
             self.engine.execute(sql, params, &mut session).await.map_err(pg_error)?
         };
         self.send_notices(client, &result.notices, result.freshness.degraded).await?;
-        let tag = Tag::new(&result.tag);
+        let tag = Tag::new(&result.tag.to_string());
         match result.txn {
             TxnChange::Began => return Ok(Response::TransactionStart(tag)),
             TxnChange::Resumed => {
@@ -221,15 +222,16 @@ impl Gateway {
             }
             TxnChange::None => {}
         }
-        let settings_call = result.tag == "SELECT" && result.freshness.plan == PlanKind::Local;
-        if settings_call || matches!(result.tag.as_str(), "SET" | "RESET" | "DISCARD ALL") {
+        let settings_call =
+            result.tag == Answered::Select && result.freshness.plan == PlanKind::Local;
+        if settings_call || result.tag.changes_settings() {
             self.report_parameters(client, &cell).await?;
         }
         if let Some(opts) = result.copy.take() {
             return self.copy_out(client, result, opts).await;
         }
-        if result.schema.fields().is_empty() && result.tag != "SELECT" {
-            return Ok(Response::Execution(Tag::new(&result.tag)));
+        if result.schema.fields().is_empty() && result.tag != Answered::Select {
+            return Ok(Response::Execution(Tag::new(&result.tag.to_string())));
         }
         self.send_rows(client, result, fmt, describe, max_rows).await
     }
@@ -248,8 +250,8 @@ impl Gateway {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let fields = Arc::new(fields_for_schema(&result.schema, fmt));
-        let tag = match result.tag.as_str() {
-            "SHOW" | "EXPLAIN" | "FETCH" => result.tag.clone(),
+        let tag = match &result.tag {
+            t @ (Answered::Show | Answered::Explain | Answered::Fetch) => t.to_string(),
             _ => "SELECT".to_string(),
         };
         let rows = data_rows(result.stream, fields.clone());

@@ -1,15 +1,15 @@
-//! Statement shapes: the text of one statement with its literals replaced by `?`, the key
+//! Statement fingerprints: the text of one statement with its literals replaced by `?`, the key
 //! under which the engine remembers how a statement is classified. How tidemark classifies
 //! a statement (local, split or pass-through, and which tables it reads) never depends on a
-//! literal's value, so `SELECT name FROM dim WHERE id = 7` and `... id = 8` share a shape.
+//! literal's value, so `SELECT name FROM dim WHERE id = 7` and `... id = 8` share a fingerprint.
 //!
 //! The lexer is deliberately strict: text it does not fully understand (comments, dollar
-//! quotes, escape strings, backslashes, `$n` parameters, semicolons, NUL) has no shape, and
+//! quotes, escape strings, backslashes, `$n` parameters, semicolons, NUL) has no fingerprint, and
 //! such statements always take the full path.
 
-/// The shape of one statement, or None when the text holds anything the lexer does not
+/// The fingerprint of one statement, or None when the text holds anything the lexer does not
 /// understand or more than one statement.
-pub fn shape(sql: &str) -> Option<String> {
+pub fn fingerprint(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -79,21 +79,21 @@ fn skip_identifier(b: &[u8], start: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::shape;
+    use super::fingerprint;
 
     #[test]
     fn literals_become_placeholders() {
         assert_eq!(
-            shape("SELECT name FROM dim WHERE id = 42").as_deref(),
+            fingerprint("SELECT name FROM dim WHERE id = 42").as_deref(),
             Some("SELECT name FROM dim WHERE id = ?")
         );
-        assert_eq!(shape("SELECT 'it''s', 1.5e3, x1").as_deref(), Some("SELECT ?, ?, x1"));
-        assert_eq!(shape("SELECT \"a'b\" FROM t").as_deref(), Some("SELECT \"a'b\" FROM t"));
-        assert_eq!(shape("SELECT date '2026-01-01'").as_deref(), Some("SELECT date ?"));
+        assert_eq!(fingerprint("SELECT 'it''s', 1.5e3, x1").as_deref(), Some("SELECT ?, ?, x1"));
+        assert_eq!(fingerprint("SELECT \"a'b\" FROM t").as_deref(), Some("SELECT \"a'b\" FROM t"));
+        assert_eq!(fingerprint("SELECT date '2026-01-01'").as_deref(), Some("SELECT date ?"));
     }
 
     #[test]
-    fn anything_unusual_has_no_shape() {
+    fn anything_unusual_has_no_fingerprint() {
         for sql in [
             "SELECT 1; DELETE FROM t",
             "SELECT E'\\x'",
@@ -106,7 +106,7 @@ mod tests {
             "SELECT 'a\\'",
             "SELECT '\0'",
         ] {
-            assert_eq!(shape(sql), None, "{sql}");
+            assert_eq!(fingerprint(sql), None, "{sql}");
         }
     }
 }
