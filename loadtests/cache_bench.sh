@@ -18,6 +18,7 @@
 #   SKIP_LOAD=1 loadtests/cache_bench.sh          # reuse it (implies KEEP_DB=1)
 #
 # Other knobs: COLD_RUNS (5), WRK_DURATION (10), W_SETTLE (3 s after W moves), SKIP_BUILD=1,
+# BIN (another tidemark binary, e.g. an older build to compare with; implies SKIP_BUILD=1),
 # TM_HTTP_PORT/TM_PG_PORT (55480/55481, the cold instance uses the next two ports).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,7 +30,7 @@ WRK_DURATION=${WRK_DURATION:-10}
 W_SETTLE=${W_SETTLE:-3}
 SKIP_LOAD=${SKIP_LOAD:-0}
 KEEP_DB=${KEEP_DB:-$SKIP_LOAD}
-SKIP_BUILD=${SKIP_BUILD:-0}
+SKIP_BUILD=${SKIP_BUILD:-$([[ -n ${BIN:-} ]] && echo 1 || echo 0)}
 TM_HTTP_PORT=${TM_HTTP_PORT:-55480}
 TM_PG_PORT=${TM_PG_PORT:-55481}
 COLD_HTTP_PORT=$((TM_HTTP_PORT + 2))
@@ -37,7 +38,7 @@ COLD_PG_PORT=$((TM_PG_PORT + 2))
 
 DB=tidemark_cache_bench
 PGURL="postgres://postgres@127.0.0.1:5432/$DB"
-BIN=target/release/tidemark
+BIN=${BIN:-target/release/tidemark}
 BATCH_ROWS=10000000
 SPEED_ROWS=100000
 # cache budgets of the cached instance (bytes); memory target = their sum + 150 MiB

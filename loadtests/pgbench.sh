@@ -7,6 +7,7 @@
 #   loadtests/pgbench.sh            # 10 s per run
 #   DURATION=30 loadtests/pgbench.sh
 #   HOP=tcp loadtests/pgbench.sh    # tidemark reaches PostgreSQL over TCP loopback
+#   BIN=/tmp/old/tidemark loadtests/pgbench.sh   # another build (no cargo build)
 #
 # pgbench always reaches both servers over TCP. tidemark's own hop to PostgreSQL uses the
 # Unix socket when there is one (HOP=unix, the default then), as a gateway on the database
@@ -33,8 +34,10 @@ PORT=${PORT:-55439}
 WORK=$(mktemp -d)
 trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -q
-BIN=target/release/tidemark
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release -q
+  BIN=target/release/tidemark
+fi
 
 echo "==> preparing $DB"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"

@@ -48,6 +48,7 @@ mod windows_leg;
 
 pub use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
 pub use crate::plan::local::{check_setting, parse_move};
+pub use crate::queries::{NamedQueries, NamedQuery, QueryParam};
 use explain::explain_lines;
 pub use forward::Forwarded;
 use result::{empty, text_result, text_rows};

@@ -7,7 +7,8 @@
 //! Layers, each importing only those below it (checked by `tests/layers.rs` against
 //! `layers.rules`, with no import cycles between files):
 //!
-//! - [`frontend`]: REST, pgwire and Flight SQL; each decodes, calls the [`engine`], encodes.
+//! - [`frontend`]: REST, pgwire and Flight SQL; each decodes, calls the [`engine`], encodes
+//!   (it imports only the engine, the model, the error type and the configuration).
 //! - [`engine`]: the facade (sessions, classification, the split run, EXPLAIN, health).
 //! - [`plan`], [`merge`], [`cache`], [`windows`]: plan the legs, merge them, cache them, read
 //!   the Redis windows.

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::queries::{NamedQueries, NamedQuery, QueryParam};
+use crate::engine::{NamedQueries, NamedQuery, QueryParam};
 
 /// The hand-written document (openapi/openapi.yaml), embedded at build time.
 pub const YAML: &str = include_str!("../../openapi/openapi.yaml");

@@ -1,5 +1,5 @@
 //! The floor every layer stands on: values and decimals, columns and parameters, Arrow
-//! conversion, freshness reports, command tags and SQL names. It imports nothing of the crate above it.
+//! conversion, freshness reports, command tags, the watermark value and SQL names. It imports nothing of the crate above it.
 
 pub mod arrow;
 pub mod column;
@@ -10,3 +10,4 @@ pub mod reply;
 pub mod sql;
 pub mod tag;
 pub mod value;
+pub mod watermark;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::column::Param;
 use crate::model::freshness::Freshness;
 use crate::model::value::Value;
-use crate::watermark::Watermark;
+use crate::model::watermark::Watermark;
 
 use super::{proto, status, BoxedStream};
 

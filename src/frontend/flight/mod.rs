@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::model::arrow::{field_for, field_of, schema_for};
 use crate::model::column::{Column, Param};
 use crate::model::value::Value;
-use crate::watermark::Watermark;
+use crate::model::watermark::Watermark;
 
 /// Messages from `proto/tidemark.proto`.
 pub mod proto {
