@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# pgbench through tidemark's PostgreSQL wire protocol vs directly against PostgreSQL, in one
-# run: a pass-through point query on a dimension table and a split aggregate over the
-# logical table, at 1 and 16 clients. Prints throughput ratios and latencies (a benchmark,
-# not a test: nothing here asserts on timing).
+# pgbench through tidemark's PostgreSQL wire protocol vs directly against PostgreSQL and vs
+# PgBouncer (transaction pooling, the same hop to PostgreSQL as tidemark's), in one run: a
+# pass-through point query on a dimension table and a split aggregate over the logical
+# table, at 1 and 16 clients. Prints throughput ratios and latencies (a benchmark, not a
+# test: nothing here asserts on timing).
 #
 #   loadtests/pgbench.sh            # 10 s per run
 #   DURATION=30 loadtests/pgbench.sh
 #   HOP=tcp loadtests/pgbench.sh    # tidemark reaches PostgreSQL over TCP loopback
 #   BIN=/tmp/old/tidemark loadtests/pgbench.sh   # another build (no cargo build)
 #
-# pgbench always reaches both servers over TCP. tidemark's own hop to PostgreSQL uses the
+# pgbench always reaches the servers over TCP. tidemark's (and PgBouncer's) hop to PostgreSQL uses the
 # Unix socket when there is one (HOP=unix, the default then), as a gateway on the database
 # host would; HOP=tcp measures the loopback TCP hop instead (the kernel's TCP path costs
 # more than the gateway itself on two cores).
@@ -26,13 +27,29 @@ if [[ -z ${HOP:-} ]]; then
 fi
 if [[ $HOP == unix ]]; then
   PGURL="host=$SOCKDIR port=5432 user=postgres dbname=$DB"
+  PGB_HOST=$SOCKDIR
 else
   PGURL="postgres://postgres@127.0.0.1:5432/$DB"
+  PGB_HOST=127.0.0.1
 fi
 echo "==> tidemark reaches PostgreSQL over: $HOP"
 PORT=${PORT:-55439}
+PGB_PORT=${PGB_PORT:-55438}
 WORK=$(mktemp -d)
-trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# PgBouncer runs as postgres when we are root: it reads its config and writes its log here
+chmod 755 "$WORK"
+if [[ $(id -u) -eq 0 ]]; then chown postgres "$WORK"; fi
+stop_all() {
+  kill "${TM_PID:-0}" 2>/dev/null || true
+  [[ -f $WORK/pgbouncer.pid ]] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap stop_all EXIT
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+if [[ ! -x $PGBOUNCER ]]; then
+  echo "==> installing pgbouncer with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer >/dev/null
+fi
 
 if [[ -z ${BIN:-} ]]; then
   cargo build --release -q
@@ -74,6 +91,33 @@ RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &
 TM_PID=$!
 for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$PORT" && break; sleep 0.1; done
 
+# PgBouncer as people run it in front of PostgreSQL: transaction pooling, the same pool size
+# and hop as tidemark's; it refuses to run as root, so it runs as postgres.
+echo '"postgres" ""' >"$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+$DB = host=$PGB_HOST port=5432 dbname=$DB user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = 24
+max_client_conn = 100
+pidfile = $WORK/pgbouncer.pid
+logfile = $WORK/pgbouncer.log
+INI
+chmod 644 "$WORK"/pgbouncer.ini "$WORK"/userlist.txt
+if [[ $(id -u) -eq 0 ]]; then
+  "$PGBOUNCER" -d -u postgres "$WORK/pgbouncer.ini"
+else
+  "$PGBOUNCER" -d "$WORK/pgbouncer.ini"
+fi
+for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" && break; sleep 0.1; done
+pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" || { cat "$WORK/pgbouncer.log" >&2; echo "PgBouncer did not start" >&2; exit 1; }
+
 cat > "$WORK/point.sql" <<'SQL'
 \set id random(1, 10000)
 SELECT name FROM dim WHERE id = :id;
@@ -93,16 +137,18 @@ run() {
   echo "$tps $lat"
 }
 
-printf '\n| query | clients | direct tps | tidemark tps | ratio | direct latency ms | tidemark latency ms | added ms |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+printf '\n| query | clients | direct tps | PgBouncer tps | tidemark tps | tidemark / direct | tidemark / PgBouncer | direct latency ms | PgBouncer added ms | tidemark added ms |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for q in point split; do
   for c in 1 16; do
     read -r dt dl < <(run "$q" "$WORK/$q.sql" "$c" 5432)
+    read -r bt bl < <(run "$q" "$WORK/$q.sql" "$c" "$PGB_PORT")
     read -r tt tl < <(run "$q" "$WORK/$q.sql" "$c" "$PORT")
-    ratio=$(awk -v a="$tt" -v b="$dt" 'BEGIN { printf "%.2f", a / b }')
-    added=$(awk -v a="$tl" -v b="$dl" 'BEGIN { printf "%.3f", a - b }')
     name=$([[ $q == point ]] && echo "pass-through point query (dimension table)" || echo "split aggregate (events, GROUP BY country)")
-    printf '| %s | %s | %.0f | %.0f | %s | %.3f | %.3f | %s |\n' "$name" "$c" "$dt" "$tt" "$ratio" "$dl" "$tl" "$added"
+    printf '| %s | %s | %.0f | %.0f | %.0f | %s | %s | %.3f | %s | %s |\n' "$name" "$c" "$dt" "$bt" "$tt" \
+      "$(ratio "$tt" "$dt")" "$(ratio "$tt" "$bt")" "$dl" "$(added "$bl" "$dl")" "$(added "$tl" "$dl")"
   done
 done
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
