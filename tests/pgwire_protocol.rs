@@ -123,6 +123,45 @@ async fn describe_does_not_run_the_query() {
     s.stop().await;
 }
 
+/// `EXPLAIN (ANALYZE)` (and `EXPLAIN ANALYZE`) runs the query: the plan, then the rows of the
+/// answer (as many as the oracle's groups) and each leg's rows, milliseconds and cache status;
+/// a plain EXPLAIN shows the plan only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_runs_the_query() {
+    let (s, c) = pg_stack("pgw_analyze", "", "").await;
+    let groups: i64 =
+        s.db.query_one("SELECT count(*) FROM (SELECT DISTINCT country FROM events_oracle) g", &[])
+            .await
+            .unwrap()
+            .get(0);
+    let q = "SELECT country, count(*) FROM events GROUP BY country";
+    let lines = |rows: Vec<SimpleQueryMessage>| -> Vec<String> {
+        rows.into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    for spelling in ["EXPLAIN (ANALYZE)", "EXPLAIN ANALYZE", "EXPLAIN (ANALYZE true, VERBOSE)"] {
+        let got = lines(c.simple_query(&format!("{spelling} {q}")).await.unwrap());
+        let text = got.join("\n");
+        assert!(text.contains("tidemark plan: split"), "{spelling}: {text}");
+        let actual = format!("actual: {groups} row(s) in ");
+        assert!(got.iter().any(|l| l.starts_with(&actual)), "{spelling}: {text}");
+        for leg in ["batch", "speed"] {
+            let leg_line = got.iter().find(|l| l.trim_start().starts_with(&format!("{leg} leg: ")));
+            let leg_line = leg_line.unwrap_or_else(|| panic!("{spelling}: no {leg} leg in {text}"));
+            assert!(leg_line.contains(" ms, cache "), "{spelling}: {leg_line}");
+        }
+    }
+    let plain = lines(c.simple_query(&format!("EXPLAIN {q}")).await.unwrap()).join("\n");
+    assert!(plain.contains("tidemark plan: split") && !plain.contains("actual:"), "{plain}");
+    let off = lines(c.simple_query(&format!("EXPLAIN (ANALYZE false) {q}")).await.unwrap());
+    assert!(!off.join("\n").contains("actual:"), "ANALYZE false does not run the query");
+    s.stop().await;
+}
+
 /// Errors carry their SQLSTATE and leave the connection usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_sqlstates() {

@@ -84,7 +84,7 @@ impl Engine {
                     .collect(),
                 params: vec![],
             }),
-            Class::Local(Local::Explain(_)) => Ok(text("QUERY PLAN")),
+            Class::Local(Local::Explain { .. }) => Ok(text("QUERY PLAN")),
             Class::Local(_) => Ok(Described { columns: vec![], params: vec![] }),
             Class::Split { query, .. } => {
                 let facts = self.catalog.facts().await?;
@@ -143,5 +143,39 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+impl Engine {
+    /// The ANALYZE part of `EXPLAIN (ANALYZE)`: runs `sql` as the session would and reports
+    /// the rows and time of the whole answer and of each leg, with its cache status.
+    pub(super) async fn analyze(
+        &self,
+        sql: &str,
+        params: &[Param],
+        session: &Session,
+    ) -> Result<Vec<String>> {
+        let started = Instant::now();
+        let result = self.inner_query(sql, params, session).await?;
+        let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        let f = &result.freshness;
+        let mut lines =
+            vec![format!("actual: {rows} row(s) in {took:.3} ms, answered as {}", f.plan)];
+        if let Some(c) = f.cache {
+            lines.push(format!("  answer cache: {c}"));
+        }
+        for leg in &f.legs {
+            let rows = leg.rows.map_or("rows streamed".to_string(), |r| format!("{r} row(s)"));
+            lines.push(format!(
+                "  {} leg: {rows} in {:.3} ms, cache {}",
+                leg.name, leg.elapsed_ms, leg.cache
+            ));
+        }
+        if let Some(w) = f.windows.as_ref().filter(|w| w.used) {
+            lines.push(format!("  windows: {} bucket(s) read", w.buckets));
+        }
+        Ok(lines)
     }
 }

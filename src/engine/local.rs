@@ -61,9 +61,13 @@ impl Engine {
             Local::CopyOut(copy) => return self.copy_out(copy, params, session).await,
             Local::Show(name) => return self.show(&name, session).await,
             Local::Settings(calls) => return self.settings(calls, session).await,
-            Local::Explain(inner) => {
+            Local::Explain { inner, analyze } => {
                 let e = self.explain(&inner, &session.warehouse_params()).await?;
-                return text_result("QUERY PLAN", explain_lines(&e), Tag::Explain);
+                let mut lines = explain_lines(&e);
+                if analyze {
+                    lines.extend(self.analyze(&inner, params, session).await?);
+                }
+                return text_result("QUERY PLAN", lines, Tag::Explain);
             }
             Local::Set { name, value, scope } => {
                 with_notice(empty(Tag::Set), session.set(&name, &value, scope))

@@ -85,8 +85,14 @@ pub enum Local {
     /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`: the object, upper case (only ALL changes
     /// anything here: tidemark keeps no plans, sequences or temporary tables).
     Discard(String),
-    /// EXPLAIN of the lambda plan of the inner statement text.
-    Explain(String),
+    /// EXPLAIN of the lambda plan of the inner statement text; with ANALYZE the statement
+    /// also runs and each leg's rows and milliseconds are shown.
+    Explain {
+        /// The explained statement's text.
+        inner: String,
+        /// `EXPLAIN ANALYZE` / `EXPLAIN (ANALYZE [true])`.
+        analyze: bool,
+    },
     /// Accepted and ignored (e.g. `DEALLOCATE`); the command tag.
     Noop(String),
     /// `DECLARE name CURSOR [WITH HOLD] FOR query`.
@@ -176,7 +182,10 @@ pub fn local_of(stmt: Statement) -> Result<Local> {
         // nothing is ever listened to (LISTEN is refused), so UNLISTEN (asyncpg's pool reset
         // sends `UNLISTEN *`) has nothing to do
         Statement::UNLISTEN { .. } => Local::Noop("UNLISTEN".into()),
-        Statement::Explain { statement, .. } => Local::Explain(statement.to_string()),
+        Statement::Explain { statement, analyze, options, .. } => Local::Explain {
+            inner: statement.to_string(),
+            analyze: analyze || options.iter().flatten().any(is_analyze_on),
+        },
         Statement::Declare { stmts, .. } => declare_of(stmts)?,
         Statement::Fetch { name, direction, .. } => {
             Local::Fetch { name: name.value, count: fetch_count(&direction)? }
@@ -430,6 +439,20 @@ fn fetch_count(direction: &sqlparser::ast::FetchDirection) -> Result<Option<u64>
         D::All | D::ForwardAll => None,
         _ => return Err(Error::NotSupported("only forward FETCH on NO SCROLL cursors".into())),
     })
+}
+
+/// Whether an EXPLAIN option is `ANALYZE` switched on (`ANALYZE`, `ANALYZE true`, `ANALYZE on`).
+fn is_analyze_on(o: &sqlparser::ast::UtilityOption) -> bool {
+    if !o.name.value.eq_ignore_ascii_case("analyze") {
+        return false;
+    }
+    match &o.arg {
+        None => true,
+        Some(arg) => {
+            let v = arg.to_string().to_ascii_lowercase();
+            matches!(v.trim_matches('\''), "true" | "on" | "1" | "yes")
+        }
+    }
 }
 
 #[cfg(test)]
