@@ -143,9 +143,22 @@ async fn explain_analyze_runs_the_query() {
             })
             .collect()
     };
-    for spelling in ["EXPLAIN (ANALYZE)", "EXPLAIN ANALYZE", "EXPLAIN (ANALYZE true, VERBOSE)"] {
+    for (i, spelling) in ["EXPLAIN (ANALYZE)", "EXPLAIN ANALYZE", "EXPLAIN (ANALYZE true, VERBOSE)"]
+        .iter()
+        .enumerate()
+    {
         let got = lines(c.simple_query(&format!("{spelling} {q}")).await.unwrap());
         let text = got.join("\n");
+        let trips = got.iter().find_map(|l| l.trim_start().strip_prefix("warehouse round trips: "));
+        let trips = trips.unwrap_or_else(|| panic!("{spelling}: no round trips in {text}"));
+        let statements: u64 = trips
+            .split_once(" (")
+            .and_then(|(_, rest)| rest.split_once(" statement(s)"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{spelling}: {trips}"));
+        if i == 0 {
+            assert!(statements >= 2, "a cold split runs both legs: {text}");
+        }
         assert!(text.contains("tidemark plan: split"), "{spelling}: {text}");
         let actual = format!("actual: {groups} row(s) in ");
         assert!(got.iter().any(|l| l.starts_with(&actual)), "{spelling}: {text}");

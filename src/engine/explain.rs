@@ -156,13 +156,19 @@ impl Engine {
         session: &Session,
     ) -> Result<Vec<String>> {
         let started = Instant::now();
-        let result = self.inner_query(sql, params, session).await?;
-        let batches: Vec<RecordBatch> = result.stream.try_collect().await?;
+        let run = async {
+            let result = self.inner_query(sql, params, session).await?;
+            let f = result.freshness;
+            Ok::<_, Error>((result.stream.try_collect::<Vec<RecordBatch>>().await?, f))
+        };
+        let (run, trips) = RoundTrips::counting(run).await;
+        let (batches, f) = run?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let took = started.elapsed().as_secs_f64() * 1000.0;
-        let f = &result.freshness;
-        let mut lines =
-            vec![format!("actual: {rows} row(s) in {took:.3} ms, answered as {}", f.plan)];
+        let mut lines = vec![
+            format!("actual: {rows} row(s) in {took:.3} ms, answered as {}", f.plan),
+            format!("  warehouse round trips: {trips}"),
+        ];
         if let Some(c) = f.cache {
             lines.push(format!("  answer cache: {c}"));
         }

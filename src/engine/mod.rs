@@ -21,6 +21,7 @@ use crate::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::model::arrow::{batch_from_rows, schema_for};
 use crate::model::column::{Column, Described, Param, SessionParams};
 use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind, WindowsReport};
+use crate::model::round_trips::RoundTrips;
 pub use crate::model::tag::Tag;
 use crate::model::value::{supported_type, timestamp_text, Value};
 use crate::plan::classify::{ParseCache, Parsed, Reads};
@@ -186,8 +187,12 @@ impl Engine {
         let result = match self.life.enter() {
             Ok(in_flight) => {
                 let killed = self.life.killed();
+                let counted = RoundTrips::counting(self.execute_inner(sql, params, session));
                 tokio::select! {
-                    r = self.execute_inner(sql, params, session) => r.map(|r| (r, in_flight)),
+                    (r, trips) = counted => {
+                        log.round_trips = trips.total();
+                        r.map(|r| (r, in_flight))
+                    }
                     _ = killed => Err(Error::ShuttingDown("canceled at the shutdown deadline".into())),
                 }
             }

@@ -104,6 +104,8 @@ pub struct QueryLog {
     pub rows: u64,
     /// Bytes of row data sent (Arrow memory for engine answers, DataRow bytes when forwarded).
     pub bytes: u64,
+    /// Warehouse round trips until the answer started (describes, settings, statements).
+    pub round_trips: u64,
     /// SQLSTATE of the error, if it failed.
     pub sqlstate: Option<String>,
     /// When the statement started.
@@ -120,6 +122,7 @@ impl QueryLog {
             legs: String::new(),
             rows: 0,
             bytes: 0,
+            round_trips: 0,
             sqlstate: None,
             started: Instant::now(),
         }
@@ -150,6 +153,7 @@ impl Drop for QueryLog {
             legs = %self.legs,
             rows = self.rows,
             bytes = self.bytes,
+            round_trips = self.round_trips,
             ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
             sqlstate = self.sqlstate.as_deref().unwrap_or(""),
             "query"

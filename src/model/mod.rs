@@ -7,6 +7,7 @@ pub mod decimal;
 pub mod duration;
 pub mod freshness;
 pub mod reply;
+pub mod round_trips;
 pub mod sql;
 pub mod tag;
 pub mod value;
