@@ -159,6 +159,11 @@ async fn explain_analyze_runs_the_query() {
         if i == 0 {
             assert!(statements >= 2, "a cold split runs both legs: {text}");
         }
+        let phases = got.iter().find_map(|l| l.trim_start().strip_prefix("phases: "));
+        let phases = phases.unwrap_or_else(|| panic!("{spelling}: no phases in {text}"));
+        for phase in ["parse ", "describe ", "plan ", "legs ", "merge "] {
+            assert!(phases.contains(phase), "{spelling}: {phases}");
+        }
         assert!(text.contains("tidemark plan: split"), "{spelling}: {text}");
         let actual = format!("actual: {groups} row(s) in ");
         assert!(got.iter().any(|l| l.starts_with(&actual)), "{spelling}: {text}");

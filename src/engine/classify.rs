@@ -6,7 +6,9 @@ impl Engine {
     /// The parsed and classified form of `sql`, parsed on its first use only (counted in
     /// `tidemark_sql_parses_total`).
     pub(super) fn parsed(&self, sql: &str) -> Arc<Parsed> {
-        let (parsed, built) = self.parses.get(self.dialect(), self.catalog.tables(), sql);
+        let (parsed, built) = Cost::time(Phase::Parse, || {
+            self.parses.get(self.dialect(), self.catalog.tables(), sql)
+        });
         if built {
             self.metrics.parse();
         }

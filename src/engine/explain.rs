@@ -161,13 +161,14 @@ impl Engine {
             let f = result.freshness;
             Ok::<_, Error>((result.stream.try_collect::<Vec<RecordBatch>>().await?, f))
         };
-        let (run, trips) = RoundTrips::counting(run).await;
+        let (run, trips) = Cost::counting(run).await;
         let (batches, f) = run?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let took = started.elapsed().as_secs_f64() * 1000.0;
         let mut lines = vec![
             format!("actual: {rows} row(s) in {took:.3} ms, answered as {}", f.plan),
             format!("  warehouse round trips: {trips}"),
+            format!("  phases: {}", trips.phases()),
         ];
         if let Some(c) = f.cache {
             lines.push(format!("  answer cache: {c}"));

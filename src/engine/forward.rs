@@ -105,7 +105,7 @@ impl Engine {
         };
         self.metrics.warehouse_statement();
         self.metrics.forwarded();
-        crate::model::round_trips::RoundTrips::count(crate::model::round_trips::Trip::Statement);
+        crate::model::cost::Cost::count(crate::model::cost::Trip::Statement);
         if let Err(e) = lease.query(sql).await {
             self.metrics.error(frontend, e.sqlstate());
             log.sqlstate = Some(e.sqlstate().to_string());

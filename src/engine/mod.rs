@@ -20,8 +20,8 @@ use crate::exec::warehouse::Warehouse;
 use crate::merge::{merge_aggregate, merge_rows, MergeCtx};
 use crate::model::arrow::{batch_from_rows, schema_for};
 use crate::model::column::{Column, Described, Param, SessionParams};
+use crate::model::cost::{Cost, Phase};
 use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind, WindowsReport};
-use crate::model::round_trips::RoundTrips;
 pub use crate::model::tag::Tag;
 use crate::model::value::{supported_type, timestamp_text, Value};
 use crate::plan::classify::{ParseCache, Parsed, Reads};
@@ -187,7 +187,7 @@ impl Engine {
         let result = match self.life.enter() {
             Ok(in_flight) => {
                 let killed = self.life.killed();
-                let counted = RoundTrips::counting(self.execute_inner(sql, params, session));
+                let counted = Cost::counting(self.execute_inner(sql, params, session));
                 tokio::select! {
                     (r, trips) = counted => {
                         log.round_trips = trips.total();

@@ -64,7 +64,8 @@ impl Engine {
             return Err(Error::unsplittable("backslash read differently by parser and warehouse"));
         }
         let describe_sql = split::describe_form(&query, self.dialect(), &facts);
-        let described = self.describe(describe_sql.as_deref().unwrap_or(sql), wp).await?;
+        let describe = self.describe(describe_sql.as_deref().unwrap_or(sql), wp);
+        let described = Cost::timed(Phase::Describe, describe).await?;
         if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
             return Err(Error::unsplittable(format!(
                 "result type {} is served as text",
@@ -89,7 +90,7 @@ impl Engine {
             watermark: &watermark,
             time: time_rules(wp, &facts, self.dialect()),
         };
-        Ok((split::plan(&input)?, described))
+        Ok((Cost::time(Phase::Plan, || split::plan(&input))?, described))
     }
 
     pub(super) async fn split(
@@ -207,7 +208,7 @@ impl Engine {
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
             Ok::<_, Error>((rows, status, started.elapsed()))
         });
-        let results = futures::future::try_join_all(legs).await?;
+        let results = Cost::timed(Phase::Legs, futures::future::try_join_all(legs)).await?;
         let mut reports = Vec::new();
         let mut rows = Vec::new();
         let mut realtime_at = now;
@@ -232,10 +233,10 @@ impl Engine {
             text_bytewise: plan.text.order_bytewise,
             text_keys: plan.text.keys_bytewise,
         };
-        let merged = match &plan.shape {
-            Shape::Aggregate(spec) => merge_aggregate(spec, rows, ctx)?,
-            Shape::Rows(spec) => merge_rows(spec, rows, ctx)?,
-        };
+        let merged = Cost::time(Phase::Merge, || match &plan.shape {
+            Shape::Aggregate(spec) => merge_aggregate(spec, rows, ctx),
+            Shape::Rows(spec) => merge_rows(spec, rows, ctx),
+        })?;
         let schema = schema_for(&described.columns);
         let batch = batch_from_rows(&schema, &described.columns, merged)?;
         let mut freshness = self.split_freshness(plan, reports, realtime_at);

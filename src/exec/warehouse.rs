@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::arrow::schema_for;
 use crate::model::column::{Column, Described, Param, SessionParams};
-use crate::model::round_trips::{RoundTrips, Trip};
+use crate::model::cost::{Cost, Trip};
 use crate::model::value::{decode_numeric, supported_type, Cell, NumericWire, Value};
 
 /// Rows fetched whole, as values.
@@ -266,7 +266,7 @@ impl Warehouse {
         if current != *params {
             self.applied.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             if !current.is_empty() {
-                RoundTrips::count(Trip::Settings);
+                Cost::count(Trip::Settings);
                 conn.batch_execute("RESET ALL").await?;
             }
             if let Some(sql) = set_config_sql(params.len()) {
@@ -275,7 +275,7 @@ impl Warehouse {
                     .flat_map(|(k, v)| [k, v])
                     .map(|x| (x as &(dyn ToSql + Sync), Type::TEXT))
                     .collect();
-                RoundTrips::count(Trip::Settings);
+                Cost::count(Trip::Settings);
                 conn.query_typed(&sql, &args).await?;
             }
             let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
@@ -303,7 +303,7 @@ impl Warehouse {
     /// Describes a statement (columns and parameter types) without running it.
     pub async fn describe(&self, sql: &str, session: &SessionParams) -> Result<Described> {
         let conn = self.conn_with(session).await?;
-        RoundTrips::count(Trip::Describe);
+        Cost::count(Trip::Describe);
         let stmt = conn.prepare(sql).await?;
         Ok(described(&stmt))
     }
@@ -326,7 +326,7 @@ impl Warehouse {
         let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
-        RoundTrips::count(Trip::Statement);
+        Cost::count(Trip::Statement);
         let rows = guard.conn()?.query_typed(sql, &typed).await;
         guard.disarm();
         let rows = rows?;
@@ -378,7 +378,7 @@ impl Warehouse {
         let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(self.conn_for(sql, session).await?, &self.tls);
         self.metrics.warehouse_statement();
-        RoundTrips::count(Trip::Statement);
+        Cost::count(Trip::Statement);
         let started = guard.conn()?.query_typed_raw(sql, typed).await;
         let mut rows = Box::pin(started.inspect_err(|_| guard.disarm())?);
         let first = match rows.as_mut().next().await {
@@ -393,7 +393,7 @@ impl Warehouse {
             Some(row) => row.columns().iter().map(Column::of).collect(),
             None => {
                 guard.disarm();
-                RoundTrips::count(Trip::Describe);
+                Cost::count(Trip::Describe);
                 let stmt = guard.conn()?.prepare_typed(sql, types).await?;
                 text_for_unsupported(described(&stmt).columns)
             }
@@ -421,13 +421,13 @@ impl Warehouse {
         batch_rows: usize,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let conn = self.conn_for(sql, session).await?;
-        RoundTrips::count(Trip::Describe);
+        Cost::count(Trip::Describe);
         let mut stmt = conn.prepare_typed(sql, types).await?;
         let original = described(&stmt).columns;
         if check_types(&original).is_err() {
             // Types the engine does not hold (arrays, ranges, ...) are served as their text.
             if let Some(wrapped) = as_text_query(sql, &original) {
-                RoundTrips::count(Trip::Describe);
+                Cost::count(Trip::Describe);
                 if let Ok(s) = conn.prepare_typed(&wrapped, types).await {
                     stmt = s;
                 }
@@ -452,7 +452,7 @@ impl Warehouse {
         let schema = schema_for(&columns);
         let wire = self.numeric_wire().await?;
         let mut guard = CancelOnDrop::new(conn, &self.tls);
-        RoundTrips::count(Trip::Statement);
+        Cost::count(Trip::Statement);
         let rows = guard.conn()?.query_raw(&stmt, params.iter().cloned()).await;
         let rows = rows.inspect_err(|_| guard.disarm())?;
         let rows = Box::pin(rows);

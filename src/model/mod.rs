@@ -3,11 +3,11 @@
 
 pub mod arrow;
 pub mod column;
+pub mod cost;
 pub mod decimal;
 pub mod duration;
 pub mod freshness;
 pub mod reply;
-pub mod round_trips;
 pub mod sql;
 pub mod tag;
 pub mod value;
