@@ -161,7 +161,7 @@ impl Engine {
             let f = result.freshness;
             Ok::<_, Error>((result.stream.try_collect::<Vec<RecordBatch>>().await?, f))
         };
-        let (run, trips) = Cost::counting(run).await;
+        let (run, trips) = Cost::counting(Box::pin(run)).await;
         let (batches, f) = run?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let took = started.elapsed().as_secs_f64() * 1000.0;

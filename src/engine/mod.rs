@@ -187,7 +187,8 @@ impl Engine {
         let result = match self.life.enter() {
             Ok(in_flight) => {
                 let killed = self.life.killed();
-                let counted = Cost::counting(self.execute_inner(sql, params, session));
+                // boxed: the statement's future is large, and debug builds copy it by value
+                let counted = Cost::counting(Box::pin(self.execute_inner(sql, params, session)));
                 tokio::select! {
                     (r, trips) = counted => {
                         log.round_trips = trips.total();

@@ -65,7 +65,7 @@ impl Engine {
         }
         let describe_sql = split::describe_form(&query, self.dialect(), &facts);
         let describe = self.describe(describe_sql.as_deref().unwrap_or(sql), wp);
-        let described = Cost::timed(Phase::Describe, describe).await?;
+        let described = Cost::timed(Phase::Describe, Box::pin(describe)).await?;
         if let Some(c) = described.columns.iter().find(|c| !supported_type(&c.ty)) {
             return Err(Error::unsplittable(format!(
                 "result type {} is served as text",
@@ -208,7 +208,8 @@ impl Engine {
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
             Ok::<_, Error>((rows, status, started.elapsed()))
         });
-        let results = Cost::timed(Phase::Legs, futures::future::try_join_all(legs)).await?;
+        let results =
+            Cost::timed(Phase::Legs, Box::pin(futures::future::try_join_all(legs))).await?;
         let mut reports = Vec::new();
         let mut rows = Vec::new();
         let mut realtime_at = now;
