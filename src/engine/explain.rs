@@ -156,14 +156,14 @@ impl Engine {
         session: &Session,
     ) -> Result<Vec<String>> {
         let started = Instant::now();
+        // rows are counted and dropped as they stream: an analyzed answer is never held
         let run = async {
             let result = self.inner_query(sql, params, session).await?;
-            let f = result.freshness;
-            Ok::<_, Error>((result.stream.try_collect::<Vec<RecordBatch>>().await?, f))
+            let count = |n: usize, b: RecordBatch| async move { Ok(n + b.num_rows()) };
+            Ok::<_, Error>((result.stream.try_fold(0, count).await?, result.freshness))
         };
         let (run, trips) = Cost::counting(Box::pin(run)).await;
-        let (batches, f) = run?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let (rows, f) = run?;
         let took = started.elapsed().as_secs_f64() * 1000.0;
         let mut lines = vec![
             format!("actual: {rows} row(s) in {took:.3} ms, answered as {}", f.plan),
