@@ -8,6 +8,7 @@ pub mod idle;
 mod login;
 pub mod query;
 pub mod rows;
+mod socket;
 pub mod startup;
 pub mod statements;
 
@@ -26,7 +27,6 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_FATAL};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -229,7 +229,7 @@ async fn serve_conn<H: PgWireServerHandlers + Send + Sync + 'static>(
     conns: Conns,
     handlers: Arc<H>,
 ) {
-    let served = process_socket(sock, conns.tls.clone(), handlers);
+    let served = socket::serve(sock, conns.tls.clone(), handlers);
     let result = if conns.idle.is_zero() {
         served.await
     } else {
