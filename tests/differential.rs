@@ -218,6 +218,44 @@ async fn differential_redshift_profile() {
 /// Queries over the Redshift profile: text under the folding collation, backslashes and
 /// quotes in literals, the user-defined aggregate, getdate()/SYSDATE/dateadd ranges, and plain
 /// splits beside them.
+/// A split aggregate whose legs return more partial groups than the engine merges cheaply
+/// (one group per event) runs the next time as one statement over the union of the layers at
+/// W, where the warehouse merges: the oracle's answer both times, and the second answer reports
+/// its single `union` leg (the answer cache is bypassed: it would serve the repeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_groups_run_as_one_union_statement() {
+    let stack = common::start_stack("union", 56_000, suite_seed(5), "pool_size = 4").await;
+    let sql = "SELECT id, count(*) AS n, sum(amount) AS total, max(country) AS c FROM events \
+               WHERE amount IS NOT NULL GROUP BY id ORDER BY total DESC, id LIMIT 7";
+    let expected =
+        common::oracle(&stack.db, &sql.replace("FROM events", "FROM events_oracle"), &[])
+            .await
+            .expect("oracle");
+    let mut legs_seen = Vec::new();
+    for _ in 0..2 {
+        let reply = stack
+            .http
+            .post(stack.url("/v1/query"))
+            .header("cache-control", "no-cache")
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("POST /v1/query");
+        assert_eq!(reply.status(), 200);
+        let body: Value = reply.json().await.expect("JSON");
+        let answer = common::answer_from_json(&body).expect("answer");
+        common::compare_answers(&expected, &answer, true).expect("the oracle's answer");
+        let legs = body["freshness"]["legs"].as_array().expect("legs").clone();
+        legs_seen.push(
+            legs.iter().map(|l| l["name"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>(),
+        );
+        assert_eq!(body["freshness"]["plan"], "split", "{body}");
+    }
+    assert_eq!(legs_seen[0], ["batch", "speed"], "the first run splits");
+    assert_eq!(legs_seen[1], ["union"], "the second runs as one union statement");
+    stack.stop().await;
+}
+
 fn redshift_profile_queries() -> Vec<Query> {
     let ordered = [
         "SELECT count(*), sum(qty) FROM {T} GROUP BY device ORDER BY 1, 2",

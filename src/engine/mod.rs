@@ -45,6 +45,7 @@ mod rewarm;
 mod run;
 mod session;
 mod tracked;
+mod union;
 mod windows_leg;
 
 pub use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
@@ -74,6 +75,7 @@ pub struct Engine {
     catalog: Catalog,
     watermarks: Arc<WatermarkTracker>,
     described: Mutex<HashMap<(SessionParams, String), Described>>,
+    merge_sizes: union::MergeSizes,
     legs: LegCache,
     windows: Option<WindowsReader>,
     push: Option<Arc<crate::watermark_push::PushStatus>>,
@@ -136,6 +138,7 @@ impl Engine {
             catalog,
             watermarks,
             described: Mutex::new(HashMap::new()),
+            merge_sizes: Default::default(),
             columns: Mutex::new(HashMap::new()),
             legs,
             windows,

@@ -90,7 +90,9 @@ impl Engine {
             watermark: &watermark,
             time: time_rules(wp, &facts, self.dialect()),
         };
-        Ok((Cost::time(Phase::Plan, || split::plan(&input))?, described))
+        let mut plan = Cost::time(Phase::Plan, || split::plan(&input))?;
+        plan.source = sql.to_string();
+        Ok((plan, described))
     }
 
     pub(super) async fn split(
@@ -184,6 +186,9 @@ impl Engine {
                 return self.stream_legs(plan, described, params, now, wp);
             }
         }
+        if let Some(union) = self.union_instead(plan) {
+            return self.run_union(plan, union, described, (params, now, wp)).await;
+        }
         let mut win = match &plan.shape {
             Shape::Aggregate(_) => self.window_leg(plan, params, now, bypass).await,
             Shape::Rows(_) => Default::default(),
@@ -228,6 +233,9 @@ impl Engine {
         if let (Some(r), Some(report)) = (win.rows.take(), win.leg.take()) {
             rows.push(r);
             reports.push(report);
+        }
+        if plan.union.is_some() {
+            self.merge_sizes.record(&plan.source, rows.iter().map(Vec::len).sum());
         }
         let ctx = MergeCtx {
             dialect: self.dialect(),

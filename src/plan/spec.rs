@@ -224,6 +224,11 @@ pub struct SplitPlan {
     pub window: Option<WindowInput>,
     /// Present for aggregates whose batch leg runs: the batch leg cut by time.
     pub batch_pieces: Option<BatchPieces>,
+    /// For aggregates: the whole query over the union of the legs' tables split at W, one
+    /// statement the warehouse merges itself (used when the legs' partial rows are many).
+    pub union: Option<String>,
+    /// The statement as the client sent it (what the engine remembers a plan's size by).
+    pub source: String,
 }
 
 /// Everything the split planner needs.

@@ -35,6 +35,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         &inp.watermark.value,
     );
     let mut frames = Vec::new();
+    let mut layers = Vec::new();
     let speed_from = render_from(select, pos, &inp.table.speed_table, &qualifier);
     let speed_filter = |upper: &str| {
         let pred = format!("{time_ref} >= {w} AND {time_ref} < {upper}");
@@ -54,6 +55,10 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
             Layer::Speed => pruning.speed,
         };
         if !skip {
+            // the union's own tables are unqualified: the same side of W on the bare column
+            let bare = quote_ident(&inp.table.time_column);
+            let side = if layer == Layer::Batch { "<" } else { ">=" };
+            layers.push((table.as_str(), format!("{bare} {side} {w}")));
             let from = render_from(select, pos, table, &qualifier);
             let filter = match &select.selection {
                 Some(e) => format!("({e}) AND {pred}"),
@@ -62,7 +67,14 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
             frames.push((layer, format!("FROM {from} WHERE {filter}")));
         }
     }
-    let (shape, render, agg) = if is_aggregate(q, select, inp.facts) {
+    let aggregate = is_aggregate(q, select, inp.facts);
+    let union = aggregate
+        .then(|| {
+            let cols: Vec<String> = inp.columns.iter().map(|c| c.name.clone()).collect();
+            render_union(q, pos, &qualifier, &cols, &layers)
+        })
+        .flatten();
+    let (shape, render, agg) = if aggregate {
         plan_aggregate(q, select, inp)?
     } else {
         let (shape, render) = plan_rows(q, select, inp)?;
@@ -117,7 +129,19 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         shape,
         window,
         batch_pieces,
+        union: union.map(|u| backslashes_for(inp, u)),
+        source: String::new(),
     })
+}
+
+/// SQL printed by sqlparser as the warehouse reads it (Redshift with backslash escapes on
+/// doubles the backslashes inside string literals).
+fn backslashes_for(inp: &SplitInput, sql: String) -> String {
+    if inp.time.redshift && inp.facts.backslash_escapes {
+        escape_backslashes(&sql)
+    } else {
+        sql
+    }
 }
 
 fn plan_rows(q: &Query, s: &Select, inp: &SplitInput) -> Result<(Shape, Render)> {

@@ -242,6 +242,40 @@ pub(crate) fn render_from(s: &Select, pos: Pos, layer_table: &str, qualifier: &I
     from.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// The whole query with the logical table replaced by the union of its layers split at W
+/// (`layers`: each non-pruned layer's table and its side of W), for the warehouse to merge
+/// itself: what the union view does, with W a literal the warehouse's planner can use.
+pub(crate) fn render_union(
+    q: &Query,
+    pos: Pos,
+    qualifier: &Ident,
+    columns: &[String],
+    layers: &[(&str, String)],
+) -> Option<String> {
+    if layers.is_empty() {
+        return None;
+    }
+    let cols: Vec<String> = columns.iter().map(|c| crate::model::sql::quote_ident(c)).collect();
+    let parts = layers.iter().map(|(table, pred)| {
+        let name = table.split('.').map(crate::model::sql::quote_ident).collect::<Vec<_>>();
+        format!("SELECT {} FROM {} WHERE {pred}", cols.join(", "), name.join("."))
+    });
+    let union = parts.collect::<Vec<_>>().join(" UNION ALL ");
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let mut parsed = sqlparser::parser::Parser::parse_sql(&dialect, &union).ok()?;
+    let Some(sqlparser::ast::Statement::Query(subquery)) = parsed.pop() else { return None };
+    let mut whole = q.clone();
+    let sqlparser::ast::SetExpr::Select(select) = whole.body.as_mut() else { return None };
+    let twj = &mut select.from[pos.0];
+    let factor = match pos.1 {
+        None => &mut twj.relation,
+        Some(j) => &mut twj.joins[j].relation,
+    };
+    let alias = TableAlias { explicit: true, name: qualifier.clone(), columns: vec![], at: None };
+    *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
+    Some(whole.to_string())
+}
+
 pub(crate) fn is_agg_fn(f: &Function, facts: &Facts) -> bool {
     f.over.is_none() && facts.aggregates.contains(&fn_name(f))
 }
