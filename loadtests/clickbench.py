@@ -160,19 +160,37 @@ def run(args):
             if r == 0 and n_rest != n_single:
                 mismatched.append(f"Q{i + 1}: {n_rest} rows through tidemark, {n_single} on one table")
         print(f"==> round {r + 1} of {args.runs} done", file=sys.stderr)
-    report(qs, times, plans, mismatched, args)
+    profiles = [profile(tm_pg, q) for q in qs]
+    report(qs, times, plans, mismatched, profiles, args)
 
 
-def report(qs, times, plans, mismatched, args):
-    """Per-query medians, the totals and the targets."""
+def profile(conn, sql):
+    """tidemark's own account of one more run (EXPLAIN ANALYZE): (total ms in the engine,
+    ms waiting for the warehouse's legs, ms merging, the legs as `name rows`)."""
+    text = "\n".join(r[0] for r in conn.execute(f"EXPLAIN ANALYZE {sql}").fetchall())
+    total = re.search(r"actual: .* in ([0-9.]+) ms", text)
+    legs = re.search(r"legs ([0-9.]+) ms, merge ([0-9.]+) ms", text)
+    names = re.findall(r"^\s+(\w+) leg: (\d+) row", text, re.M)
+    return (float(total.group(1)) if total else float("nan"),
+            float(legs.group(1)) if legs else float("nan"),
+            float(legs.group(2)) if legs else float("nan"),
+            " + ".join(f"{n} {r}" for n, r in names))
+
+
+def report(qs, times, plans, mismatched, profiles, args):
+    """Per-query medians, the totals and the targets; the profile columns are one EXPLAIN
+    ANALYZE run after the timed rounds (engine total, of it the warehouse legs and the merge)."""
     med = {k: [statistics.median(v) * 1000 for v in per] for k, per in times.items()}
     first = {k: sum(v[0] for v in per) * 1000 for k, per in times.items()}
-    print("\n| query | plan | one table ms | union view ms | tidemark REST ms | REST / one table | pgwire ms |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n| query | plan | one table ms | union view ms | tidemark REST ms | REST / one table | pgwire ms "
+          "| engine ms | of it legs ms | merge ms | legs (rows) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for i in range(len(qs)):
         ratio = med["rest"][i] / med["single"][i]
+        eng, legs, merge, names = profiles[i]
         print(f"| Q{i + 1} | {plans[i]} | {med['single'][i]:.1f} | {med['union'][i]:.1f} | "
-              f"{med['rest'][i]:.1f} | {ratio:.2f} | {med['pgwire'][i]:.1f} |")
+              f"{med['rest'][i]:.1f} | {ratio:.2f} | {med['pgwire'][i]:.1f} | {eng:.1f} | {legs:.1f} | "
+              f"{merge:.1f} | {names} |")
     tot = {k: sum(v) for k, v in med.items()}
     worst = max(range(len(qs)), key=lambda i: med["rest"][i] / med["single"][i])
     worst_ratio = med["rest"][worst] / med["single"][worst]
@@ -187,6 +205,12 @@ def report(qs, times, plans, mismatched, args):
     print(f"| slowest query, REST / one table | Q{worst + 1}: {worst_ratio:.2f} | ≤ 1.5 | "
           f"{'yes' if worst_ratio <= 1.5 else 'no'} |")
     print(f"| first run total, REST / one table | {first['rest'] / first['single']:.2f} | - | - |")
+    split = [i for i in range(len(qs)) if plans[i] == "split"]
+    eng = sum(profiles[i][0] for i in split)
+    legs = sum(profiles[i][1] for i in split)
+    single = sum(med["single"][i] for i in split)
+    print(f"| split queries ({len(split)}): engine / one table; of it the warehouse legs | "
+          f"{eng / single:.2f}; legs {legs / single:.2f} ({eng:.0f}, {legs:.0f} vs {single:.0f} ms) | - | - |")
     if mismatched:
         print("\nrow counts that differ (ties under LIMIT can differ; anything else is a bug):")
         for m in mismatched:

@@ -41,6 +41,8 @@ fresh_db() {
 
 start_tidemark() {
   local config=$1 port=$2
+  # another server on the port would answer in tidemark's place
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || bench_die "port $port is already in use"
   "$BIN" setup --config "$config" >"$BENCH_WORK/setup.log" 2>&1 ||
     { cat "$BENCH_WORK/setup.log" >&2; bench_die "tidemark setup failed"; }
   RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$config" >"$BENCH_WORK/tidemark.log" 2>&1 &

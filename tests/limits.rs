@@ -191,7 +191,8 @@ impl Write for Writer {
     }
 }
 
-/// One JSON log line per statement with user, frontend, plan, legs, rows, bytes, SQLSTATE.
+/// One JSON log line per statement with user, frontend, plan, legs, rows, bytes, round trips,
+/// phase times and SQLSTATE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_query_log_line_per_statement() {
     let logs = captured();
@@ -226,6 +227,11 @@ async fn one_query_log_line_per_statement() {
     let split = find("split", "");
     assert!(split["legs"].as_str().unwrap().contains("batch:"), "{split}");
     assert!(split["rows"].as_u64().unwrap() > 0);
+    assert!(split["round_trips"].as_u64().unwrap() >= 2, "two legs at least: {split}");
+    let phases = split["phases"].as_str().unwrap();
+    for phase in ["parse ", "describe ", "plan ", "legs ", "merge ", "encode "] {
+        assert!(phases.contains(phase), "{phase} in {split}");
+    }
     let failed = find("passthrough", "42P01");
     assert_eq!(failed["rows"], 0);
 }

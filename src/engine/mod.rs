@@ -194,7 +194,7 @@ impl Engine {
                 let counted = Cost::counting(Box::pin(self.execute_inner(sql, params, session)));
                 tokio::select! {
                     (r, trips) = counted => {
-                        log.round_trips = trips.total();
+                        log.cost = Some(trips);
                         r.map(|r| (r, in_flight))
                     }
                     _ = killed => Err(Error::ShuttingDown("canceled at the shutdown deadline".into())),

@@ -11,6 +11,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::model::cost::{Cost, Phase};
 use crate::model::freshness::Freshness;
 
 /// Draining state shared by the engine and its in-flight statements.
@@ -104,8 +105,9 @@ pub struct QueryLog {
     pub rows: u64,
     /// Bytes of row data sent (Arrow memory for engine answers, DataRow bytes when forwarded).
     pub bytes: u64,
-    /// Warehouse round trips until the answer started (describes, settings, statements).
-    pub round_trips: u64,
+    /// Warehouse round trips until the answer started (describes, settings, statements) and
+    /// the time of each phase, encoding included.
+    pub cost: Option<Arc<Cost>>,
     /// SQLSTATE of the error, if it failed.
     pub sqlstate: Option<String>,
     /// When the statement started.
@@ -122,7 +124,7 @@ impl QueryLog {
             legs: String::new(),
             rows: 0,
             bytes: 0,
-            round_trips: 0,
+            cost: None,
             sqlstate: None,
             started: Instant::now(),
         }
@@ -153,7 +155,8 @@ impl Drop for QueryLog {
             legs = %self.legs,
             rows = self.rows,
             bytes = self.bytes,
-            round_trips = self.round_trips,
+            round_trips = self.cost.as_ref().map_or(0, |c| c.total()),
+            phases = %self.cost.as_ref().map(|c| c.phases()).unwrap_or_default(),
             ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
             sqlstate = self.sqlstate.as_deref().unwrap_or(""),
             "query"
@@ -210,8 +213,12 @@ pub fn track(
     inner: BoxStream<'static, Result<RecordBatch>>,
     t: Tracking,
 ) -> BoxStream<'static, Result<RecordBatch>> {
-    stream::unfold(Some((inner, t)), |state| async move {
-        let (mut inner, mut t) = state?;
+    // the instant the last batch was handed on: until the next poll, the frontend encodes it
+    stream::unfold(Some((inner, t, None)), |state| async move {
+        let (mut inner, mut t, handed) = state?;
+        if let (Some(cost), Some(at)) = (&t.log.cost, handed) {
+            cost.add_elapsed(Phase::Encode, at);
+        }
         let next = tokio::select! {
             n = inner.next() => n,
             _ = &mut t.killed => Some(Err(Error::ShuttingDown(
@@ -226,7 +233,7 @@ pub fn track(
             Err(e) => Err(e),
         };
         match item {
-            Ok(b) => Some((Ok(b), Some((inner, t)))),
+            Ok(b) => Some((Ok(b), Some((inner, t, Some(Instant::now()))))),
             Err(e) => {
                 t.log.sqlstate = Some(e.sqlstate().to_string());
                 Some((Err(e), None))

@@ -32,21 +32,25 @@ pub enum Phase {
     Legs,
     /// Merging the legs' partial rows into the answer.
     Merge,
+    /// The frontend encoding and writing the answer (the time between handing it a batch and
+    /// its asking for the next one); EXPLAIN (ANALYZE) sends no rows, so it shows 0 there.
+    Encode,
 }
 
-const PHASES: [(Phase, &str); 5] = [
+const PHASES: [(Phase, &str); 6] = [
     (Phase::Parse, "parse"),
     (Phase::Describe, "describe"),
     (Phase::Plan, "plan"),
     (Phase::Legs, "legs"),
     (Phase::Merge, "merge"),
+    (Phase::Encode, "encode"),
 ];
 
 /// What one statement cost so far: round trips by kind and microseconds by phase.
 #[derive(Debug, Default)]
 pub struct Cost {
     trips: [AtomicU64; 3],
-    micros: [AtomicU64; 5],
+    micros: [AtomicU64; 6],
 }
 
 tokio::task_local! {
@@ -83,8 +87,14 @@ impl Cost {
     }
 
     fn add(phase: Phase, started: Instant) {
+        let _ = CURRENT.try_with(|c| c.add_elapsed(phase, started));
+    }
+
+    /// Adds the time since `started` to `phase` of this cost (outside the statement's task:
+    /// the answer is streamed after the engine has returned).
+    pub fn add_elapsed(&self, phase: Phase, started: Instant) {
         let us = started.elapsed().as_micros() as u64;
-        let _ = CURRENT.try_with(|c| c.micros[phase as usize].fetch_add(us, Ordering::Relaxed));
+        self.micros[phase as usize].fetch_add(us, Ordering::Relaxed);
     }
 
     /// Round trips of `kind` so far.
