@@ -29,7 +29,9 @@ if [[ $HOP == unix ]]; then
   PGURL="host=$SOCKDIR port=5432 user=postgres dbname=$DB"
   PGB_HOST=$SOCKDIR
 else
-  PGURL="postgres://postgres@127.0.0.1:5432/$DB"
+  # no TLS on the hop, as PgBouncer's default (server_tls_sslmode = disable); libpq's
+  # default (prefer) would encrypt tidemark's hop and not PgBouncer's
+  PGURL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
   PGB_HOST=127.0.0.1
 fi
 echo "==> tidemark reaches PostgreSQL over: $HOP"

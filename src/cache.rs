@@ -260,6 +260,11 @@ impl LegCache {
         Ok((a, !loaded))
     }
 
+    /// Whether the batch cache holds `key` now (it may still be evicted before it is read).
+    pub fn has_batch(&self, key: &LegKey) -> bool {
+        self.enabled && self.batch.contains_key(key)
+    }
+
     /// The leg's rows (and when they were read) from the cache, or loaded once by `load`
     /// however many callers ask.
     pub async fn get_or_load<F, Fut>(

@@ -14,6 +14,30 @@ use crate::plan::split::{BatchPieces, Layer, SplitPlan};
 use crate::plan::windows_leg;
 use crate::watermark::literal_for;
 
+/// The pieces as one statement: each piece's rows tagged with its position in a first
+/// column. The pieces share their select list (only their time predicates differ), so the
+/// branches of the union have the same columns and types.
+fn tagged_union(pieces: &[&str]) -> String {
+    let branch = |(i, p): (usize, &&str)| {
+        format!("SELECT {i} AS \"__tm_piece\", * FROM ({p}) AS \"__tm_p{i}\"")
+    };
+    pieces.iter().enumerate().map(branch).collect::<Vec<_>>().join(" UNION ALL ")
+}
+
+/// Splits the rows of [`tagged_union`] back into `n` pieces, the tag removed.
+fn untag(rows: Vec<Vec<Value>>, n: usize) -> Result<Vec<Vec<Vec<Value>>>> {
+    let mut out = vec![Vec::new(); n];
+    for mut row in rows {
+        let piece = match row.first() {
+            Some(Value::Int(i)) if (*i as usize) < n => *i as usize,
+            _ => return Err(crate::error::Error::internal("a piece's rows without their tag")),
+        };
+        row.remove(0);
+        out[piece].push(row);
+    }
+    Ok(out)
+}
+
 /// The predicate a piece adds to the batch leg.
 fn piece_predicate(p: &Piece, bp: &BatchPieces, naive: bool) -> Option<String> {
     let lit =
@@ -73,7 +97,9 @@ impl Engine {
     }
 
     /// Runs the pieces of a cut batch leg through the batch cache and concatenates their
-    /// partial rows (the merge combines them like any other leg's).
+    /// partial rows (the merge combines them like any other leg's). The pieces the cache does
+    /// not hold are computed together, in one statement (see [`tagged_union`]): a cold sliding
+    /// range costs the warehouse one round trip and one queue slot, not one per chunk.
     pub(super) async fn run_pieces(
         &self,
         pieces: &[String],
@@ -81,13 +107,35 @@ impl Engine {
         params: &[Param],
         wp: &SessionParams,
     ) -> Result<(LegRows, CacheStatus)> {
-        let loads = pieces.iter().map(|sql| async move {
-            let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
-            let load = || async {
-                self.metrics.leg("batch");
-                self.warehouse.fetch(sql, &described.params, params, wp).await.map(|f| f.rows)
+        let key = |sql: &String| LegKey {
+            sql: sql.clone(),
+            params: params.to_vec(),
+            session: wp.clone(),
+        };
+        let missing: Vec<usize> =
+            (0..pieces.len()).filter(|i| !self.legs.has_batch(&key(&pieces[*i]))).collect();
+        let together = tokio::sync::OnceCell::new();
+        let (together, missing) = (&together, &missing);
+        let loads = pieces.iter().enumerate().map(|(i, sql)| async move {
+            let load = || async move {
+                let Some(at) = missing.iter().position(|m| *m == i).filter(|_| missing.len() > 1)
+                else {
+                    self.metrics.leg("batch");
+                    let fetched = self.warehouse.fetch(sql, &described.params, params, wp).await;
+                    return fetched.map(|f| f.rows);
+                };
+                let all = together
+                    .get_or_try_init(|| async {
+                        self.metrics.leg("batch");
+                        let sqls: Vec<&str> = missing.iter().map(|m| pieces[*m].as_str()).collect();
+                        let sql = tagged_union(&sqls);
+                        let rows = self.warehouse.fetch(&sql, &described.params, params, wp).await;
+                        untag(rows?.rows, missing.len())
+                    })
+                    .await?;
+                Ok(all[at].clone())
             };
-            self.legs.get_or_load(Layer::Batch, key, false, load).await
+            self.legs.get_or_load(Layer::Batch, key(sql), false, load).await
         });
         let results = futures::future::try_join_all(loads).await?;
         let hits = results.iter().filter(|(_, s)| *s == CacheStatus::Hit).count();
