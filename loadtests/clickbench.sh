@@ -24,8 +24,8 @@ ensure_python_client
 
 ROWS=${ROWS:-300000}
 RUNS=${RUNS:-3}
-TM_HTTP_PORT=${TM_HTTP_PORT:-55470}
-TM_PG_PORT=${TM_PG_PORT:-55471}
+TM_HTTP_PORT=${TM_HTTP_PORT:-24470}
+TM_PG_PORT=${TM_PG_PORT:-24471}
 DB=tidemark_clickbench
 bench_bin
 

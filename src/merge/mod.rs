@@ -2,8 +2,9 @@
 //! DISTINCT, ORDER BY and LIMIT/OFFSET; or, for plain rows, concatenate, sort and cut.
 
 pub mod eval;
+mod groups;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::config::Dialect;
 use crate::error::{Error, Result};
@@ -26,10 +27,16 @@ pub struct MergeCtx {
 
 /// The group (or DISTINCT) key of some values; text keys only where bytes decide equality.
 fn key_of(values: &[Value], text_keys: bool) -> Result<Vec<GroupKey>> {
+    keys_allowed(values, text_keys)?;
+    Ok(groups::owned_key(values))
+}
+
+/// Text keys group only where equal text is equal bytes (not under a folding collation).
+fn keys_allowed(values: &[Value], text_keys: bool) -> Result<()> {
     if !text_keys && values.iter().any(|v| matches!(v, Value::Text(_))) {
         return Err(Error::unsplittable("text key under a case-insensitive collation"));
     }
-    Ok(values.iter().map(Value::group_key).collect())
+    Ok(())
 }
 
 /// Merges aggregate legs into final output rows.
@@ -38,16 +45,14 @@ pub fn merge_aggregate(
     legs: Vec<Vec<Vec<Value>>>,
     ctx: MergeCtx,
 ) -> Result<Vec<Vec<Value>>> {
-    let mut index: HashMap<Vec<GroupKey>, usize> = HashMap::new();
+    let mut index = groups::GroupIndex::default();
     let mut groups: Vec<Vec<Value>> = Vec::new();
     for row in legs.into_iter().flatten() {
-        let key = key_of(&row[..spec.n_keys], ctx.text_keys)?;
-        match index.get(&key) {
-            Some(&g) => combine_into(&mut groups[g], row, spec, ctx)?,
-            None => {
-                index.insert(key, groups.len());
-                groups.push(row);
-            }
+        let key = &row[..spec.n_keys];
+        keys_allowed(key, ctx.text_keys)?;
+        match index.find_or_add(key, &groups) {
+            Some(g) => combine_into(&mut groups[g], row, spec, ctx)?,
+            None => groups.push(row),
         }
     }
     let mut out: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
