@@ -13,10 +13,9 @@
 #   loadtests/pull.sh                      # 3 timed runs of each path, median reported
 #   REPEAT=5 ROWS=2000000 loadtests/pull.sh
 #   PATHS=adbc_tm,copy loadtests/pull.sh   # a subset (see loadtests/pull.py)
+#   BIN=/tmp/old/tidemark loadtests/pull.sh   # another build (no cargo build)
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-source scripts/services.sh
-ensure_services
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source scripts/clients.sh
 ensure_python_client
 
@@ -26,11 +25,7 @@ DB=tidemark_flight_bench
 PGURL="postgres://postgres@127.0.0.1:5432/$DB"
 PORT=${PORT:-55451}
 TM_PG_PORT=${TM_PG_PORT:-55452}
-WORK=$(mktemp -d)
-trap 'kill "${TM_PID:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-cargo build --release -q
-BIN=target/release/tidemark
+bench_bin
 
 # The batch table holds ids 1..BATCH_END (all before W); the speed table holds ids from
 # SPEED_START on, of which those at or after W (id > BATCH_END) count: ROWS rows in all, about
@@ -38,7 +33,7 @@ BIN=target/release/tidemark
 BATCH_END=$((ROWS * 9 / 10))
 SPEED_START=$((BATCH_END - ROWS / 20 + 1))
 echo "==> preparing $DB ($ROWS rows: batch 1..$BATCH_END, speed $SPEED_START..$ROWS, W at row $((BATCH_END + 1)))"
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+fresh_db "$DB"
 psql -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d "$DB" <<SQL
 CREATE TABLE events_batch (
   id int8, event_time timestamp, user_id int4, score float8, amount numeric(12,2),
@@ -64,7 +59,7 @@ INSERT INTO tidemark_watermarks VALUES ('events', timestamp '2026-01-01' + $((BA
 VACUUM ANALYZE;
 SQL
 
-cat > "$WORK/tidemark.toml" <<TOML
+cat > "$BENCH_WORK/tidemark.toml" <<TOML
 [listen]
 flight = "127.0.0.1:$PORT"
 pg = "127.0.0.1:$TM_PG_PORT"
@@ -76,16 +71,7 @@ time_column = "event_time"
 batch_table = "events_batch"
 speed_table = "events_speed"
 TOML
-$BIN setup --config "$WORK/tidemark.toml" >/dev/null
-RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &
-TM_PID=$!
-listening=0
-for _ in $(seq 150); do
-  kill -0 "$TM_PID" 2>/dev/null || { echo "error: tidemark exited" >&2; exit 1; }
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then listening=1; break; fi
-  sleep 0.1
-done
-[[ $listening -eq 1 ]] || { echo "error: tidemark's Flight SQL listener did not open 127.0.0.1:$PORT" >&2; exit 1; }
+start_tidemark "$BENCH_WORK/tidemark.toml" "$PORT"
 
 .venv/bin/python loadtests/pull.py \
   --flight "grpc://127.0.0.1:$PORT" --tm-pg "postgresql://postgres@127.0.0.1:$TM_PG_PORT/$DB" \
@@ -93,6 +79,3 @@ done
   --table events --rows "$ROWS" --repeat "$REPEAT" --pid "$TM_PID" \
   ${PATHS:+--paths "$PATHS"}
 
-kill "$TM_PID" 2>/dev/null || true
-wait "$TM_PID" 2>/dev/null || true
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
