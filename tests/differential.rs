@@ -253,6 +253,10 @@ async fn many_groups_run_as_one_union_statement() {
     }
     assert_eq!(legs_seen[0], ["batch", "speed"], "the first run splits");
     assert_eq!(legs_seen[1], ["union"], "the second runs as one union statement");
+    // EXPLAIN ANALYZE of the same query (its text printed anew) knows it too
+    let (status, body) = stack.query(&format!("EXPLAIN ANALYZE {sql}"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("union leg: 7 row(s)"), "{body}");
     stack.stop().await;
 }
 

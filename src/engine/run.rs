@@ -59,6 +59,8 @@ impl Engine {
             .table(table)
             .ok_or_else(|| Error::internal("unknown logical table"))?
             .clone();
+        // as the parser prints it: the same for `q`, `EXPLAIN ANALYZE q` and spacing variants
+        let source = query.to_string();
         let facts = self.catalog.facts().await?;
         if sql.contains('\\') && split::backslashes_disagree(self.dialect(), &facts) {
             return Err(Error::unsplittable("backslash read differently by parser and warehouse"));
@@ -91,7 +93,7 @@ impl Engine {
             time: time_rules(wp, &facts, self.dialect()),
         };
         let mut plan = Cost::time(Phase::Plan, || split::plan(&input))?;
-        plan.source = sql.to_string();
+        plan.source = source;
         Ok((plan, described))
     }
 

@@ -227,7 +227,8 @@ pub struct SplitPlan {
     /// For aggregates: the whole query over the union of the legs' tables split at W, one
     /// statement the warehouse merges itself (used when the legs' partial rows are many).
     pub union: Option<String>,
-    /// The statement as the client sent it (what the engine remembers a plan's size by).
+    /// The query as the parser prints it, before `now()` is replaced (what the engine
+    /// remembers a plan's size by).
     pub source: String,
 }
 
