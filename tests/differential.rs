@@ -260,6 +260,34 @@ async fn many_groups_run_as_one_union_statement() {
     stack.stop().await;
 }
 
+/// A pass-through query on a logical table reads the layers split at W itself (W a literal),
+/// not the view `tidemark setup` made: with the view replaced by a wrong one (the batch table
+/// alone, junk included) it still answers as the oracle; a query the text splice does not
+/// handle (a CTE could shadow the name) still uses the view, and so gets the view's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_reads_the_layers_at_w_not_the_view() {
+    let stack = common::start_stack("inline", 3_000, suite_seed(6), "").await;
+    common::exec(&stack.db, "CREATE OR REPLACE VIEW events AS SELECT * FROM events_batch").await;
+    let sql = "SELECT country, count(DISTINCT user_id) AS users FROM events e \
+               WHERE e.amount > 0 GROUP BY country ORDER BY country";
+    let expected =
+        common::oracle(&stack.db, &sql.replace("FROM events", "FROM events_oracle"), &[])
+            .await
+            .expect("oracle");
+    let (status, body) = stack.query(sql, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["freshness"]["plan"], "passthrough", "{body}");
+    let answer = common::answer_from_json(&body).expect("answer");
+    common::compare_answers(&expected, &answer, true).expect("the oracle's answer");
+    let cte = "WITH x AS (SELECT 1) SELECT count(DISTINCT user_id) FROM events";
+    let on_view = common::oracle(&stack.db, cte, &[]).await.expect("the view's answer");
+    let (status, body) = stack.query(cte, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let answer = common::answer_from_json(&body).expect("answer");
+    common::compare_answers(&on_view, &answer, true).expect("the CTE form reads the view");
+    stack.stop().await;
+}
+
 fn redshift_profile_queries() -> Vec<Query> {
     let ordered = [
         "SELECT count(*), sum(qty) FROM {T} GROUP BY device ORDER BY 1, 2",

@@ -347,8 +347,14 @@ impl Engine {
         wp: &SessionParams,
     ) -> Result<QueryResult> {
         let started = Instant::now();
-        let (schema, stream) = self.warehouse.stream(sql, &[], params, wp, BATCH_ROWS).await?;
-        let w = table.and_then(|t| self.watermarks.cached(t)).map(|w| w.text());
+        let w = table.and_then(|t| self.watermarks.cached(t).map(|w| (t, w)));
+        let inlined = match &w {
+            Some((t, w)) => self.inline_passthrough(sql, t, w).await,
+            None => None,
+        };
+        let text = inlined.as_deref().unwrap_or(sql);
+        let (schema, stream) = self.warehouse.stream(text, &[], params, wp, BATCH_ROWS).await?;
+        let w = w.map(|(_, w)| w.text());
         let freshness = Freshness {
             plan: PlanKind::Passthrough,
             table: table.map(str::to_string),
@@ -372,5 +378,26 @@ impl Engine {
         };
         let tag = Tag::of_word(sql.split_whitespace().next().unwrap_or("SELECT"));
         Ok(QueryResult::new(schema, stream, freshness, tag))
+    }
+
+    /// The pass-through text of a query on logical table `table`: each reference to the view
+    /// replaced by the union of the layers at `w` (see `plan::inline`), or None to keep the view.
+    async fn inline_passthrough(
+        &self,
+        sql: &str,
+        table: &str,
+        w: &crate::watermark::Watermark,
+    ) -> Option<String> {
+        let Ok(Class::Split { query, .. }) = self.classify(sql) else { return None };
+        let cfg = self.config.table(table)?;
+        let cols = self.table_columns(&cfg.batch_table).await.ok()?;
+        let cols: Vec<String> = cols.into_iter().map(|c| c.name).collect();
+        let (lit, t) = (w.literal().ok()?, crate::model::sql::quote_ident(&cfg.time_column));
+        let layers = [
+            (cfg.batch_table.as_str(), format!("{t} < {lit}")),
+            (cfg.speed_table.as_str(), format!("{t} >= {lit}")),
+        ];
+        let union = crate::plan::sqlcheck::union_of_layers(&cols, &layers);
+        crate::plan::inline::inline_union(sql, &query, cfg, &union)
     }
 }

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod copy;
 pub mod expr;
 pub mod fingerprint;
+pub mod inline;
 pub mod literals;
 pub mod local;
 pub mod prune;

@@ -242,6 +242,17 @@ pub(crate) fn render_from(s: &Select, pos: Pos, layer_table: &str, qualifier: &I
     from.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// `SELECT columns FROM table WHERE pred UNION ALL ...` over `layers` (each a table and its
+/// side of W on the bare time column).
+pub(crate) fn union_of_layers(columns: &[String], layers: &[(&str, String)]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| crate::model::sql::quote_ident(c)).collect();
+    let parts = layers.iter().map(|(table, pred)| {
+        let name = table.split('.').map(crate::model::sql::quote_ident).collect::<Vec<_>>();
+        format!("SELECT {} FROM {} WHERE {pred}", cols.join(", "), name.join("."))
+    });
+    parts.collect::<Vec<_>>().join(" UNION ALL ")
+}
+
 /// The whole query with the logical table replaced by the union of its layers split at W
 /// (`layers`: each non-pruned layer's table and its side of W), for the warehouse to merge
 /// itself: what the union view does, with W a literal the warehouse's planner can use.
@@ -255,12 +266,7 @@ pub(crate) fn render_union(
     if layers.is_empty() {
         return None;
     }
-    let cols: Vec<String> = columns.iter().map(|c| crate::model::sql::quote_ident(c)).collect();
-    let parts = layers.iter().map(|(table, pred)| {
-        let name = table.split('.').map(crate::model::sql::quote_ident).collect::<Vec<_>>();
-        format!("SELECT {} FROM {} WHERE {pred}", cols.join(", "), name.join("."))
-    });
-    let union = parts.collect::<Vec<_>>().join(" UNION ALL ");
+    let union = union_of_layers(columns, layers);
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
     let mut parsed = sqlparser::parser::Parser::parse_sql(&dialect, &union).ok()?;
     let Some(sqlparser::ast::Statement::Query(subquery)) = parsed.pop() else { return None };
