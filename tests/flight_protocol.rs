@@ -244,6 +244,79 @@ async fn handshake_and_bearer_tokens() {
     s.stop().await;
 }
 
+const KEY_1: &str = "replica key one, thirty-two bytes or more";
+const KEY_2: &str = "replica key two, thirty-two bytes or more";
+
+/// Another tidemark over the stack's database with these Flight users and token settings.
+async fn replica(
+    s: &FlightStack,
+    flight: &str,
+) -> (tidemark::server::Server, std::net::SocketAddr) {
+    let toml = config_toml(&db_url(&s.db_name), "", true)
+        .replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:0\"\nflight = \"127.0.0.1:0\"")
+        + flight;
+    let server = serve(parse_config(&toml)).await;
+    let addr = server.flight_addr.expect("flight listener bound");
+    (server, addr)
+}
+
+async fn client_at(addr: std::net::SocketAddr) -> FlightSqlServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    FlightSqlServiceClient::new(channel)
+}
+
+/// Flight settings with user alice and `token_keys = keys`.
+fn fleet_settings(keys: &[&str], ttl: &str) -> String {
+    let verifier = tidemark::frontend::auth::make_verifier("s3cret");
+    let keys = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "\n[flight]\ntoken_keys = [{keys}]\ntoken_ttl = \"{ttl}\"\n\
+         [[users]]\nname = \"alice\"\npassword_hash = \"{verifier}\"\n"
+    )
+}
+
+fn code_of(e: arrow_flight::error::FlightError) -> (tonic::Code, String) {
+    match e {
+        arrow_flight::error::FlightError::Tonic(st) => (st.code(), st.message().to_string()),
+        other => panic!("not a status: {other}"),
+    }
+}
+
+/// Replicas sharing `token_keys` accept each other's tokens: Handshake on A, GetFlightInfo on
+/// B, DoGet on C (whose keys were rotated: a new first key, the old one still listed); a
+/// replica that retired the key refuses the token, and an expired token is UNAUTHENTICATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_work_on_every_replica_sharing_the_keys() {
+    let s = flight_stack("fl_fleet", &fleet_settings(&[KEY_1], "1h")).await;
+    let (b, b_addr) = replica(&s, &fleet_settings(&[KEY_1], "1h")).await;
+    let (c, c_addr) = replica(&s, &fleet_settings(&[KEY_2, KEY_1], "1h")).await;
+    let (d, d_addr) = replica(&s, &fleet_settings(&[KEY_2], "1h")).await;
+    let (e, e_addr) = replica(&s, &fleet_settings(&[KEY_1], "1s")).await;
+    let mut on_a = s.client().await;
+    on_a.handshake("alice", "s3cret").await.expect("handshake on A");
+    let token = on_a.token().expect("a bearer token").clone();
+    let mut on_b = client_at(b_addr).await;
+    on_b.set_token(token.clone());
+    let info = on_b.execute("SELECT count(*) FROM events".into(), None).await.expect("B accepts");
+    let mut on_c = client_at(c_addr).await;
+    on_c.set_token(token.clone());
+    assert_eq!(fetch(&mut on_c, info).await[0].num_rows(), 1, "C serves B's ticket");
+    let mut on_d = client_at(d_addr).await;
+    on_d.set_token(token);
+    let (code, _) = code_of(on_d.execute("SELECT 1".into(), None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::Unauthenticated, "D retired the key");
+    let mut on_e = client_at(e_addr).await;
+    on_e.handshake("alice", "s3cret").await.expect("handshake on E");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (code, msg) = code_of(on_e.execute("SELECT 1".into(), None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::Unauthenticated, "{msg}");
+    assert!(msg.contains("expired"), "{msg}");
+    for server in [b, c, d, e] {
+        server.shutdown().await;
+    }
+    s.stop().await;
+}
+
 /// Dropping the stream cancels the warehouse query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_stream_cancels_the_query() {

@@ -131,7 +131,8 @@ fn default_max_connections() -> usize {
     256
 }
 
-/// Arrow Flight SQL settings: the size of the record batches sent to clients.
+/// Arrow Flight SQL settings: the size of the record batches sent to clients and the keys
+/// bearer tokens are signed with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlightConfig {
@@ -141,6 +142,16 @@ pub struct FlightConfig {
     /// Target size of one FlightData message in bytes (larger batches are split).
     #[serde(default = "default_flight_bytes")]
     pub max_message_bytes: usize,
+    /// Keys that sign (the first) and verify (all) Handshake tokens, shared by the replicas;
+    /// empty: a random key per process.
+    #[serde(default)]
+    pub token_keys: Vec<Secret>,
+    /// A file with more such keys, one per line (after `token_keys`; re-read at start only),
+    /// so that no key need be in the configuration file.
+    pub token_keys_file: Option<String>,
+    /// How long a Handshake token is valid.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl: Span,
 }
 
 impl Default for FlightConfig {
@@ -148,7 +159,32 @@ impl Default for FlightConfig {
         FlightConfig {
             max_batch_rows: default_flight_rows(),
             max_message_bytes: default_flight_bytes(),
+            token_keys: Vec::new(),
+            token_keys_file: None,
+            token_ttl: default_token_ttl(),
         }
+    }
+}
+
+fn default_token_ttl() -> Span {
+    Span(Duration::from_secs(12 * 3600))
+}
+
+/// A secret from the configuration: never printed (Debug shows `***`).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's text, for the code that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 

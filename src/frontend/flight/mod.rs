@@ -47,6 +47,7 @@ pub mod proto {
 }
 
 mod convert;
+mod token;
 use convert::*;
 
 /// Base64 for basic auth; clients differ on padding (ADBC's Go client sends none).
@@ -83,7 +84,7 @@ pub fn status(e: Error) -> Status {
 pub struct FlightFrontend {
     engine: Arc<Engine>,
     users: HashMap<String, String>,
-    tokens: Mutex<HashMap<String, String>>,
+    tokens: token::Tokens,
     bound: Mutex<HashMap<Vec<u8>, Vec<Param>>>,
     catalog: String,
     max_rows: usize,
@@ -106,7 +107,7 @@ impl FlightFrontend {
         Ok(FlightFrontend {
             engine,
             users: config.users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect(),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: token::Tokens::new(&config.flight)?,
             bound: Mutex::new(HashMap::new()),
             catalog,
             max_rows: config.flight.max_batch_rows,
@@ -125,12 +126,14 @@ impl FlightFrontend {
         let header =
             req.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         let token = header.strip_prefix("Bearer ").unwrap_or("");
-        if let Some(user) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(token) {
-            Ok(user.clone())
-        } else {
-            Err(Status::unauthenticated(
+        match self.tokens.verify(token, std::time::SystemTime::now()) {
+            Ok(user) if self.users.contains_key(&user) => Ok(user),
+            Err(token::Refused::Expired) => Err(Status::unauthenticated(
+                "28000: the bearer token has expired; authenticate with Handshake again",
+            )),
+            _ => Err(Status::unauthenticated(
                 "28000: missing or invalid bearer token; authenticate with Handshake",
-            ))
+            )),
         }
     }
 
@@ -293,13 +296,7 @@ impl FlightSqlService for FlightFrontend {
                     "28P01: password authentication failed for user \"{user}\""
                 )));
             }
-            let token = random_token();
-            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            if tokens.len() > 100_000 {
-                tokens.clear();
-            }
-            tokens.insert(token.clone(), user.to_string());
-            token
+            self.tokens.issue(user, std::time::SystemTime::now())
         };
         let out = HandshakeResponse { protocol_version: 0, payload: token.clone().into() };
         let mut resp: Response<BoxedStream<HandshakeResponse>> =
