@@ -53,3 +53,17 @@ fn rejects_bad_identifiers() {
     "#;
     assert!(Config::from_toml_str(text).is_err());
 }
+
+#[test]
+fn secrets_do_not_print() {
+    let text = r#"
+        [warehouse]
+        url = "postgres://postgres@127.0.0.1/x"
+        [flight]
+        token_keys = ["a signing key of thirty-two bytes or more"]
+    "#;
+    let cfg = Config::from_toml_str(text).expect("config");
+    assert_eq!(cfg.flight.token_keys[0].expose(), "a signing key of thirty-two bytes or more");
+    let printed = format!("{:?}", cfg.flight);
+    assert!(!printed.contains("signing key") && printed.contains("***"), "{printed}");
+}
