@@ -165,6 +165,7 @@ fn split_and_reparse(stmt: &Statement, d: Dialect) {
         described: &described,
         watermark: &w,
         time: Default::default(),
+        union: false,
     };
     let Ok(p) = plan(&input) else { return };
     for leg in &p.legs {

@@ -91,6 +91,7 @@ impl Engine {
             described: &described,
             watermark: &watermark,
             time: time_rules(wp, &facts, self.dialect()),
+            union: self.union_wanted(&cfg, &source),
         };
         let mut plan = Cost::time(Phase::Plan, || split::plan(&input))?;
         plan.source = source;
@@ -188,7 +189,7 @@ impl Engine {
                 return self.stream_legs(plan, described, params, now, wp);
             }
         }
-        if let Some(union) = self.union_instead(plan) {
+        if let Some(union) = plan.union.as_deref() {
             return self.run_union(plan, union, described, (params, now, wp)).await;
         }
         let mut win = match &plan.shape {
@@ -236,7 +237,7 @@ impl Engine {
             rows.push(r);
             reports.push(report);
         }
-        if plan.union.is_some() {
+        if matches!(plan.shape, Shape::Aggregate(_)) {
             self.merge_sizes.record(&plan.source, rows.iter().map(Vec::len).sum());
         }
         let ctx = MergeCtx {
@@ -388,16 +389,13 @@ impl Engine {
         table: &str,
         w: &crate::watermark::Watermark,
     ) -> Option<String> {
+        use crate::plan::sqlcheck;
         let Ok(Class::Split { query, .. }) = self.classify(sql) else { return None };
         let cfg = self.config.table(table)?;
         let cols = self.table_columns(&cfg.batch_table).await.ok()?;
         let cols: Vec<String> = cols.into_iter().map(|c| c.name).collect();
-        let (lit, t) = (w.literal().ok()?, crate::model::sql::quote_ident(&cfg.time_column));
-        let layers = [
-            (cfg.batch_table.as_str(), format!("{t} < {lit}")),
-            (cfg.speed_table.as_str(), format!("{t} >= {lit}")),
-        ];
-        let union = crate::plan::sqlcheck::union_of_layers(&cols, &layers);
+        let sides = sqlcheck::sides_of_w(cfg, &w.literal().ok()?, Default::default());
+        let union = sqlcheck::union_of_layers(&cols, &sides);
         crate::plan::inline::inline_union(sql, &query, cfg, &union)
     }
 }

@@ -36,13 +36,11 @@ impl MergeSizes {
 }
 
 impl Engine {
-    /// The union statement of `plan`, when it should replace the legs: an aggregate whose last
-    /// split merged many rows, over a table without windows (the windows' realtime part can
-    /// only be merged here).
-    pub(super) fn union_instead<'p>(&self, plan: &'p SplitPlan) -> Option<&'p str> {
-        let union = plan.union.as_deref()?;
-        let windows = self.config.table(&plan.table).is_some_and(|t| t.windows.is_some());
-        (!windows && self.merge_sizes.big(&plan.source)).then_some(union)
+    /// Whether to plan a statement over `table` as one union statement: an aggregate whose
+    /// last split merged many rows, over a table without windows (the windows' realtime part
+    /// can only be merged here).
+    pub(super) fn union_wanted(&self, table: &crate::config::TableConfig, source: &str) -> bool {
+        table.windows.is_none() && self.merge_sizes.big(source)
     }
 
     /// Runs the union statement: one round trip, the warehouse's final rows, reported as one

@@ -224,8 +224,8 @@ pub struct SplitPlan {
     pub window: Option<WindowInput>,
     /// Present for aggregates whose batch leg runs: the batch leg cut by time.
     pub batch_pieces: Option<BatchPieces>,
-    /// For aggregates: the whole query over the union of the legs' tables split at W, one
-    /// statement the warehouse merges itself (used when the legs' partial rows are many).
+    /// For aggregates when [`SplitInput::union`] asked: the whole query over the union of the
+    /// legs' tables split at W, one statement the warehouse merges itself.
     pub union: Option<String>,
     /// The query as the parser prints it, before `now()` is replaced (what the engine
     /// remembers a plan's size by).
@@ -249,6 +249,9 @@ pub struct SplitInput<'a> {
     /// The session's time zone and dialect: how `now() - interval ...` and its other
     /// spellings become bounds the windows and the chunk cut can use.
     pub time: TimeRules,
+    /// Whether to render an aggregate whole over the union of the layers (the engine asks
+    /// when the statement's last split merged many rows).
+    pub union: bool,
 }
 
 pub(crate) type Render = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;

@@ -35,7 +35,6 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         &inp.watermark.value,
     );
     let mut frames = Vec::new();
-    let mut layers = Vec::new();
     let speed_from = render_from(select, pos, &inp.table.speed_table, &qualifier);
     let speed_filter = |upper: &str| {
         let pred = format!("{time_ref} >= {w} AND {time_ref} < {upper}");
@@ -55,10 +54,6 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
             Layer::Speed => pruning.speed,
         };
         if !skip {
-            // the union's own tables are unqualified: the same side of W on the bare column
-            let bare = quote_ident(&inp.table.time_column);
-            let side = if layer == Layer::Batch { "<" } else { ">=" };
-            layers.push((table.as_str(), format!("{bare} {side} {w}")));
             let from = render_from(select, pos, table, &qualifier);
             let filter = match &select.selection {
                 Some(e) => format!("({e}) AND {pred}"),
@@ -68,10 +63,10 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         }
     }
     let aggregate = is_aggregate(q, select, inp.facts);
-    let union = aggregate
+    let union = (inp.union && aggregate)
         .then(|| {
             let cols: Vec<String> = inp.columns.iter().map(|c| c.name.clone()).collect();
-            render_union(q, pos, &qualifier, &cols, &layers)
+            render_union(q, pos, &qualifier, &cols, &sides_of_w(inp.table, &w, pruning))
         })
         .flatten();
     let (shape, render, agg) = if aggregate {

@@ -242,6 +242,24 @@ pub(crate) fn render_from(s: &Select, pos: Pos, layer_table: &str, qualifier: &I
     from.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Each layer's table with its side of W on the bare time column (`t < W`, `t >= W`), the
+/// pruned ones left out: the branches of a union of the layers.
+pub(crate) fn sides_of_w<'a>(
+    table: &'a TableConfig,
+    w: &str,
+    p: Pruning,
+) -> Vec<(&'a str, String)> {
+    let t = crate::model::sql::quote_ident(&table.time_column);
+    let mut sides = Vec::new();
+    if !p.batch {
+        sides.push((table.batch_table.as_str(), format!("{t} < {w}")));
+    }
+    if !p.speed {
+        sides.push((table.speed_table.as_str(), format!("{t} >= {w}")));
+    }
+    sides
+}
+
 /// `SELECT columns FROM table WHERE pred UNION ALL ...` over `layers` (each a table and its
 /// side of W on the bare time column).
 pub(crate) fn union_of_layers(columns: &[String], layers: &[(&str, String)]) -> String {

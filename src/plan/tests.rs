@@ -62,6 +62,7 @@ fn try_plan(dialect: Dialect, sql: &str, out: &[&str]) -> Result<SplitPlan, Erro
         described: &described,
         watermark: &w,
         time: Default::default(),
+        union: false,
     };
     plan(&input)
 }
@@ -299,6 +300,7 @@ fn redshift_leg_and_describe_statements_are_golden() {
         described: &described,
         watermark: &w,
         time,
+        union: false,
     };
     let p = plan(&input).unwrap();
     let legs: Vec<&str> = p.legs.iter().map(|l| l.sql.as_str()).collect();
