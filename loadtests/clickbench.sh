@@ -19,8 +19,7 @@ CLICKBENCH=$(cd "$CLICKBENCH" && pwd)
 [[ -f $CLICKBENCH/postgresql/queries.sql && -f $CLICKBENCH/postgresql/create.sql ]] ||
   { echo "error: $CLICKBENCH has no postgresql/queries.sql and create.sql (a ClickBench checkout?)" >&2; exit 2; }
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-source scripts/clients.sh
-ensure_python_client
+bench_python
 
 ROWS=${ROWS:-300000}
 RUNS=${RUNS:-3}

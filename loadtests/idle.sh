@@ -9,8 +9,7 @@
 # Run it last in a series: its 11,000 client sockets hold ephemeral ports for a while after.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-source scripts/clients.sh
-ensure_python_client
+bench_python
 
 PG=${PG:-10000}
 FLIGHT=${FLIGHT:-1000}

@@ -2,6 +2,7 @@
 # tidemark binary, a scratch database and one `tidemark serve` in the background.
 #
 #   source loadtests/lib.sh      # cds to the checkout, starts PostgreSQL and Redis if needed
+#   bench_python                 # the .venv with the Python clients (scripts/clients.sh)
 #   bench_bin                    # BIN: $BIN if set (another build, no cargo), else a release build
 #   fresh_db NAME                # drops and creates database NAME (dropped again on exit)
 #   start_tidemark CONFIG PORT   # tidemark setup + serve; waits (bounded) until PORT answers
@@ -25,6 +26,11 @@ bench_cleanup() {
   rm -rf "$BENCH_WORK"
 }
 trap bench_cleanup EXIT
+
+bench_python() {
+  source scripts/clients.sh
+  ensure_python_client
+}
 
 bench_bin() {
   if [[ -z ${BIN:-} ]]; then

@@ -16,8 +16,7 @@
 #   BIN=/tmp/old/tidemark loadtests/pull.sh   # another build (no cargo build)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-source scripts/clients.sh
-ensure_python_client
+bench_python
 
 ROWS=${ROWS:-1000000}
 REPEAT=${REPEAT:-3}
