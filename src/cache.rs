@@ -80,6 +80,8 @@ pub struct Answer {
     pub freshness: Freshness,
     /// Encodings of its rows, made once by a frontend and reused by every hit.
     pub memo: Arc<Memo>,
+    /// The plan it was computed with.
+    pub explain: Option<Arc<crate::plan::Explain>>,
 }
 
 /// Encoded forms of one cached answer's rows (JSON, CSV, Arrow IPC), by name. Encoding a

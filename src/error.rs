@@ -44,6 +44,9 @@ pub enum Error {
     /// The statement ran past its timeout or was cancelled (57014).
     #[error("canceling statement due to statement timeout: {0}")]
     Timeout(String),
+    /// The client cancelled the statement (57014; HTTP 499, gRPC CANCELLED).
+    #[error("canceling statement due to user request")]
+    Canceled,
     /// Client input that is not SQL but is still wrong (22023 invalid parameter value).
     #[error("{0}")]
     InvalidInput(String),
@@ -81,7 +84,7 @@ impl Error {
             Error::ReadOnly(_) => "25006",
             Error::Warehouse { sqlstate, .. } => sqlstate,
             Error::Unavailable(_) => "08006",
-            Error::Timeout(_) => "57014",
+            Error::Timeout(_) | Error::Canceled => "57014",
             Error::Busy(_) => "53300",
             Error::PermissionDenied(_) => "42501",
             Error::Unauthenticated(_) => "28000",
@@ -99,8 +102,11 @@ impl Error {
 
     /// HTTP status for the REST frontend.
     pub fn http_status(&self) -> u16 {
-        if let Error::NotFound(_) = self {
-            return 404;
+        match self {
+            Error::NotFound(_) => return 404,
+            // Google's mapping of CANCELLED (AIP-193), nginx's "client closed request"
+            Error::Canceled => return 499,
+            _ => {}
         }
         let code = self.sqlstate();
         match code {

@@ -131,6 +131,7 @@ fn check_permissions(stmts: &[Statement]) {
         tables: Some(vec!["events".into()]),
         schemas: Some(vec!["public".into()]),
         statement_timeout: None,
+        read_all_stats: false,
     };
     let access = Access::new(&[user]);
     let row = |k: &str, n: &str| (k.to_string(), "pg_catalog".to_string(), n.to_string());

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BOUNDS: [f64; 12] =
+pub const BOUNDS: [f64; 12] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 /// One latency histogram.
@@ -42,6 +42,33 @@ pub struct Metrics {
     forwarded: AtomicU64,
     parses: AtomicU64,
     legs: Mutex<BTreeMap<String, u64>>,
+    connections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The cumulative counters at one instant (the console's history takes differences).
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Per frontend: statements answered and how many took at most each of [`BOUNDS`].
+    pub answered: BTreeMap<String, (u64, [u64; BOUNDS.len()])>,
+    /// Failed statements per (frontend, SQLSTATE).
+    pub errors: BTreeMap<(String, String), u64>,
+    /// Cache lookups per (cache, result).
+    pub cache: BTreeMap<(String, String), u64>,
+}
+
+/// One open client connection of a frontend, counted until dropped.
+pub struct Connection {
+    metrics: std::sync::Arc<Metrics>,
+    frontend: &'static str,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut c = self.metrics.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.get_mut(self.frontend) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// A gauge sample: name, labels and value.
@@ -93,6 +120,39 @@ impl Metrics {
     /// Counts one statement text parsed (a text seen again is not parsed again).
     pub fn parse(&self) {
         self.parses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an open connection of `frontend` until the returned guard is dropped.
+    pub fn connection(self: &std::sync::Arc<Self>, frontend: &'static str) -> Connection {
+        *self.connections.lock().unwrap_or_else(|e| e.into_inner()).entry(frontend).or_default() +=
+            1;
+        Connection { metrics: self.clone(), frontend }
+    }
+
+    /// Open connections per frontend.
+    pub fn connections(&self) -> BTreeMap<&'static str, u64> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The cumulative counters now.
+    pub fn counters(&self) -> Counters {
+        let q = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answered = BTreeMap::new();
+        for (f, by_plan) in q.iter() {
+            let e: &mut (u64, [u64; BOUNDS.len()]) = answered.entry(f.to_string()).or_default();
+            for h in by_plan.values() {
+                e.0 += h.total;
+                for (sum, c) in e.1.iter_mut().zip(h.counts) {
+                    *sum += c;
+                }
+            }
+        }
+        drop(q);
+        Counters {
+            answered,
+            errors: self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            cache: self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 
     /// Statements sent to the warehouse so far.
@@ -161,6 +221,12 @@ impl Metrics {
         for (layer, n) in self.legs_run() {
             let _ = writeln!(out, "tidemark_warehouse_legs_total{{layer=\"{layer}\"}} {n}");
         }
+        let connections: Vec<Gauge> = self
+            .connections()
+            .into_iter()
+            .map(|(f, n)| ("tidemark_connections", vec![("frontend", f.to_string())], n as f64))
+            .collect();
+        render_gauges(&mut out, &connections);
         render_gauges(&mut out, gauges);
         out
     }
@@ -209,6 +275,10 @@ fn gauge_help(name: &str) -> &'static str {
         "tidemark_watermark_age_seconds" => "Now minus the batch watermark W, per logical table.",
         "tidemark_warehouse_pool_connections" => "Warehouse pool connections by state.",
         "tidemark_redis_up" => "1 while Redis serves this use (windows, watermark_push), else 0.",
+        "tidemark_connections" => "Open client connections per frontend.",
+        "tidemark_warehouse_slots" => {
+            "Warehouse statement slots: in use, statements queued for one, and the most at once."
+        }
         _ => "tidemark gauge.",
     }
 }

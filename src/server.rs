@@ -37,8 +37,11 @@ impl Server {
                 .await
                 .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
             http_addr = Some(listener.local_addr().map_err(|e| Error::internal(e.to_string()))?);
-            let app = crate::frontend::http::router(engine.clone());
-            tasks.push(serve_http(listener, app, config.tls.as_ref(), rx.clone())?);
+            let mut app = crate::frontend::http::router(engine.clone());
+            if config.console.enabled {
+                app = app.merge(crate::frontend::console::router());
+            }
+            tasks.push(serve_http(listener, app, (config.tls.as_ref(), &engine), rx.clone())?);
             tracing::info!(addr = %http_addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()), "REST listening");
         }
         let mut pg_addr = None;
@@ -88,13 +91,15 @@ impl Server {
 fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    tls: Option<&crate::config::TlsConfig>,
+    (tls, engine): (Option<&crate::config::TlsConfig>, &Arc<Engine>),
     mut stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>> {
+    use crate::frontend::counted::CountedListener;
     let stopped = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
     let Some(tls) = tls else {
+        let listener = CountedListener::new(listener, engine.clone(), "rest");
         return Ok(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                 tracing::error!(error = %e, "HTTP listener failed");
@@ -104,6 +109,7 @@ fn serve_http(
     let acceptor = crate::frontend::auth::tls_acceptor_for(&tls.cert, &tls.key, b"http/1.1")?;
     let listener = crate::frontend::tls::TlsListener::new(listener, acceptor)
         .map_err(|e| Error::internal(e.to_string()))?;
+    let listener = CountedListener::new(listener, engine.clone(), "rest");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
             tracing::error!(error = %e, "HTTPS listener failed");

@@ -593,6 +593,7 @@ mod tests {
             tables: Some(vec!["events".into()]),
             schemas: Some(vec!["public".into()]),
             statement_timeout: None,
+            read_all_stats: false,
         };
         let access = super::super::Access::new(&[user]);
         let stmts = crate::plan::parse(crate::config::Dialect::Postgres, sql).expect("parses");

@@ -51,6 +51,31 @@ pub struct Config {
     /// Limits per query and on the warehouse.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The web console at `/console` and what it keeps in memory.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// The web console (`/console` on the HTTP listener) and the recent statements it lists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console's page at `/console` (its data endpoints are part of REST anyway).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Finished statements kept for `GET /v1/recent` (also bounded to 32 MiB); 0 keeps none.
+    #[serde(default = "default_recent")]
+    pub recent: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: true, recent: default_recent() }
+    }
+}
+
+fn default_recent() -> usize {
+    1000
 }
 
 /// Limits that protect the warehouse and tidemark from heavy or many queries.
@@ -287,6 +312,10 @@ pub struct UserConfig {
     /// This user's statement timeout (e.g. "30s"), instead of `warehouse.statement_timeout`.
     #[serde(default)]
     pub statement_timeout: Option<Span>,
+    /// May read the text of every user's recent statements (like PostgreSQL's
+    /// `pg_read_all_stats` role); others see only their own.
+    #[serde(default)]
+    pub read_all_stats: bool,
 }
 
 fn is_key_hash(k: &str) -> bool {

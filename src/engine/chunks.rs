@@ -51,28 +51,54 @@ fn piece_predicate(p: &Piece, bp: &BatchPieces, naive: bool) -> Option<String> {
     })
 }
 
+/// A batch leg cut into pieces: the query's lower time bound and each piece with its SQL.
+pub(super) struct Cut {
+    /// The query's lower bound on the time column (µs since 1970).
+    pub lower: i64,
+    /// Whether the time column is a `timestamp` (else `timestamptz`).
+    pub naive: bool,
+    /// The pieces, oldest first, each with its SQL (its batch cache key).
+    pub pieces: Vec<(Piece, String)>,
+}
+
 impl Engine {
-    /// The batch leg's pieces (their SQL), when caching is on and the query has a lower
-    /// time bound far enough below W to be worth cutting.
+    /// The query's lower bound on the time column (µs since 1970) and whether the column
+    /// is a `timestamp`, when the batch leg could be cut at all (an aggregate, W a time).
+    pub(super) fn lower_time_bound(
+        &self,
+        plan: &SplitPlan,
+        params: &[Param],
+    ) -> Option<(i64, bool)> {
+        let bp = plan.batch_pieces.as_ref()?;
+        let naive = match plan.watermark.value {
+            Value::Timestamp(_) => true,
+            Value::TimestampTz(_) => false,
+            _ => return None,
+        };
+        let sel = bp.selection.as_ref();
+        let rules = (params, &plan.time);
+        windows_leg::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, rules)
+            .map(|l| (l, naive))
+    }
+
+    /// The batch leg's pieces, when caching is on and the query has a lower time bound far
+    /// enough below W to be worth cutting.
     pub(super) fn batch_cut(
         &self,
         plan: &SplitPlan,
         params: &[Param],
         bypass: bool,
-    ) -> Option<Vec<String>> {
+    ) -> Option<Cut> {
         if bypass || !self.legs.enabled() {
             return None;
         }
         let bp = plan.batch_pieces.as_ref()?;
-        let (w, naive) = match plan.watermark.value {
-            Value::Timestamp(t) => (t, true),
-            Value::TimestampTz(t) => (t, false),
-            _ => return None,
+        let (Value::Timestamp(w) | Value::TimestampTz(w)) = plan.watermark.value else {
+            return None;
         };
+        let (lower, naive) = self.lower_time_bound(plan, params)?;
         let sel = bp.selection.as_ref();
         let rules = (params, &plan.time);
-        let lower = windows_leg::lower_bound(sel, &bp.qualifier, &bp.time_column, naive, rules)?;
-        let pieces = chunks::cut(lower, w)?;
         let piece_sql = |p: &Piece| {
             let extra = piece_predicate(p, bp, naive)?;
             Some(match p.lo {
@@ -93,7 +119,11 @@ impl Engine {
                 None => bp.sql(sel, &extra),
             })
         };
-        pieces.iter().map(piece_sql).collect()
+        let pieces = chunks::cut(lower, w)?
+            .into_iter()
+            .map(|p| piece_sql(&p).map(|sql| (p, sql)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Cut { lower, naive, pieces })
     }
 
     /// Runs the pieces of a cut batch leg through the batch cache and concatenates their
@@ -102,13 +132,15 @@ impl Engine {
     /// range costs the warehouse one round trip and one queue slot, not one per chunk.
     pub(super) async fn run_pieces(
         &self,
-        pieces: &[String],
+        cut: &Cut,
         described: &Described,
         params: &[Param],
         wp: &SessionParams,
-    ) -> Result<(LegRows, CacheStatus)> {
-        let key = |sql: &String| LegKey {
-            sql: sql.clone(),
+    ) -> Result<(LegRows, Vec<CacheStatus>)> {
+        let pieces: Vec<&String> = cut.pieces.iter().map(|(_, sql)| sql).collect();
+        let pieces = &pieces[..];
+        let key = |sql: &str| LegKey {
+            sql: sql.to_string(),
             params: params.to_vec(),
             session: wp.clone(),
         };
@@ -138,13 +170,8 @@ impl Engine {
             self.legs.get_or_load(Layer::Batch, key(sql), false, load).await
         });
         let results = futures::future::try_join_all(loads).await?;
-        let hits = results.iter().filter(|(_, s)| *s == CacheStatus::Hit).count();
-        let status = match hits {
-            0 => CacheStatus::Miss,
-            h if h == results.len() => CacheStatus::Hit,
-            _ => CacheStatus::Partial,
-        };
+        let statuses = results.iter().map(|(_, s)| *s).collect();
         let rows = results.into_iter().flat_map(|((r, _), _)| Arc::unwrap_or_clone(r)).collect();
-        Ok((Arc::new(rows), status))
+        Ok((Arc::new(rows), statuses))
     }
 }

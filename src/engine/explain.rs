@@ -1,5 +1,7 @@
 //! Describing a statement without running it, and EXPLAIN: the plan as a record and as text.
 
+use super::chunks::Cut;
+use super::windows_leg::{time_text, WindowOutcome};
 use super::*;
 
 pub(super) fn explain_split(p: &SplitPlan) -> Explain {
@@ -21,15 +23,68 @@ pub(super) fn explain_split(p: &SplitPlan) -> Explain {
         class: PlanKind::Split,
         table: Some(p.table.clone()),
         batch_watermark: Some(p.watermark.text()),
-        legs: p
-            .legs
-            .iter()
-            .map(|l| ExplainLeg { name: l.layer.name().into(), sql: l.sql.clone() })
-            .collect(),
+        legs: p.legs.iter().map(|l| ExplainLeg::new(l.layer.name(), l.sql.clone())).collect(),
         pruned: p.pruned.iter().map(|l| l.name().to_string()).collect(),
         reason: Some(merge),
         windows: None,
     }
+}
+
+/// The plan of a split as it runs and as EXPLAIN shows it: each leg's SQL and the time range
+/// it reads (batch from the query's lower bound to W, speed from W to S when the windows
+/// answer from S on), the batch leg's pieces when it is cut, and what the windows do.
+pub(super) fn explain_run(
+    p: &SplitPlan,
+    lower: Option<(i64, bool)>,
+    cut: Option<&Cut>,
+    win: &WindowOutcome,
+) -> Explain {
+    let mut e = explain_split(p);
+    let w = p.watermark.text();
+    let lower_text = lower.map(|(l, naive)| time_text(l, naive));
+    let s = win.report.as_ref().filter(|r| r.used).and_then(|r| r.from.clone());
+    for leg in &mut e.legs {
+        match leg.name.as_str() {
+            "batch" => (leg.from, leg.to) = (lower_text.clone(), Some(w.clone())),
+            "speed" => {
+                (leg.from, leg.to) = (Some(w.clone()), s.clone());
+                if let Some(bounded) = &win.speed_sql {
+                    leg.sql = bounded.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(cut) = cut {
+        e.legs.retain(|l| l.name != "batch");
+        let n = cut.pieces.len();
+        for (i, (piece, sql)) in cut.pieces.iter().enumerate() {
+            let mut leg = ExplainLeg::new(&format!("batch piece {}/{n}", i + 1), sql.clone());
+            leg.from = Some(time_text(piece.lo.unwrap_or(cut.lower), cut.naive));
+            leg.to = Some(piece.hi.map_or_else(|| w.clone(), |h| time_text(h, cut.naive)));
+            e.legs.insert(i, leg);
+        }
+    }
+    e.windows = windows_text(win);
+    e
+}
+
+/// What the windows do for a split, as EXPLAIN says it (None without windows).
+fn windows_text(win: &WindowOutcome) -> Option<String> {
+    let r = win.report.as_ref()?;
+    Some(match (&r.reason, &win.speed_sql) {
+        (None, Some(_)) => format!(
+            "used: speed leg up to S = {} (H = {}), then {} bucket(s) from Redis",
+            r.from.clone().unwrap_or_default(),
+            r.high_water_mark.clone().unwrap_or_default(),
+            r.buckets
+        ),
+        (reason, _) => format!(
+            "not used{}: {}; the speed leg reads the whole speed table",
+            if win.degraded { " (degraded)" } else { "" },
+            reason.clone().unwrap_or_default()
+        ),
+    })
 }
 
 pub(super) fn explain_lines(e: &Explain) -> Vec<String> {
@@ -97,44 +152,23 @@ impl Engine {
 
     /// The lambda plan of a statement: class, W, each leg's SQL and what was pruned.
     pub async fn explain(&self, sql: &str, wp: &SessionParams) -> Result<Explain> {
-        let passthrough = |reason: String| Explain {
-            class: PlanKind::Passthrough,
-            table: None,
-            batch_watermark: None,
-            legs: vec![ExplainLeg { name: "warehouse".into(), sql: sql.to_string() }],
-            pruned: vec![],
-            reason: Some(reason),
-            windows: None,
-        };
         match self.classify(sql)? {
-            Class::Local(_) => Ok(Explain {
-                class: PlanKind::Local,
-                table: None,
-                batch_watermark: None,
-                legs: vec![],
-                pruned: vec![],
-                reason: Some("answered by tidemark without the warehouse".into()),
-                windows: None,
-            }),
-            Class::Passthrough { reason } => Ok(passthrough(reason)),
+            Class::Local(_) => Ok(Explain::local()),
+            Class::Passthrough { reason } => Ok(Explain::passthrough(sql, reason)),
             Class::Split { query, table } => {
                 let now = chrono::Utc::now().timestamp_micros();
                 match self.plan_split(sql, *query, &table, (now, &[]), wp, &Pins::new()).await {
                     Ok((p, _)) => {
-                        let mut e = explain_split(&p);
-                        if let Some(pieces) = self.batch_cut(&p, &[], false) {
-                            let n = pieces.len();
-                            e.legs.retain(|l| l.name != "batch");
-                            for (i, sql) in pieces.into_iter().enumerate() {
-                                let name = format!("batch piece {}/{n}", i + 1);
-                                e.legs.insert(i, ExplainLeg { name, sql });
-                            }
-                        }
-                        self.explain_windows(&p, now, &mut e).await;
-                        Ok(e)
+                        let win = match &p.shape {
+                            Shape::Aggregate(_) => self.window_leg(&p, &[], now, false).await,
+                            Shape::Rows(_) => self.window_leg_unfit(&p).await,
+                        };
+                        let lower = self.lower_time_bound(&p, &[]);
+                        let cut = self.batch_cut(&p, &[], false);
+                        Ok(explain_run(&p, lower, cut.as_ref(), &win))
                     }
                     Err(Error::Unsplittable(reason)) => {
-                        let mut e = passthrough(reason);
+                        let mut e = Explain::passthrough(sql, reason);
                         e.table = Some(table.clone());
                         e.batch_watermark = self.watermarks.cached(&table).map(|w| w.text());
                         Ok(e)

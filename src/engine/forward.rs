@@ -59,7 +59,7 @@ impl Forwarded {
             Ok(None) => self.metrics.query(frontend, "passthrough", self.log.started.elapsed()),
             Err(e) => {
                 self.metrics.error(frontend, e.sqlstate());
-                self.log.sqlstate = Some(e.sqlstate().to_string());
+                self.log.failed(e);
             }
             Ok(Some(_)) => {}
         }
@@ -92,8 +92,7 @@ impl Engine {
             return None;
         }
         let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
-        let mut log = QueryLog::new(&session.user, frontend);
-        let started = log.started;
+        let started = Instant::now();
         let mut lease = match pool.get().await {
             Ok(l) => l,
             Err(e) => {
@@ -103,16 +102,19 @@ impl Engine {
                 return None;
             }
         };
+        let mut log = QueryLog::new(&session.user, frontend);
+        log.started = started;
+        log.record_in(&self.activity, self.activity.next_id(), sql, &[]);
         self.metrics.warehouse_statement();
         self.metrics.forwarded();
         crate::model::cost::Cost::count(crate::model::cost::Trip::Statement);
         if let Err(e) = lease.query(sql).await {
             self.metrics.error(frontend, e.sqlstate());
-            log.sqlstate = Some(e.sqlstate().to_string());
+            log.failed(&e);
             return Some(Err(e));
         }
         let freshness = forwarded_freshness(&reason, started.elapsed().as_secs_f64() * 1000.0);
-        log.describe(&freshness);
+        log.answered(&freshness, None);
         if !session.forget_freshness {
             session.last_freshness = Some(freshness);
         }
@@ -155,12 +157,7 @@ fn forwarded_freshness(reason: &str, elapsed_ms: f64) -> Freshness {
         table: None,
         batch_watermark: None,
         realtime_as_of: None,
-        legs: vec![LegReport {
-            name: "warehouse".into(),
-            rows: None,
-            elapsed_ms,
-            cache: CacheStatus::None,
-        }],
+        legs: vec![LegReport::new("warehouse", None, elapsed_ms, CacheStatus::None)],
         cache: None,
         pruned: vec![],
         degraded: false,

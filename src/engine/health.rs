@@ -3,6 +3,12 @@
 use super::*;
 
 impl Engine {
+    /// Counts an open client connection of `frontend` (`tidemark_connections`) until the
+    /// guard is dropped.
+    pub fn connection(&self, frontend: &'static str) -> crate::metrics::Connection {
+        self.metrics.connection(frontend)
+    }
+
     /// The metrics in Prometheus text format, with gauges read now.
     pub fn metrics_text(&self) -> String {
         let mut gauges = self.legs.byte_gauges();

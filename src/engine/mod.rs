@@ -31,12 +31,15 @@ use crate::plan::{Class, Explain, ExplainLeg, Local};
 use crate::watermark::WatermarkTracker;
 use crate::windows::reader::WindowsReader;
 
+pub mod activity;
 mod authorize;
+mod cancel;
 mod chunks;
 mod classify;
 mod explain;
 mod forward;
 mod health;
+pub mod history;
 mod local;
 mod probe;
 mod result;
@@ -48,9 +51,11 @@ mod tracked;
 mod union;
 mod windows_leg;
 
+pub use crate::metrics::Connection;
 pub use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
 pub use crate::plan::local::{check_setting, parse_move};
 pub use crate::queries::{NamedQueries, NamedQuery, QueryParam};
+pub use cancel::Cancellable;
 use explain::explain_lines;
 pub use forward::Forwarded;
 use result::{empty, text_result, text_rows};
@@ -89,6 +94,9 @@ pub struct Engine {
     access: crate::access::Access,
     catalog_names: tokio::sync::Mutex<Option<(Instant, Arc<crate::access::CatalogNames>)>>,
     parses: ParseCache,
+    activity: Arc<activity::Activity>,
+    history: history::History,
+    cancels: cancel::Cancels,
 }
 
 impl Engine {
@@ -127,6 +135,7 @@ impl Engine {
             _ => None,
         };
         let access_users = config.users.clone();
+        let console_recent = config.console.recent;
         let limits = ResultLimits {
             rows: config.limits.max_result_rows,
             bytes: config.limits.max_result_bytes,
@@ -152,7 +161,11 @@ impl Engine {
             access: crate::access::Access::new(&access_users),
             catalog_names: Default::default(),
             parses: Default::default(),
+            activity: Arc::new(activity::Activity::new(console_recent)),
+            history: Default::default(),
+            cancels: Default::default(),
         });
+        engine.clone().spawn_history(shutdown.clone());
         engine.clone().spawn_redis_check();
         if engine.legs.enabled() {
             engine.spawn_retirer(shutdown.clone());
@@ -187,9 +200,12 @@ impl Engine {
         let started = Instant::now();
         let frontend = if session.frontend.is_empty() { "other" } else { session.frontend };
         let mut log = tracked::QueryLog::new(&session.user, frontend);
+        let id = self.activity.next_id();
+        log.record_in(&self.activity, id, sql, params);
         let result = match self.life.enter() {
             Ok(in_flight) => {
                 let killed = self.life.killed();
+                let cancelled = cancel::cancelled(session.cancel.clone());
                 // boxed: the statement's future is large, and debug builds copy it by value
                 let counted = Cost::counting(Box::pin(self.execute_inner(sql, params, session)));
                 tokio::select! {
@@ -198,6 +214,7 @@ impl Engine {
                         r.map(|r| (r, in_flight))
                     }
                     _ = killed => Err(Error::ShuttingDown("canceled at the shutdown deadline".into())),
+                    _ = cancelled => Err(Error::Canceled),
                 }
             }
             Err(e) => Err(e),
@@ -206,19 +223,24 @@ impl Engine {
             Ok((r, _)) => self.metrics.query(frontend, r.freshness.plan.name(), started.elapsed()),
             Err(e) => {
                 self.metrics.error(frontend, e.sqlstate());
-                log.sqlstate = Some(e.sqlstate().to_string());
+                log.failed(e);
             }
         }
         let (mut result, in_flight) = result?;
         if !session.forget_freshness {
             session.last_freshness = Some(result.freshness.clone());
         }
-        log.describe(&result.freshness);
+        if result.explain.is_none() && result.freshness.plan == PlanKind::Local {
+            result.explain = Some(Arc::new(Explain::local()));
+        }
+        log.answered(&result.freshness, result.explain.clone());
+        result.id = id;
         let tracking = tracked::Tracking {
             log,
             limits: self.limits,
             in_flight,
             killed: Box::pin(self.life.killed()),
+            cancelled: Box::pin(cancel::cancelled(session.cancel.clone())),
         };
         result.stream = tracked::track(result.stream, tracking);
         Ok(result)

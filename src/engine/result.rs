@@ -20,6 +20,12 @@ pub struct QueryResult {
     pub copy: Option<crate::plan::copy::CopyOptions>,
     /// How the statement changed the transaction block.
     pub txn: TxnChange,
+    /// The plan as it ran (legs with their SQL and time ranges), shared with the answer cache
+    /// and the statement's record in the engine's recent statements.
+    pub explain: Option<Arc<Explain>>,
+    /// The statement's id in the recent statements (`GET /v1/recent/{id}`); 0 until
+    /// [`Engine::execute`] gives it one.
+    pub id: u64,
 }
 
 /// How a statement changes the client's transaction block (pgwire's ReadyForQuery status).
@@ -37,6 +43,12 @@ pub enum TxnChange {
 }
 
 impl QueryResult {
+    /// The answer with the plan it ran with.
+    pub fn with_explain(mut self, explain: Explain) -> QueryResult {
+        self.explain = Some(Arc::new(explain));
+        self
+    }
+
     /// An answer with nothing but its rows, freshness and tag.
     pub fn new(
         schema: SchemaRef,
@@ -53,6 +65,8 @@ impl QueryResult {
             notices: vec![],
             copy: None,
             txn: TxnChange::None,
+            explain: None,
+            id: 0,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Running a classified statement: the split (plan, legs, chunks, windows, merge, the answer
 //! and leg caches) and the pass-through.
 
+use super::explain::explain_run;
 use super::*;
 
 /// What a split query runs with besides its SQL.
@@ -39,6 +40,7 @@ pub(super) fn answer_result(answer: &Answer, hit: bool) -> QueryResult {
     let stream = stream::iter(batches.into_iter().map(Ok)).boxed();
     let mut r = QueryResult::new(answer.schema.clone(), stream, freshness, Tag::Select);
     r.memo = Some(answer.memo.clone());
+    r.explain = answer.explain.clone();
     r
 }
 
@@ -166,6 +168,7 @@ impl Engine {
                 batches,
                 freshness: r.freshness,
                 memo: Default::default(),
+                explain: r.explain,
             })
         };
         let (answer, hit) = self.legs.answer_or_load(key, load).await?;
@@ -196,13 +199,15 @@ impl Engine {
             Shape::Aggregate(_) => self.window_leg(plan, params, now, bypass).await,
             Shape::Rows(_) => Default::default(),
         };
-        let speed_sql = win.speed_sql.take();
         let cut = self.batch_cut(plan, params, bypass);
+        let explain = explain_run(plan, self.lower_time_bound(plan, params), cut.as_ref(), &win);
+        let speed_sql = win.speed_sql.take();
         let legs = plan.legs.iter().map(|leg| async {
             let started = Instant::now();
-            if let (split::Layer::Batch, Some(pieces)) = (leg.layer, &cut) {
-                let (rows, status) = self.run_pieces(pieces, described, params, wp).await?;
-                return Ok(((rows, now), status, started.elapsed()));
+            if let (split::Layer::Batch, Some(cut)) = (leg.layer, &cut) {
+                let (rows, pieces) = self.run_pieces(cut, described, params, wp).await?;
+                let status = CacheStatus::of_pieces(&pieces);
+                return Ok(((rows, now), status, pieces, started.elapsed()));
             }
             let sql = match (&speed_sql, leg.layer) {
                 (Some(bounded), split::Layer::Speed) => bounded.clone(),
@@ -214,23 +219,21 @@ impl Engine {
                 self.warehouse.fetch(&sql, &described.params, params, wp).await.map(|f| f.rows)
             };
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
-            Ok::<_, Error>((rows, status, started.elapsed()))
+            Ok::<_, Error>((rows, status, vec![], started.elapsed()))
         });
         let results =
             Cost::timed(Phase::Legs, Box::pin(futures::future::try_join_all(legs))).await?;
         let mut reports = Vec::new();
         let mut rows = Vec::new();
         let mut realtime_at = now;
-        for (leg, ((r, read_at), status, elapsed)) in plan.legs.iter().zip(results) {
+        for (leg, ((r, read_at), status, pieces, elapsed)) in plan.legs.iter().zip(results) {
             if leg.layer == split::Layer::Speed {
                 realtime_at = read_at; // a cached speed leg is as fresh as when it was read
             }
-            reports.push(LegReport {
-                name: leg.layer.name().into(),
-                rows: Some(r.len()),
-                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-                cache: status,
-            });
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            let mut report = LegReport::new(leg.layer.name(), Some(r.len()), ms, status);
+            report.pieces = pieces;
+            reports.push(report);
             rows.push(Arc::unwrap_or_clone(r));
         }
         if let (Some(r), Some(report)) = (win.rows.take(), win.leg.take()) {
@@ -255,12 +258,8 @@ impl Engine {
         freshness.degraded = win.degraded;
         freshness.realtime_reaches = win.reaches;
         freshness.windows = win.report;
-        Ok(QueryResult::new(
-            schema,
-            stream::once(async { Ok(batch) }).boxed(),
-            freshness,
-            Tag::Select,
-        ))
+        let stream = stream::once(async { Ok(batch) }).boxed();
+        Ok(QueryResult::new(schema, stream, freshness, Tag::Select).with_explain(explain))
     }
 
     /// Streams unbounded, unsorted row legs one after the other; each leg starts when the
@@ -276,12 +275,7 @@ impl Engine {
         let reports = plan
             .legs
             .iter()
-            .map(|l| LegReport {
-                name: l.layer.name().into(),
-                rows: None,
-                elapsed_ms: 0.0,
-                cache: CacheStatus::None,
-            })
+            .map(|l| LegReport::new(l.layer.name(), None, 0.0, CacheStatus::None))
             .collect();
         let schema = schema_for(&described.columns);
         let (target, wh) = (schema.clone(), self.warehouse.clone());
@@ -302,7 +296,8 @@ impl Engine {
                 })
                 .boxed();
         let freshness = self.split_freshness(plan, reports, now);
-        Ok(QueryResult::new(schema, stream, freshness, Tag::Select))
+        let explain = explain_run(plan, None, None, &Default::default());
+        Ok(QueryResult::new(schema, stream, freshness, Tag::Select).with_explain(explain))
     }
 
     pub(super) fn split_freshness(
@@ -362,12 +357,12 @@ impl Engine {
             batch_watermark: w,
             realtime_as_of: table
                 .map(|_| format!("{}+00", timestamp_text(chrono::Utc::now().timestamp_micros()))),
-            legs: vec![LegReport {
-                name: "warehouse".into(),
-                rows: None,
-                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-                cache: CacheStatus::None,
-            }],
+            legs: vec![LegReport::new(
+                "warehouse",
+                None,
+                started.elapsed().as_secs_f64() * 1000.0,
+                CacheStatus::None,
+            )],
             cache: None,
             pruned: vec![],
             degraded: false,
@@ -378,7 +373,10 @@ impl Engine {
             realtime_reaches: None,
         };
         let tag = Tag::of_word(sql.split_whitespace().next().unwrap_or("SELECT"));
-        Ok(QueryResult::new(schema, stream, freshness, tag))
+        let mut explain = Explain::passthrough(text, freshness.reason.clone().unwrap_or_default());
+        (explain.table, explain.batch_watermark) =
+            (freshness.table.clone(), freshness.batch_watermark.clone());
+        Ok(QueryResult::new(schema, stream, freshness, tag).with_explain(explain))
     }
 
     /// The pass-through text of a query on logical table `table`: each reference to the view

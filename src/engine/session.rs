@@ -77,6 +77,8 @@ pub struct Session {
     /// Watermarks pinned by the client (Flight tickets carry the snapshot taken when the
     /// FlightInfo was made); logical tables not listed use the current watermark.
     pub pinned: Pins,
+    /// Flips to true when the client cancels the running statement (REST request ids).
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
     /// Which frontend the session belongs to (`rest`, `pgwire`, `flight`), for metrics.
     pub frontend: &'static str,
     /// One-statement sessions (REST) skip keeping `last_freshness`.

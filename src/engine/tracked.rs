@@ -10,9 +10,12 @@ use arrow_array::RecordBatch;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
+use super::activity::{kept_text, param_texts, Activity, StatementRecord};
 use crate::error::{Error, Result};
+use crate::model::column::Param;
 use crate::model::cost::{Cost, Phase};
 use crate::model::freshness::Freshness;
+use crate::plan::Explain;
 
 /// Draining state shared by the engine and its in-flight statements.
 pub struct Lifecycle {
@@ -112,6 +115,20 @@ pub struct QueryLog {
     pub sqlstate: Option<String>,
     /// When the statement started.
     pub started: Instant,
+    /// What goes into the recent statements when the statement is done.
+    record: Option<Box<Pending>>,
+}
+
+/// A statement's record in the making.
+struct Pending {
+    activity: Arc<Activity>,
+    id: u64,
+    started_at: chrono::DateTime<chrono::Utc>,
+    sql: (Arc<str>, bool),
+    params: Vec<Option<String>>,
+    freshness: Option<Freshness>,
+    explain: Option<Arc<Explain>>,
+    error: Option<String>,
 }
 
 impl QueryLog {
@@ -127,6 +144,60 @@ impl QueryLog {
             cost: None,
             sqlstate: None,
             started: Instant::now(),
+            record: None,
+        }
+    }
+
+    /// Keeps the statement in `activity`'s recent statements under `id` when it is done.
+    pub fn record_in(&mut self, activity: &Arc<Activity>, id: u64, sql: &str, params: &[Param]) {
+        self.record = Some(Box::new(Pending {
+            activity: activity.clone(),
+            id,
+            started_at: chrono::Utc::now(),
+            sql: kept_text(sql),
+            params: param_texts(params),
+            freshness: None,
+            explain: None,
+            error: None,
+        }));
+    }
+
+    /// Takes the answer's freshness and plan for the record.
+    pub fn answered(&mut self, f: &Freshness, explain: Option<Arc<Explain>>) {
+        self.describe(f);
+        if let Some(p) = &mut self.record {
+            p.freshness = Some(f.clone());
+            p.explain = explain;
+        }
+    }
+
+    /// Notes the error the statement failed with.
+    pub fn failed(&mut self, e: &Error) {
+        self.sqlstate = Some(e.sqlstate().to_string());
+        if let Some(p) = &mut self.record {
+            p.error = Some(e.to_string());
+        }
+    }
+
+    fn into_record(&mut self, p: Pending) -> StatementRecord {
+        let f = p.freshness;
+        StatementRecord {
+            id: p.id,
+            started_at: p.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            user: std::mem::take(&mut self.user),
+            frontend: self.frontend,
+            sql: Some(p.sql.0),
+            sql_truncated: p.sql.1,
+            params: p.params,
+            plan: f.as_ref().map(|f| f.plan),
+            ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            rows: self.rows,
+            bytes: self.bytes,
+            cache: f.as_ref().and_then(|f| f.cache),
+            sqlstate: self.sqlstate.clone(),
+            error: p.error,
+            explain: p.explain,
+            freshness: f,
         }
     }
 
@@ -161,6 +232,15 @@ impl Drop for QueryLog {
             sqlstate = self.sqlstate.as_deref().unwrap_or(""),
             "query"
         );
+        if let Some(mut p) = self.record.take() {
+            if p.freshness.is_none() && self.sqlstate.is_none() {
+                // dropped before an answer: the client cancelled or went away
+                self.sqlstate = Some("57014".into());
+                p.error = Some("the client cancelled the statement or went away".into());
+            }
+            let activity = p.activity.clone();
+            activity.push(self.into_record(*p));
+        }
     }
 }
 
@@ -205,6 +285,8 @@ pub struct Tracking {
     pub in_flight: InFlight,
     /// Resolves when shutdown stops statements.
     pub killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Resolves when the client cancels the statement.
+    pub cancelled: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Wraps an answer's batches: counts and limits them, stops at shutdown, logs at the end.
@@ -224,6 +306,7 @@ pub fn track(
             _ = &mut t.killed => Some(Err(Error::ShuttingDown(
                 "canceled at the shutdown deadline".into(),
             ))),
+            _ = &mut t.cancelled => Some(Err(Error::Canceled)),
         };
         let item = match next? {
             Ok(b) => {
@@ -235,7 +318,7 @@ pub fn track(
         match item {
             Ok(b) => Some((Ok(b), Some((inner, t, Some(Instant::now()))))),
             Err(e) => {
-                t.log.sqlstate = Some(e.sqlstate().to_string());
+                t.log.failed(&e);
                 Some((Err(e), None))
             }
         }

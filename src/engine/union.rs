@@ -5,6 +5,7 @@
 //! its previous split run (the warehouse gives no row count before it runs); the answer is the
 //! same either way, since both read each layer on its own side of the same W.
 
+use super::windows_leg::time_text;
 use super::*;
 
 /// Partial rows above which a split aggregate runs next time as one union statement. Below
@@ -56,16 +57,20 @@ impl Engine {
         self.metrics.leg("union");
         let fetch = self.warehouse.fetch(union, &described.params, params, wp);
         let rows = Cost::timed(Phase::Legs, Box::pin(fetch)).await?.rows;
-        let report = LegReport {
-            name: "union".into(),
-            rows: Some(rows.len()),
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            cache: CacheStatus::None,
-        };
+        let report = LegReport::new(
+            "union",
+            Some(rows.len()),
+            started.elapsed().as_secs_f64() * 1000.0,
+            CacheStatus::None,
+        );
         let schema = schema_for(&described.columns);
         let batch = batch_from_rows(&schema, &described.columns, rows)?;
         let freshness = self.split_freshness(plan, vec![report], now);
         let stream = stream::once(async { Ok(batch) }).boxed();
-        Ok(QueryResult::new(schema, stream, freshness, Tag::Select))
+        let mut explain = super::explain::explain_split(plan);
+        let mut leg = ExplainLeg::new("union", union.to_string());
+        leg.from = self.lower_time_bound(plan, params).map(|(l, n)| time_text(l, n));
+        explain.legs = vec![leg];
+        Ok(QueryResult::new(schema, stream, freshness, Tag::Select).with_explain(explain))
     }
 }

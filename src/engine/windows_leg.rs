@@ -9,9 +9,8 @@ use crate::error::Error;
 use crate::model::column::Param;
 use crate::model::freshness::{LegReport, WindowsReport};
 use crate::model::value::{timestamp_text, Value};
-use crate::plan::split::{Shape, SplitPlan, WindowInput};
+use crate::plan::split::{SplitPlan, WindowInput};
 use crate::plan::windows_leg::{self, WindowSpec};
-use crate::plan::Explain;
 use crate::watermark::literal_for;
 
 /// What the windows contributed to one split query.
@@ -32,7 +31,7 @@ pub(super) struct WindowOutcome {
 }
 
 /// A time (µs since 1970) as text of the time column's type.
-fn time_text(micros: i64, naive: bool) -> String {
+pub(super) fn time_text(micros: i64, naive: bool) -> String {
     if naive {
         timestamp_text(micros)
     } else {
@@ -80,34 +79,7 @@ impl Engine {
         )))
     }
 
-    /// Adds what the windows would do to an EXPLAIN of a split (reads H and the buckets).
-    pub(super) async fn explain_windows(&self, plan: &SplitPlan, now: i64, e: &mut Explain) {
-        let out = match &plan.shape {
-            Shape::Aggregate(_) => self.window_leg(plan, &[], now, false).await,
-            Shape::Rows(_) => self.window_leg_unfit(plan).await,
-        };
-        let Some(r) = out.report else { return };
-        e.windows = Some(match (&r.reason, &out.speed_sql) {
-            (None, Some(sql)) => {
-                for l in e.legs.iter_mut().filter(|l| l.name == "speed") {
-                    l.sql = sql.clone();
-                }
-                format!(
-                    "used: speed leg up to S = {} (H = {}), then {} bucket(s) from Redis",
-                    r.from.unwrap_or_default(),
-                    r.high_water_mark.unwrap_or_default(),
-                    r.buckets
-                )
-            }
-            (reason, _) => format!(
-                "not used{}: {}; the speed leg reads the whole speed table",
-                if out.degraded { " (degraded)" } else { "" },
-                reason.clone().unwrap_or_default()
-            ),
-        });
-    }
-
-    async fn window_leg_unfit(&self, plan: &SplitPlan) -> WindowOutcome {
+    pub(super) async fn window_leg_unfit(&self, plan: &SplitPlan) -> WindowOutcome {
         match self.window_spec(&plan.table).await {
             Ok(Some(_)) => unused("not an aggregate".into(), None),
             Ok(None) => WindowOutcome::default(),
@@ -188,12 +160,12 @@ impl Engine {
             .map(|(s, _)| *s)
             .max();
         let reaches = newest.map(|s| s * 1_000_000 + spec.bucket).unwrap_or(h).max(h);
-        let leg = LegReport {
-            name: "windows".into(),
-            rows: Some(rows.len()),
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-            cache: crate::model::freshness::CacheStatus::None,
-        };
+        let leg = LegReport::new(
+            "windows",
+            Some(rows.len()),
+            started.elapsed().as_secs_f64() * 1000.0,
+            crate::model::freshness::CacheStatus::None,
+        );
         WindowOutcome {
             speed_sql: Some(input.speed_up_to.sql(&upper)),
             leg: Some(leg),

@@ -17,6 +17,7 @@ pub const BREAKER_RETRY: Duration = Duration::from_secs(1);
 /// Slots, queue and breaker shared by every warehouse connection pool.
 pub struct Admission {
     slots: Arc<Semaphore>,
+    max: usize,
     waiting: AtomicUsize,
     queue: usize,
     wait: Duration,
@@ -39,6 +40,7 @@ impl Admission {
     pub fn new(slots: usize, queue: usize, wait: Duration) -> Admission {
         Admission {
             slots: Arc::new(Semaphore::new(slots.max(1))),
+            max: slots.max(1),
             waiting: AtomicUsize::new(0),
             queue,
             wait,
@@ -64,6 +66,11 @@ impl Admission {
             Ok(Err(_)) => Err(Error::internal("warehouse admission closed")),
             Err(_) => Err(Error::Busy(format!("no warehouse slot within {:?}", self.wait))),
         }
+    }
+
+    /// Slots held by running statements now, and how many there are.
+    pub fn in_use(&self) -> (usize, usize) {
+        (self.max.saturating_sub(self.slots.available_permits()), self.max)
     }
 
     /// Statements waiting for a slot now.

@@ -213,11 +213,21 @@ impl Warehouse {
         self.raw.as_ref()
     }
 
-    /// Pool connections by state, as metrics gauges.
+    /// Warehouse statement slots now: in use, statements queued for one, and the most.
+    pub fn slots(&self) -> (usize, usize, usize) {
+        let (in_use, max) = self.admission.in_use();
+        (in_use, self.admission.waiting(), max)
+    }
+
+    /// Pool connections and statement slots by state, as metrics gauges.
     pub fn pool_gauges(&self) -> Vec<crate::metrics::Gauge> {
         let s = self.pool.status();
         let g = |state: &str, n: usize| {
             ("tidemark_warehouse_pool_connections", vec![("state", state.to_string())], n as f64)
+        };
+        let (in_use, max) = self.admission.in_use();
+        let slot = |state: &str, n: usize| {
+            ("tidemark_warehouse_slots", vec![("state", state.to_string())], n as f64)
         };
         vec![
             g("open", s.size),
@@ -225,6 +235,9 @@ impl Warehouse {
             g("max", s.max_size),
             g("waiting", s.waiting),
             g("queued", self.admission.waiting()),
+            slot("in_use", in_use),
+            slot("queued", self.admission.waiting()),
+            slot("max", max),
         ]
     }
 

@@ -1,6 +1,8 @@
 //! REST over HTTP (axum): `POST /v1/query`, `POST /v1/explain`, `GET /v1/tables`,
-//! `GET /v1/queries[/{name}]`, `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! `GET /openapi.json`. Each handler decodes, calls the engine, encodes.
+//! `GET /v1/queries[/{name}]`, the console's data (`GET /v1/recent[/{id}]`,
+//! `GET /v1/freshness`, `GET /v1/stats`, `POST /v1/cancel`, in `observe.rs`),
+//! `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`. Each handler decodes,
+//! calls the engine, encodes.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
 use super::arrow_out::convert_all;
+use super::observe;
 use crate::config::NumericMode;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -30,6 +33,10 @@ use crate::model::value::Value;
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Media type of Arrow IPC streams.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+/// Request header naming a request so that `POST /v1/cancel` can stop it.
+pub const REQUEST_ID: &str = "tidemark-request-id";
+/// Response header with the statement's id in the recent statements (`GET /v1/recent/{id}`).
+pub const QUERY_ID: &str = "tidemark-query-id";
 
 /// The REST router over one engine.
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -39,6 +46,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/tables", get(tables))
         .route("/v1/queries", get(list_queries))
         .route("/v1/queries/{name}", get(named_query))
+        .route("/v1/recent", get(observe::recent))
+        .route("/v1/recent/{id}", get(observe::recent_one))
+        .route("/v1/freshness", get(observe::freshness))
+        .route("/v1/stats", get(observe::stats))
+        .route("/v1/cancel", post(observe::cancel))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -54,7 +66,8 @@ struct QueryRequest {
     params: Vec<Json>,
 }
 
-struct Problem(Error);
+/// An error as an `application/problem+json` response.
+pub struct Problem(Error);
 
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
@@ -67,9 +80,13 @@ impl IntoResponse for Problem {
         let e = self.0;
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let title = match status.as_u16() {
+            499 => "Client Closed Request",
+            _ => status.canonical_reason().unwrap_or("error"),
+        };
         let body = json!({
             "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
+            "title": title,
             "status": status.as_u16(),
             "detail": e.to_string(),
             "sqlstate": e.sqlstate(),
@@ -88,6 +105,13 @@ impl IntoResponse for Problem {
 }
 
 fn decode(body: Result<Bytes, BytesRejection>) -> Result<QueryRequest, Problem> {
+    decode_json(body)
+}
+
+/// A JSON request body (22023 when it is not the JSON expected, 54000 when too large).
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem(Error::data("54000", format!("request body larger than {BODY_LIMIT} bytes")))
@@ -153,6 +177,9 @@ async fn respond(
     let user = user_of(engine, headers)?;
     let mut session = engine.session_for("rest", &user);
     session.forget_freshness = true;
+    let request = headers.get(REQUEST_ID).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let cancellable = request.map(|k| engine.cancellable(&user, k)).transpose()?;
+    session.cancel = cancellable.as_ref().map(|c| c.signal());
     let no_cache = headers
         .get(header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
@@ -209,6 +236,7 @@ async fn respond(
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     };
     freshness_headers(resp.headers_mut(), &result.freshness);
+    resp.headers_mut().insert(QUERY_ID, HeaderValue::from(result.id));
     let f = &result.freshness;
     if let (false, PlanKind::Split, Some(w)) = (no_cache, f.plan, &f.batch_watermark) {
         if let Some(tag) = engine.etag(sql, params, w, variant(accept, numeric)) {
@@ -298,7 +326,7 @@ async fn tables(
 
 /// The user a request's `Authorization: Bearer <api key>` names; 401 (28000) without a valid
 /// key when users are configured, "" (anonymous) when none are.
-fn user_of(engine: &Engine, headers: &HeaderMap) -> Result<String, Problem> {
+pub fn user_of(engine: &Engine, headers: &HeaderMap) -> Result<String, Problem> {
     if !engine.access().required() {
         return Ok(String::new());
     }

@@ -2,8 +2,11 @@
 
 pub mod arrow_out;
 pub mod auth;
+pub mod console;
+pub mod counted;
 pub mod flight;
 pub mod http;
+pub mod observe;
 pub mod openapi;
 pub mod pgwire;
 pub mod tls;

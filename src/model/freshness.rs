@@ -63,6 +63,18 @@ macro_rules! named {
         }
     };
 }
+impl CacheStatus {
+    /// A leg's status from its pieces': `hit` when all hit, `miss` when none did, else
+    /// `partial`.
+    pub fn of_pieces(pieces: &[CacheStatus]) -> CacheStatus {
+        match pieces.iter().filter(|s| **s == CacheStatus::Hit).count() {
+            0 => CacheStatus::Miss,
+            h if h == pieces.len() => CacheStatus::Hit,
+            _ => CacheStatus::Partial,
+        }
+    }
+}
+
 named!(PlanKind { Split => "split", Passthrough => "passthrough", Local => "local" });
 named!(CacheStatus { Hit => "hit", Miss => "miss", Bypass => "bypass", Partial => "partial", None => "none" });
 
@@ -77,6 +89,17 @@ pub struct LegReport {
     pub elapsed_ms: f64,
     /// How the leg caches served it.
     pub cache: CacheStatus,
+    /// For a batch leg cut into chunks of a sliding range: each piece's cache status, oldest
+    /// first (the pieces' time ranges are in the plan's legs). Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<CacheStatus>,
+}
+
+impl LegReport {
+    /// A leg's report without pieces.
+    pub fn new(name: &str, rows: Option<usize>, elapsed_ms: f64, cache: CacheStatus) -> Self {
+        LegReport { name: name.into(), rows, elapsed_ms, cache, pieces: vec![] }
+    }
 }
 
 /// What the Redis windows contributed to an answer.

@@ -88,13 +88,55 @@ pub struct Explain {
     pub windows: Option<String>,
 }
 
+impl Explain {
+    /// The plan of a statement tidemark answers itself.
+    pub fn local() -> Explain {
+        Explain {
+            class: crate::model::freshness::PlanKind::Local,
+            table: None,
+            batch_watermark: None,
+            legs: vec![],
+            pruned: vec![],
+            reason: Some("answered by tidemark without the warehouse".into()),
+            windows: None,
+        }
+    }
+
+    /// The plan of a statement the warehouse runs whole: `sql` as sent, and why.
+    pub fn passthrough(sql: &str, reason: String) -> Explain {
+        Explain {
+            class: crate::model::freshness::PlanKind::Passthrough,
+            table: None,
+            batch_watermark: None,
+            legs: vec![ExplainLeg::new("warehouse", sql.to_string())],
+            pruned: vec![],
+            reason: Some(reason),
+            windows: None,
+        }
+    }
+}
+
 /// One leg in an EXPLAIN.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainLeg {
-    /// `batch`, `speed` or `warehouse`.
+    /// `batch`, `batch piece i/n`, `speed`, `union` or `warehouse`.
     pub name: String,
     /// SQL sent to the warehouse.
     pub sql: String,
+    /// Where the time range the leg reads starts (inclusive), as text of the time column's
+    /// type; absent when open (or not a split leg).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Where the time range the leg reads ends (exclusive); absent when open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+impl ExplainLeg {
+    /// A leg with its SQL and no time range.
+    pub fn new(name: &str, sql: String) -> ExplainLeg {
+        ExplainLeg { name: name.into(), sql, from: None, to: None }
+    }
 }
 
 /// Names of statements that write or change the database; refused with 25006.

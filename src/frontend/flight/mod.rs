@@ -640,7 +640,7 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
-    let service = FlightServiceServer::new(FlightFrontend::new(engine, config)?)
+    let service = FlightServiceServer::new(FlightFrontend::new(engine.clone(), config)?)
         .max_decoding_message_size(64 << 20);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -655,6 +655,9 @@ pub async fn serve(
     let router = builder.add_service(service);
     // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms per call).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = futures::StreamExt::map(incoming, move |conn| {
+        conn.map(|c| crate::frontend::counted::Counted::new(c, &engine, "flight"))
+    });
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|v| *v).await;

@@ -186,8 +186,8 @@ pub async fn serve(
     let params = startup::Announced(params);
     let idle = config.pg.idle_timeout.get();
     let registry = Arc::new(idle::Registry::new(!idle.is_zero()));
-    let gateway = Arc::new(Gateway::new(engine, registry.clone(), announced));
-    let conns = Conns { tls, registry, idle };
+    let gateway = Arc::new(Gateway::new(engine.clone(), registry.clone(), announced));
+    let conns = Conns { tls, registry, idle, engine };
     let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
     let slots = Arc::new(Semaphore::new(config.pg.max_connections));
     let task = if config.users.is_empty() {
@@ -220,6 +220,7 @@ struct Conns {
     tls: Option<pgwire::tokio::TlsAcceptor>,
     registry: Arc<idle::Registry>,
     idle: std::time::Duration,
+    engine: Arc<Engine>,
 }
 
 /// Serves one connection, closing it after the idle timeout (when one is set).
@@ -229,6 +230,7 @@ async fn serve_conn<H: PgWireServerHandlers + Send + Sync + 'static>(
     conns: Conns,
     handlers: Arc<H>,
 ) {
+    let _open = conns.engine.connection("pgwire");
     let served = socket::serve(sock, conns.tls.clone(), handlers);
     let result = if conns.idle.is_zero() {
         served.await

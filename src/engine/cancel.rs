@@ -1,0 +1,121 @@
+//! Cancelling a running REST statement. A request names itself with a key of its choosing
+//! (the `tidemark-request-id` header); `POST /v1/cancel` with that key, by the same user,
+//! stops it with 57014 and cancels its warehouse queries — what a pgwire CancelRequest does
+//! with the key of BackendKeyData. Keys live only while their statement runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+
+/// Longest request key accepted.
+const KEY_MAX: usize = 128;
+
+type Running = Arc<Mutex<HashMap<(String, String), watch::Sender<bool>>>>;
+
+/// The running statements that can be cancelled, by (user, key).
+#[derive(Default)]
+pub(super) struct Cancels(Running);
+
+/// A registered statement; dropping it forgets the key.
+pub struct Cancellable {
+    running: Running,
+    id: (String, String),
+    signal: watch::Receiver<bool>,
+}
+
+impl Cancellable {
+    /// The signal the statement's session watches (true: cancelled).
+    pub fn signal(&self) -> watch::Receiver<bool> {
+        self.signal.clone()
+    }
+}
+
+/// Resolves once `signal` says cancelled (never without a signal).
+pub(super) async fn cancelled(signal: Option<watch::Receiver<bool>>) {
+    match signal {
+        Some(mut s) => {
+            if s.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Drop for Cancellable {
+    fn drop(&mut self) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if key.is_empty() || key.len() > KEY_MAX || !key.chars().all(ok) {
+        return Err(Error::InvalidInput(format!(
+            "a request id is 1 to {KEY_MAX} letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+impl Cancels {
+    /// Registers `user`'s statement under `key` (22023 for a malformed key or one in use).
+    pub(super) fn register(&self, user: &str, key: &str) -> Result<Cancellable> {
+        check_key(key)?;
+        let id = (user.to_string(), key.to_string());
+        let (tx, signal) = watch::channel(false);
+        let mut running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if running.contains_key(&id) {
+            return Err(Error::InvalidInput(format!("request id {key:?} is already running")));
+        }
+        running.insert(id.clone(), tx);
+        Ok(Cancellable { running: self.0.clone(), id, signal })
+    }
+
+    /// Cancels `user`'s statement running under `key`; false when there is none.
+    pub(super) fn cancel(&self, user: &str, key: &str) -> bool {
+        let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get(&(user.to_string(), key.to_string())) {
+            Some(signal) => {
+                signal.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl super::Engine {
+    /// Registers a REST statement of `user` under the request key `key`: while the guard
+    /// lives, `cancel_request` with the same user and key stops the statement of the session
+    /// given the guard's [`Cancellable::signal`] (57014).
+    pub fn cancellable(&self, user: &str, key: &str) -> Result<Cancellable> {
+        self.cancels.register(user, key)
+    }
+
+    /// Cancels `user`'s statement running under request key `key`; false when none is.
+    pub fn cancel_request(&self, user: &str, key: &str) -> bool {
+        self.cancels.cancel(user, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_cancels_only_its_users_statement() {
+        let c = Cancels::default();
+        let run = c.register("ann", "q-1").unwrap();
+        assert!(c.register("ann", "q-1").is_err(), "a key runs once at a time");
+        assert!(!c.cancel("bob", "q-1"), "another user's key");
+        assert!(c.cancel("ann", "q-1"));
+        cancelled(Some(run.signal())).await;
+        drop(run);
+        assert!(!c.cancel("ann", "q-1"), "forgotten when done");
+        assert!(c.register("ann", "bad key!").is_err());
+    }
+}
