@@ -84,6 +84,13 @@ enum Command {
         /// Drop and recreate the demo database.
         #[arg(long)]
         reset: bool,
+        /// Name of the demo database.
+        #[arg(long, default_value = "tidemark_demo")]
+        database: String,
+        /// A TOML file of `[[users]]` tables (as in the configuration): every frontend and
+        /// the console then ask for credentials.
+        #[arg(long, value_name = "FILE")]
+        users: Option<String>,
     },
 }
 
@@ -178,9 +185,22 @@ async fn run(cmd: Command) -> Result<()> {
             println!("key:  {key}\nhash: {}", tidemark::access::hash_api_key(&key));
             Ok(())
         }
-        Command::Demo { admin_url, http, pg, flight, events, rate, advance_every, reset } => {
+        Command::Demo {
+            admin_url,
+            http,
+            pg,
+            flight,
+            events,
+            rate,
+            advance_every,
+            reset,
+            database,
+            users,
+        } => {
             let opts = tidemark::demo::DemoOptions {
                 warehouse_admin_url: admin_url,
+                database,
+                users_file: users,
                 http,
                 pg,
                 flight,

@@ -76,6 +76,13 @@ pub(super) fn print_banner(http: Option<SocketAddr>, url: &str, opts: &DemoOptio
     };
     let base = format!("http://{addr}");
     println!("\n=== tidemark demo: REST on {base}, warehouse {url}");
+    println!("=== console: {base}/console  (open it in a browser: query, the split drawn, freshness, health, recent queries)");
+    if opts.users_file.is_some() {
+        println!(
+            "users are configured: REST and the console take a user's API key \
+             (-H 'authorization: Bearer <key>' below)"
+        );
+    }
     println!(
         "logical table `{TABLE}` = {BATCH} (event_time < W) + {SPEED} (W <= event_time < H)\n\
          + the Redis windows at {} (1 s buckets from H on);\n\

@@ -56,6 +56,9 @@ pub struct DemoOptions {
     pub grace: Duration,
     /// Drop and recreate the demo database even when it is complete.
     pub reset: bool,
+    /// A TOML file of `[[users]]` tables: with it every frontend and the console ask for
+    /// credentials (an API key for REST and the console).
+    pub users_file: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -72,6 +75,7 @@ impl Default for DemoOptions {
             advance_every: Duration::from_secs(60),
             grace: Duration::from_secs(5 * 60),
             reset: false,
+            users_file: None,
         }
     }
 }
@@ -169,7 +173,13 @@ const UPSERT_WATERMARK_SQL: &str = "INSERT INTO tidemark_watermarks
 pub async fn run(mut opts: DemoOptions) -> Result<()> {
     validate(&opts)?;
     let url = prepare_database(&opts).await?;
-    let config = Arc::new(demo_config(&url, &opts.http, &opts.pg, &opts.flight, &opts.redis_url)?);
+    let users = match &opts.users_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read the users file {path}: {e}")))?,
+        None => String::new(),
+    };
+    let listen = (opts.http.as_str(), opts.pg.as_str(), opts.flight.as_str());
+    let config = Arc::new(demo_config(&url, listen, &opts.redis_url, &users)?);
     if let Some(redis) = &config.redis {
         opts.redis_url = redis.url.clone(); // after TIDEMARK_REDIS_URL
     }
@@ -179,6 +189,9 @@ pub async fn run(mut opts: DemoOptions) -> Result<()> {
     let simulator = tokio::spawn(simulate(url.clone(), Simulator::new(&opts), windows));
     print_banner(server.http_addr, &url, &opts);
     print_clients(server.pg_addr, server.flight_addr);
+    if let Some(http) = server.http_addr {
+        println!("=== console: http://{http}/console\n");
+    }
     let stopped = tokio::signal::ctrl_c().await;
     info!("demo: stopping");
     simulator.abort();
@@ -412,7 +425,14 @@ fn toml_array(values: &[&str]) -> String {
 }
 
 /// The configuration tidemark serves the demo database with.
-fn demo_config(url: &str, http: &str, pg: &str, flight: &str, redis: &str) -> Result<Config> {
+/// The demo's configuration: its listeners (REST, pgwire, Flight), database, Redis, the
+/// `events` table with windows, and `users` (TOML `[[users]]` tables, or empty).
+fn demo_config(
+    url: &str,
+    (http, pg, flight): (&str, &str, &str),
+    redis: &str,
+    users: &str,
+) -> Result<Config> {
     let text = format!(
         "[listen]\nhttp = {http}\npg = {pg}\nflight = {flight}\n\n\
          [warehouse]\nurl = {url}\ndialect = \"postgres\"\n\
@@ -436,7 +456,7 @@ fn demo_config(url: &str, http: &str, pg: &str, flight: &str, redis: &str) -> Re
     } else {
         text
     };
-    Config::from_toml_str(&text)
+    Config::from_toml_str(&format!("{text}\n{users}\n"))
 }
 
 /// State of the simulated stream processor and batch pipeline; survives reconnects.
@@ -688,10 +708,9 @@ mod tests {
     fn demo_config_parses() {
         let cfg = demo_config(
             "postgres://postgres@127.0.0.1:5432/tidemark_demo",
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            "127.0.0.1:0",
+            ("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"),
             "redis://127.0.0.1:6379",
+            "",
         );
         let cfg = cfg.expect("demo config is valid");
         assert_eq!(cfg.tables.len(), 1);
