@@ -8,7 +8,10 @@
 #   - psqlODBC and unixODBC (Debian's odbc-postgresql, unixodbc), with apt-get when missing;
 #   - node-postgres in tests/clients/node/node_modules (npm ci from the committed package-lock.json);
 #   - a JDK (javac, java) and pgjdbc at /usr/share/java/postgresql.jar (Debian's
-#     libpostgresql-jdbc-java), with apt-get when missing.
+#     libpostgresql-jdbc-java), with apt-get when missing;
+#   - for the console's browser test (tests/console.rs): Debian's chromium and, in
+#     tests/console/node_modules, playwright-core and pg (npm ci from the committed
+#     package-lock.json; playwright drives the system browser and downloads none).
 # Sourced by scripts/test.sh (`ensure_clients`), or run on its own: `bash scripts/clients.sh`.
 # Idempotent, and quick (no network) when everything is already there.
 
@@ -16,6 +19,7 @@ CLIENTS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLIENTS_VENV=$CLIENTS_ROOT/.venv
 CLIENTS_PY_REQ=$CLIENTS_ROOT/tests/clients/python/requirements.txt
 CLIENTS_NODE_DIR=$CLIENTS_ROOT/tests/clients/node
+CLIENTS_CONSOLE_DIR=$CLIENTS_ROOT/tests/console
 CLIENTS_JDBC_JAR=/usr/share/java/postgresql.jar
 CLIENTS_APT_UPDATED=0
 
@@ -102,6 +106,21 @@ ensure_node_client() {
   (cd "$CLIENTS_NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# Debian's chromium and the console test's node_modules (playwright-core, pg), reinstalled
+# when package-lock.json changes.
+ensure_console_client() {
+  command -v chromium >/dev/null 2>&1 || clients_apt_install chromium
+  local stamp=$CLIENTS_CONSOLE_DIR/node_modules/.lock.sha256 want
+  want=$(sha256sum "$CLIENTS_CONSOLE_DIR/package-lock.json" | cut -d' ' -f1)
+  if [[ $(cat "$stamp" 2>/dev/null || true) == "$want" ]]; then
+    clients_log "chromium and playwright-core present (tests/console/node_modules)"
+    return 0
+  fi
+  clients_log "npm ci in tests/console (playwright-core, pg)"
+  (cd "$CLIENTS_CONSOLE_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  printf '%s\n' "$want" >"$stamp"
+}
+
 # javac, java and Debian's pgjdbc jar.
 ensure_java_client() {
   local need=()
@@ -138,6 +157,7 @@ ensure_clients() {
   ensure_node_client
   ensure_java_client
   ensure_odbc_client
+  ensure_console_client
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

@@ -75,16 +75,18 @@ impl Cancels {
         Ok(Cancellable { running: self.0.clone(), id, signal })
     }
 
-    /// Cancels `user`'s statement running under `key`; false when there is none.
-    pub(super) fn cancel(&self, user: &str, key: &str) -> bool {
+    /// Cancels `user`'s statement running under `key`; false when there is none (22023 for
+    /// a malformed key).
+    pub(super) fn cancel(&self, user: &str, key: &str) -> Result<bool> {
+        check_key(key)?;
         let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match running.get(&(user.to_string(), key.to_string())) {
+        Ok(match running.get(&(user.to_string(), key.to_string())) {
             Some(signal) => {
                 signal.send_replace(true);
                 true
             }
             None => false,
-        }
+        })
     }
 }
 
@@ -96,8 +98,9 @@ impl super::Engine {
         self.cancels.register(user, key)
     }
 
-    /// Cancels `user`'s statement running under request key `key`; false when none is.
-    pub fn cancel_request(&self, user: &str, key: &str) -> bool {
+    /// Cancels `user`'s statement running under request key `key`; false when none is
+    /// (22023 for a malformed key).
+    pub fn cancel_request(&self, user: &str, key: &str) -> Result<bool> {
         self.cancels.cancel(user, key)
     }
 }
@@ -111,11 +114,12 @@ mod tests {
         let c = Cancels::default();
         let run = c.register("ann", "q-1").unwrap();
         assert!(c.register("ann", "q-1").is_err(), "a key runs once at a time");
-        assert!(!c.cancel("bob", "q-1"), "another user's key");
-        assert!(c.cancel("ann", "q-1"));
+        assert!(!c.cancel("bob", "q-1").unwrap(), "another user's key");
+        assert!(c.cancel("ann", "q-1").unwrap());
         cancelled(Some(run.signal())).await;
         drop(run);
-        assert!(!c.cancel("ann", "q-1"), "forgotten when done");
+        assert!(!c.cancel("ann", "q-1").unwrap(), "forgotten when done");
+        assert!(c.cancel("ann", "bad key!").is_err());
         assert!(c.register("ann", "bad key!").is_err());
     }
 }

@@ -241,6 +241,7 @@ impl Engine {
             in_flight,
             killed: Box::pin(self.life.killed()),
             cancelled: Box::pin(cancel::cancelled(session.cancel.clone())),
+            metrics: self.metrics.clone(),
         };
         result.stream = tracked::track(result.stream, tracking);
         Ok(result)

@@ -287,6 +287,8 @@ pub struct Tracking {
     pub killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     /// Resolves when the client cancels the statement.
     pub cancelled: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Where an error while streaming is counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Wraps an answer's batches: counts and limits them, stops at shutdown, logs at the end.
@@ -318,6 +320,7 @@ pub fn track(
         match item {
             Ok(b) => Some((Ok(b), Some((inner, t, Some(Instant::now()))))),
             Err(e) => {
+                t.metrics.error(t.log.frontend, e.sqlstate());
                 t.log.failed(&e);
                 Some((Err(e), None))
             }

@@ -129,7 +129,7 @@ pub async fn cancel(
 ) -> Result<Response, Problem> {
     let user = user_of(&engine, &headers)?;
     let req: CancelRequest = decode_json(body)?;
-    match engine.cancel_request(&user, &req.request_id) {
+    match engine.cancel_request(&user, &req.request_id)? {
         true => Ok(axum::Json(json!({ "canceled": true })).into_response()),
         false => {
             Err(Error::NotFound(format!("no request {:?} of yours is running", req.request_id))

@@ -96,7 +96,7 @@ fn ask(addr: &str, tls: Option<&RedisTls>, args: &[&str]) -> Option<String> {
 }
 
 /// A fresh directory for one server's or cluster's files (logs, nodes.conf).
-fn scratch_dir(kind: &str) -> PathBuf {
+pub fn scratch_dir(kind: &str) -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir()
