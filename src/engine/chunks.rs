@@ -145,7 +145,7 @@ impl Engine {
             session: wp.clone(),
         };
         let missing: Vec<usize> =
-            (0..pieces.len()).filter(|i| !self.legs.has_batch(&key(&pieces[*i]))).collect();
+            (0..pieces.len()).filter(|i| !self.legs.has_batch(&key(pieces[*i]))).collect();
         let together = tokio::sync::OnceCell::new();
         let (together, missing) = (&together, &missing);
         let loads = pieces.iter().enumerate().map(|(i, sql)| async move {

@@ -179,7 +179,7 @@ impl QueryLog {
         }
     }
 
-    fn into_record(&mut self, p: Pending) -> StatementRecord {
+    fn record_of(&mut self, p: Pending) -> StatementRecord {
         let f = p.freshness;
         StatementRecord {
             id: p.id,
@@ -239,7 +239,7 @@ impl Drop for QueryLog {
                 p.error = Some("the client cancelled the statement or went away".into());
             }
             let activity = p.activity.clone();
-            activity.push(self.into_record(*p));
+            activity.push(self.record_of(*p));
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::{json, Value as Json};
 
 use super::arrow_out::convert_all;
 use super::observe;
+pub use super::request::{decode_json, user_of, Problem, BODY_LIMIT};
 use crate::config::NumericMode;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -29,8 +30,6 @@ use crate::model::column::Param;
 use crate::model::freshness::{CacheStatus, Freshness, PlanKind};
 use crate::model::value::Value;
 
-/// Largest request body accepted (bigger bodies get 413).
-pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Media type of Arrow IPC streams.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// Request header naming a request so that `POST /v1/cancel` can stop it.
@@ -66,61 +65,8 @@ struct QueryRequest {
     params: Vec<Json>,
 }
 
-/// An error as an `application/problem+json` response.
-pub struct Problem(Error);
-
-impl From<Error> for Problem {
-    fn from(e: Error) -> Self {
-        Problem(e)
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let status =
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let title = match status.as_u16() {
-            499 => "Client Closed Request",
-            _ => status.canonical_reason().unwrap_or("error"),
-        };
-        let body = json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": e.to_string(),
-            "sqlstate": e.sqlstate(),
-        });
-        let mut resp = (status, body.to_string()).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        resp
-    }
-}
-
 fn decode(body: Result<Bytes, BytesRejection>) -> Result<QueryRequest, Problem> {
     decode_json(body)
-}
-
-/// A JSON request body (22023 when it is not the JSON expected, 54000 when too large).
-pub fn decode_json<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, Problem> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem(Error::data("54000", format!("request body larger than {BODY_LIMIT} bytes")))
-        } else {
-            Problem(Error::InvalidInput(format!("cannot read body: {r}")))
-        }
-    })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| Problem(Error::InvalidInput(format!("invalid JSON body: {e}"))))
 }
 
 fn param(v: &Json) -> Result<Param, Problem> {
@@ -322,25 +268,6 @@ async fn tables(
         tables.retain(|t| g.table(&t.name));
     }
     Ok(axum::Json(tables).into_response())
-}
-
-/// The user a request's `Authorization: Bearer <api key>` names; 401 (28000) without a valid
-/// key when users are configured, "" (anonymous) when none are.
-pub fn user_of(engine: &Engine, headers: &HeaderMap) -> Result<String, Problem> {
-    if !engine.access().required() {
-        return Ok(String::new());
-    }
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    match engine.access().user_for_key(key.trim()) {
-        Some(user) => Ok(user.to_string()),
-        None => Err(Problem(Error::Unauthenticated(
-            "missing or invalid API key: send Authorization: Bearer <key>".into(),
-        ))),
-    }
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> Response {

@@ -9,4 +9,5 @@ pub mod http;
 pub mod observe;
 pub mod openapi;
 pub mod pgwire;
+pub mod request;
 pub mod tls;

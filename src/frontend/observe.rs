@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::http::{decode_json, user_of, Problem};
+use super::request::{decode_json, user_of, Problem};
 use crate::engine::activity::RecentFilter;
 use crate::engine::Engine;
 use crate::error::Error;
