@@ -350,11 +350,12 @@ impl Engine {
     }
 
     /// A table's H in ms since 1970 (Ok(None): no windows or none published; Err: Redis
-    /// cannot be read, and why).
+    /// cannot be read, and why). Read from Redis, not from the cache queries read H from, so
+    /// that watching never changes what a query sees.
     pub(super) async fn high_water_ms(&self, table: &str) -> Result<Option<i64>, String> {
         let has = self.config.table(table).is_some_and(|t| t.windows.is_some());
         let Some(reader) = self.windows.as_ref().filter(|_| has) else { return Ok(None) };
-        match reader.cached_high_water_mark(table, false).await {
+        match reader.cached_high_water_mark(table, true).await {
             Ok(h) => Ok(h.map(|us| us.div_euclid(1000))),
             Err(e) => Err(e.to_string()),
         }
