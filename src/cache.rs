@@ -268,7 +268,8 @@ impl LegCache {
     }
 
     /// The leg's rows (and when they were read) from the cache, or loaded once by `load`
-    /// however many callers ask.
+    /// however many callers ask. `load` also says whether its rows came from another cache
+    /// (the fleet's): such a leg counts as a hit, since nothing was computed for it.
     pub async fn get_or_load<F, Fut>(
         &self,
         layer: Layer,
@@ -278,27 +279,30 @@ impl LegCache {
     ) -> Result<(Read, CacheStatus)>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<Vec<Value>>>>,
+        Fut: Future<Output = Result<(Vec<Vec<Value>>, bool)>>,
     {
         let now = || chrono::Utc::now().timestamp_micros();
         if bypass || !self.enabled {
             let at = now();
-            return Ok(((Arc::new(load().await?), at), CacheStatus::Bypass));
+            return Ok(((Arc::new(load().await?.0), at), CacheStatus::Bypass));
         }
         let cache = match layer {
             Layer::Batch => &self.batch,
             Layer::Speed => &self.speed,
         };
-        let mut loaded = false;
+        let (mut loaded, mut elsewhere) = (false, false);
         let rows = cache
             .try_get_with(key, async {
                 loaded = true;
                 let at = now();
-                load().await.map(|r| (Arc::new(r), at))
+                load().await.map(|(r, shared)| {
+                    elsewhere = shared;
+                    (Arc::new(r), at)
+                })
             })
             .await
             .map_err(|e: Arc<Error>| (*e).clone())?;
-        let status = if loaded { CacheStatus::Miss } else { CacheStatus::Hit };
+        let status = if loaded && !elsewhere { CacheStatus::Miss } else { CacheStatus::Hit };
         self.metrics.cache(layer.name(), status.name());
         Ok((rows, status))
     }

@@ -10,8 +10,8 @@
 //! - [`frontend`]: REST, pgwire and Flight SQL; each decodes, calls the [`engine`], encodes
 //!   (it imports only the engine, the model, the error type and the configuration).
 //! - [`engine`]: the facade (sessions, classification, the split run, EXPLAIN, health).
-//! - [`plan`], [`merge`], [`cache`], [`windows`]: plan the legs, merge them, cache them, read
-//!   the Redis windows.
+//! - [`plan`], [`merge`], [`cache`], [`fleet`], [`windows`]: plan the legs, merge them, cache
+//!   them (in this process and, through Redis, for the fleet), read the Redis windows.
 //! - [`exec`], [`catalog`], [`watermark`]: the warehouse client, its facts, the watermark W.
 //! - [`model`], [`error`], [`config`]: values, columns, freshness and durations; one error
 //!   type; the configuration, parsed once.
@@ -33,6 +33,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod fleet;
 pub mod frontend;
 pub mod fuzzing;
 pub mod merge;

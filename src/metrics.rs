@@ -43,6 +43,8 @@ pub struct Metrics {
     parses: AtomicU64,
     legs: Mutex<BTreeMap<String, u64>>,
     connections: Mutex<BTreeMap<&'static str, u64>>,
+    shared: Mutex<BTreeMap<&'static str, u64>>,
+    leases: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The cumulative counters at one instant (the console's history takes differences).
@@ -120,6 +122,17 @@ impl Metrics {
     /// Counts one statement text parsed (a text seen again is not parsed again).
     pub fn parse(&self) {
         self.parses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one use of the fleet's shared cache by its result (`hit`, `miss`, `stored`,
+    /// `too_large`, `unsharable`, `foreign`, `error`).
+    pub fn shared(&self, result: &'static str) {
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()).entry(result).or_default() += 1;
+    }
+
+    /// Counts one fleet lease event (`won`, `held`, `waited`, `waited_in_vain`).
+    pub fn lease(&self, result: &'static str) {
+        *self.leases.lock().unwrap_or_else(|e| e.into_inner()).entry(result).or_default() += 1;
     }
 
     /// Counts an open connection of `frontend` until the returned guard is dropped.
@@ -220,6 +233,23 @@ impl Metrics {
         );
         for (layer, n) in self.legs_run() {
             let _ = writeln!(out, "tidemark_warehouse_legs_total{{layer=\"{layer}\"}} {n}");
+        }
+        for (name, help, map) in [
+            (
+                "tidemark_shared_cache_total",
+                "The fleet's shared leg cache in Redis, by result.",
+                &self.shared,
+            ),
+            (
+                "tidemark_shared_leases_total",
+                "Fleet leases on legs: won (this replica computes), held (another does), waited (its value came), waited_in_vain.",
+                &self.leases,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            for (result, n) in map.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                let _ = writeln!(out, "{name}{{result=\"{result}\"}} {n}");
+            }
         }
         let connections: Vec<Gauge> = self
             .connections()

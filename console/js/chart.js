@@ -52,25 +52,40 @@ function path(points, x, y, step) {
   return d;
 }
 
+/** Axis values for a log scale over [lo, hi] (seconds: 1 s, 10 s, 1 min, 10 min, 1 h, ...). */
+export function logTicks(lo, hi) {
+  const marks = [0.01, 0.1, 1, 10, 60, 600, 3600, 36000, 86400, 864000];
+  const inside = marks.filter((m) => m >= lo && m <= hi);
+  return inside.length >= 2 ? inside : [lo, hi];
+}
+
 /**
  * A chart panel. `opts`: title, series [{name, points: [[t ms, value]], step, dash, color}],
  * from/to (ms), fmt (value → text), min (lower bound of the y axis, default 0; null: the
- * lowest value), instants (values are times: no round steps), integer (counts: steps of
- * at least 1), testid.
+ * lowest value), max (upper bound, default the highest value), clamp (values outside
+ * [min, max] are drawn at the edge), instants (values are times: no round steps), integer
+ * (counts: steps of at least 1), log (a logarithmic axis for positive values), testid.
  */
 export function chart(opts) {
   const { title, series, from, to, fmt = (v) => v.toFixed(2), min = 0, testid } = opts;
   const values = series.flatMap((sr) => sr.points.map((p) => p[1])).filter((v) => v !== null && v !== undefined && !Number.isNaN(v));
   let lo = min === null ? Math.min(...values) : min;
-  let hi = Math.max(...values, lo + 1e-9);
-  if (!values.length) [lo, hi] = [0, 1];
+  let hi = opts.max ?? Math.max(...values, lo + 1e-9);
+  if (!values.length) [lo, hi] = [opts.log ? 1 : 0, opts.log ? 60 : 1];
+  if (opts.log) [lo, hi] = [Math.max(lo, 0.1), Math.max(hi, 1)];
   if (hi - lo < 1e-9) hi = lo + 1;
-  const ticks = opts.instants ? null : niceTicks(lo, hi, 3, opts.integer);
-  if (ticks) [lo, hi] = [ticks[0], ticks[ticks.length - 1]];
-  else hi += (hi - lo) * 0.08;
+  let ticks = null;
+  if (opts.log) ticks = logTicks(lo, hi);
+  else if (!opts.instants) ticks = niceTicks(lo, hi, 3, opts.integer);
+  if (ticks && !opts.log) [lo, hi] = [ticks[0], ticks[ticks.length - 1]];
+  else if (!opts.max) hi += (hi - lo) * 0.08;
   const span = Math.max(1, to - from);
   const x = (t) => PAD.l + ((t - from) / span) * (W - PAD.l - PAD.r);
-  const y = (v) => H - PAD.b - ((v - lo) / (hi - lo)) * (H - PAD.t - PAD.b);
+  const frac = opts.log
+    ? (v) => (Math.log(Math.max(v, lo)) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))
+    : (v) => (v - lo) / (hi - lo);
+  const clamp = (f) => (opts.clamp || opts.log ? Math.min(1, Math.max(0, f)) : f);
+  const y = (v) => H - PAD.b - clamp(frac(v)) * (H - PAD.t - PAD.b);
   const grid = [];
   for (const v of ticks || [0, 1, 2, 3].map((i) => lo + ((hi - lo) * i) / 3)) {
     grid.push(s("line", { class: "grid-line", x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v) }));
@@ -81,8 +96,9 @@ export function chart(opts) {
     grid.push(s("text", { class: "axis-text", x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, tickLabel(t, span)));
   }
   const colored = series.map((sr, i) => ({ ...sr, color: sr.color || PALETTE[i % PALETTE.length] }));
+  const shown = (sr) => sr.points.filter((p) => p[0] >= from);
   const lines = colored.map((sr) =>
-    s("path", { class: "series", d: path(sr.points, x, y, sr.step), stroke: sr.color, "stroke-dasharray": sr.dash ? "5 4" : null, "data-series": sr.name }),
+    s("path", { class: "series", d: path(shown(sr), x, y, sr.step), stroke: sr.color, "stroke-dasharray": sr.dash ? "5 4" : null, "data-series": sr.name }),
   );
   const cursor = s("line", { class: "cursor", y1: PAD.t, y2: H - PAD.b, visibility: "hidden" });
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title }, grid, lines, cursor);

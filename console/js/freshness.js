@@ -25,13 +25,16 @@ function windowsCards(t) {
 
 function tableSection(t) {
   const points = [...t.samples, { t: t.now, w: t.w, h: t.h }];
-  const from = t.now - HOUR;
+  // the last hour, or as much of it as the samples reach back
+  const from = Math.max(t.now - HOUR, (points[0]?.t ?? t.now) - 1000);
   const marks = chart({
-    title: "W, H and now — the last hour",
+    title: "W, H and now — the last hour (instants before the chart's start are drawn at its floor)",
     testid: `timeline-${t.table}`,
     from,
     to: t.now,
-    min: null,
+    min: from,
+    max: t.now,
+    clamp: true,
     instants: true,
     fmt: (v) => clock(v),
     series: [
@@ -41,10 +44,11 @@ function tableSection(t) {
     ],
   });
   const lag = chart({
-    title: "How far behind now (seconds)",
+    title: "How far behind now (log scale)",
     testid: `lag-${t.table}`,
     from,
     to: t.now,
+    log: true,
     fmt: (v) => duration(v),
     series: [
       { name: "batch (now − W)", points: points.map((p) => [p.t, p.w === null ? null : (p.t - p.w) / 1000]), color: "var(--w)" },

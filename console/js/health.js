@@ -29,7 +29,8 @@ function bytes(v) {
 
 function charts(samples) {
   const now = Date.now();
-  const [from, to] = [now - HOUR, now];
+  // the last hour, or as much of it as the samples reach back
+  const [from, to] = [Math.max(now - HOUR, (samples[0]?.t ?? now) - 5000), now];
   const latency = [
     ...byKey(samples, "p50_ms").map((s) => ({ ...s, name: `${s.name} p50` })),
     ...byKey(samples, "p99_ms").map((s) => ({ ...s, name: `${s.name} p99`, dash: true })),

@@ -244,6 +244,20 @@ pub struct CacheConfig {
     /// Re-run named and frequent recent queries in the background when W moves.
     #[serde(default = "default_true")]
     pub rewarm: bool,
+    /// With `[redis]`: share batch legs and chunks with the other replicas through Redis,
+    /// compute each once per fleet (leases), and re-warm each query on one replica.
+    #[serde(default = "default_true")]
+    pub shared: bool,
+    /// How long a shared leg lives in Redis (old W's legs also go when W moves).
+    #[serde(default = "default_shared_ttl")]
+    pub shared_ttl: Span,
+    /// Largest shared leg (compressed bytes); larger legs stay in this replica's cache.
+    #[serde(default = "default_shared_entry_bytes")]
+    pub shared_entry_bytes: u64,
+    /// Longest a replica waits for a leg another replica is computing before computing it
+    /// itself.
+    #[serde(default = "default_shared_wait")]
+    pub shared_wait: Span,
 }
 
 impl Default for CacheConfig {
@@ -255,8 +269,22 @@ impl Default for CacheConfig {
             speed_ttl: default_speed_ttl(),
             result_bytes: default_speed_bytes(),
             rewarm: true,
+            shared: true,
+            shared_ttl: default_shared_ttl(),
+            shared_entry_bytes: default_shared_entry_bytes(),
+            shared_wait: default_shared_wait(),
         }
     }
+}
+
+fn default_shared_ttl() -> Span {
+    Span(Duration::from_secs(3600))
+}
+fn default_shared_entry_bytes() -> u64 {
+    4 << 20
+}
+fn default_shared_wait() -> Span {
+    Span(Duration::from_secs(10))
 }
 
 fn default_true() -> bool {

@@ -90,7 +90,77 @@ impl Cancels {
     }
 }
 
+/// What became of a cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The statement ran here and is cancelled.
+    Cancelled,
+    /// It does not run here; the cancel went to the other replicas over Redis.
+    Relayed,
+    /// It runs nowhere this replica can reach.
+    NotFound,
+}
+
 impl super::Engine {
+    /// Cancels `user`'s statement running under request key `key`, here or, through the
+    /// fleet's relay, on the replica that runs it (22023 for a malformed key).
+    pub async fn cancel_anywhere(&self, user: &str, key: &str) -> Result<Outcome> {
+        if self.cancels.cancel(user, key)? {
+            return Ok(Outcome::Cancelled);
+        }
+        let relay = crate::fleet::relay::Cancel::Request(user.to_string(), key.to_string());
+        match &self.relay {
+            Some(r) if r.send(&relay).await => Ok(Outcome::Relayed),
+            _ => Ok(Outcome::NotFound),
+        }
+    }
+
+    /// The BackendKeyData process id of this replica's `n`th pgwire connection: it names the
+    /// replica, so that a CancelRequest reaching another one can be relayed here.
+    pub fn pgwire_pid(&self, n: u32) -> i32 {
+        crate::fleet::relay::pid(self.tag, n)
+    }
+
+    /// Relays a pgwire CancelRequest this replica does not know to the replica its process
+    /// id names (nothing without Redis, or when the id names this replica).
+    pub async fn relay_pg_cancel(&self, pid: i32, secret: Vec<u8>) {
+        let Some(r) = &self.relay else { return };
+        if crate::fleet::relay::tag_of(pid) != self.tag {
+            r.send(&crate::fleet::relay::Cancel::Pg(pid, secret)).await;
+        }
+    }
+
+    /// Registers what cancels a pgwire connection's statement here when another replica
+    /// relays a CancelRequest for it (the pgwire frontend's connection manager).
+    pub fn on_relayed_pg_cancel(
+        &self,
+        f: impl Fn(i32, Vec<u8>) -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
+    ) {
+        use crate::fleet::relay::Cancel;
+        if let Some(r) = &self.relay {
+            r.handle(Arc::new(move |c| match c {
+                Cancel::Pg(pid, secret) => f(pid, secret),
+                Cancel::Request(..) => Box::pin(async { false }),
+            }));
+        }
+    }
+
+    /// Carries out relayed request-id cancels here (REST and Flight statements).
+    pub(super) fn handle_relayed_requests(self: &Arc<Self>) {
+        use crate::fleet::relay::Cancel;
+        let Some(r) = &self.relay else { return };
+        let engine = Arc::downgrade(self);
+        r.handle(Arc::new(move |c| {
+            let done = match (&c, engine.upgrade()) {
+                (Cancel::Request(user, key), Some(e)) => {
+                    e.cancels.cancel(user, key).unwrap_or(false)
+                }
+                _ => false,
+            };
+            Box::pin(async move { done })
+        }));
+    }
+
     /// Registers a REST statement of `user` under the request key `key`: while the guard
     /// lives, `cancel_request` with the same user and key stops the statement of the session
     /// given the guard's [`Cancellable::signal`] (57014).

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::fleet::FleetPlan;
 use super::Engine;
 use crate::cache::{LegKey, LegRows};
 use crate::error::Result;
@@ -128,7 +129,8 @@ impl Engine {
 
     /// Runs the pieces of a cut batch leg through the batch cache and concatenates their
     /// partial rows (the merge combines them like any other leg's). The pieces the cache does
-    /// not hold are computed together, in one statement (see [`tagged_union`]): a cold sliding
+    /// not hold come from the fleet's shared cache when another replica computed them; the
+    /// rest are computed together, in one statement (see [`tagged_union`]): a cold sliding
     /// range costs the warehouse one round trip and one queue slot, not one per chunk.
     pub(super) async fn run_pieces(
         &self,
@@ -137,8 +139,7 @@ impl Engine {
         params: &[Param],
         wp: &SessionParams,
     ) -> Result<(LegRows, Vec<CacheStatus>)> {
-        let pieces: Vec<&String> = cut.pieces.iter().map(|(_, sql)| sql).collect();
-        let pieces = &pieces[..];
+        let pieces: Vec<&str> = cut.pieces.iter().map(|(_, sql)| sql.as_str()).collect();
         let key = |sql: &str| LegKey {
             sql: sql.to_string(),
             params: params.to_vec(),
@@ -146,32 +147,110 @@ impl Engine {
         };
         let missing: Vec<usize> =
             (0..pieces.len()).filter(|i| !self.legs.has_batch(&key(pieces[*i]))).collect();
+        let shared = self.shared_for(Layer::Batch, false);
+        let ids: Vec<(usize, String)> =
+            missing.iter().map(|i| (*i, Self::leg_identity(pieces[*i], params, wp))).collect();
+        let fleet = match shared {
+            Some(sh) if !ids.is_empty() => self.fleet_plan(sh, &ids).await,
+            _ => FleetPlan { won: missing.clone(), ..Default::default() },
+        };
+        let ctx = PieceCtx { pieces: &pieces, ids: &ids, fleet: &fleet, described, params, wp };
         let together = tokio::sync::OnceCell::new();
-        let (together, missing) = (&together, &missing);
-        let loads = pieces.iter().enumerate().map(|(i, sql)| async move {
-            let load = || async move {
-                let Some(at) = missing.iter().position(|m| *m == i).filter(|_| missing.len() > 1)
-                else {
-                    self.metrics.leg("batch");
-                    let fetched = self.warehouse.fetch(sql, &described.params, params, wp).await;
-                    return fetched.map(|f| f.rows);
-                };
-                let all = together
-                    .get_or_try_init(|| async {
-                        self.metrics.leg("batch");
-                        let sqls: Vec<&str> = missing.iter().map(|m| pieces[*m].as_str()).collect();
-                        let sql = tagged_union(&sqls);
-                        let rows = self.warehouse.fetch(&sql, &described.params, params, wp).await;
-                        untag(rows?.rows, missing.len())
-                    })
-                    .await?;
-                Ok(all[at].clone())
-            };
-            self.legs.get_or_load(Layer::Batch, key(sql), false, load).await
+        let loads = (0..pieces.len()).map(|i| {
+            let (ctx, together) = (&ctx, &together);
+            let load = move || async move { self.load_piece(ctx, i, together).await };
+            self.legs.get_or_load(Layer::Batch, key(pieces[i]), false, load)
         });
         let results = futures::future::try_join_all(loads).await?;
         let statuses = results.iter().map(|(_, s)| *s).collect();
         let rows = results.into_iter().flat_map(|((r, _), _)| Arc::unwrap_or_clone(r)).collect();
         Ok((Arc::new(rows), statuses))
     }
+
+    /// One piece the batch cache lacks: from the fleet, awaited from the replica computing
+    /// it, or computed here (with the other pieces this replica computes, in one statement).
+    async fn load_piece(
+        &self,
+        ctx: &PieceCtx<'_>,
+        i: usize,
+        together: &tokio::sync::OnceCell<Vec<Vec<Vec<Value>>>>,
+    ) -> Result<(Vec<Vec<Value>>, bool)> {
+        let shared = self.shared_for(Layer::Batch, false);
+        if let Some(rows) = ctx.fleet.found.get(&i) {
+            return Ok((rows.clone(), true));
+        }
+        let id = ctx.ids.iter().find(|(j, _)| *j == i).map(|(_, id)| id.as_str());
+        if let (Some(sh), Some(id)) = (shared, id.filter(|_| ctx.fleet.held.contains(&i))) {
+            if let Some(rows) = sh.wait_for(id).await {
+                return Ok((rows, true));
+            }
+            let rows = self.fetch_piece(ctx, i).await?;
+            sh.put(id, &rows).await;
+            return Ok((rows, false));
+        }
+        let won = &ctx.fleet.won;
+        let Some(at) = won.iter().position(|m| *m == i).filter(|_| won.len() > 1) else {
+            let rows = self.fetch_piece(ctx, i).await;
+            if let (Some(sh), Some(id)) = (shared, id) {
+                if let Ok(r) = &rows {
+                    sh.put(id, r).await;
+                }
+                sh.release(id).await;
+            }
+            return rows.map(|r| (r, false));
+        };
+        let all = together.get_or_try_init(|| self.fetch_together(ctx)).await?;
+        Ok((all[at].clone(), false))
+    }
+
+    /// One piece alone.
+    async fn fetch_piece(&self, ctx: &PieceCtx<'_>, i: usize) -> Result<Vec<Vec<Value>>> {
+        self.metrics.leg("batch");
+        let fetched =
+            self.warehouse.fetch(ctx.pieces[i], &ctx.described.params, ctx.params, ctx.wp);
+        fetched.await.map(|f| f.rows)
+    }
+
+    /// The pieces this replica computes, in one tagged statement, each then shared and its
+    /// lease let go.
+    async fn fetch_together(&self, ctx: &PieceCtx<'_>) -> Result<Vec<Vec<Vec<Value>>>> {
+        self.metrics.leg("batch");
+        let won = &ctx.fleet.won;
+        let sqls: Vec<&str> = won.iter().map(|m| ctx.pieces[*m]).collect();
+        let sql = tagged_union(&sqls);
+        let rows = self.warehouse.fetch(&sql, &ctx.described.params, ctx.params, ctx.wp).await;
+        let shared = self.shared_for(Layer::Batch, false);
+        let id_of = |m: &usize| ctx.ids.iter().find(|(j, _)| j == m).map(|(_, id)| id.as_str());
+        let all = match rows.and_then(|r| untag(r.rows, won.len())) {
+            Ok(all) => all,
+            Err(e) => {
+                if let Some(sh) = shared {
+                    futures::future::join_all(
+                        won.iter().filter_map(id_of).map(|id| sh.release(id)),
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(sh) = shared {
+            let share = won.iter().zip(&all).filter_map(|(m, r)| Some((id_of(m)?, r)));
+            futures::future::join_all(share.map(|(id, r)| async move {
+                sh.put(id, r).await;
+                sh.release(id).await;
+            }))
+            .await;
+        }
+        Ok(all)
+    }
+}
+
+/// What loading the pieces of one cut needs.
+struct PieceCtx<'a> {
+    pieces: &'a [&'a str],
+    ids: &'a [(usize, String)],
+    fleet: &'a FleetPlan,
+    described: &'a Described,
+    params: &'a [Param],
+    wp: &'a SessionParams,
 }

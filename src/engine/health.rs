@@ -41,6 +41,9 @@ impl Engine {
         if let Some(p) = &self.push {
             roles.push(("watermark_push", p.unavailable_because()));
         }
+        if let Some(s) = &self.shared {
+            roles.push(("shared_cache", s.unavailable_because()));
+        }
         roles
     }
 

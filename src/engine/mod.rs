@@ -37,6 +37,7 @@ mod cancel;
 mod chunks;
 mod classify;
 mod explain;
+mod fleet;
 mod forward;
 mod health;
 pub mod history;
@@ -55,7 +56,7 @@ pub use crate::metrics::Connection;
 pub use crate::plan::copy::{CopyFormat, CopyOptions, ForceQuote};
 pub use crate::plan::local::{check_setting, parse_move};
 pub use crate::queries::{NamedQueries, NamedQuery, QueryParam};
-pub use cancel::Cancellable;
+pub use cancel::{Cancellable, Outcome as CancelOutcome};
 use explain::explain_lines;
 pub use forward::Forwarded;
 use result::{empty, text_result, text_rows};
@@ -97,6 +98,42 @@ pub struct Engine {
     activity: Arc<activity::Activity>,
     history: history::History,
     cancels: cancel::Cancels,
+    /// The fleet's shared leg cache (with `[redis]` and `[cache] shared`).
+    shared: Option<Arc<crate::fleet::shared::SharedLegs>>,
+    /// This replica's tag in pgwire process ids (relayed cancels).
+    tag: u16,
+    /// The cancel relay between replicas (with `[redis]`).
+    relay: Option<Arc<crate::fleet::relay::Relay>>,
+}
+
+/// The one link to `[redis]` that request paths share.
+fn redis_link(cfg: &crate::config::Redis) -> Result<Arc<crate::windows::link::RedisLink>> {
+    let target = crate::windows::target::RedisTarget::new(cfg)?;
+    let meanwhile = "answers read the speed table instead of the windows until it answers";
+    Ok(Arc::new(crate::windows::link::RedisLink::new(target, cfg.timeout()?, meanwhile)))
+}
+
+/// The fleet's shared leg cache over `link`, as `[cache]` sets it up; a lease lasts as long as
+/// a statement may (`statement_timeout`, at most 10 min), so a holder that dies frees the leg.
+fn fleet_cache(
+    link: Arc<crate::windows::link::RedisLink>,
+    config: &Config,
+    metrics: &Arc<crate::metrics::Metrics>,
+    replica: &str,
+) -> crate::fleet::shared::SharedLegs {
+    let c = &config.cache;
+    let statement = config.warehouse.statement_timeout.get();
+    let lease = match statement.is_zero() {
+        true => std::time::Duration::from_secs(600),
+        false => statement.min(std::time::Duration::from_secs(600)),
+    };
+    let cfg = crate::fleet::shared::SharedConfig {
+        ttl: c.shared_ttl.get(),
+        max_entry: c.shared_entry_bytes as usize,
+        wait: c.shared_wait.get(),
+        lease,
+    };
+    crate::fleet::shared::SharedLegs::new(link, cfg, metrics.clone(), replica)
 }
 
 impl Engine {
@@ -113,8 +150,15 @@ impl Engine {
             true => config.cache.speed_ttl.get(),
             false => std::time::Duration::ZERO,
         };
-        let windows =
-            config.redis.as_ref().map(|r| WindowsReader::new(r, window_ttl)).transpose()?;
+        let link = config.redis.as_ref().map(redis_link).transpose()?;
+        let windows = link.clone().map(|l| WindowsReader::new(l, window_ttl));
+        let replica = crate::access::new_api_key()?.split_off(4)[..16].to_string();
+        let tag = u16::from_str_radix(&replica[..4], 16).unwrap_or(0) & 0x3ff;
+        let relay = link.clone().map(|l| crate::fleet::relay::Relay::new(l, tag));
+        let shared = match (&link, config.cache.enabled && config.cache.shared) {
+            (Some(l), true) => Some(Arc::new(fleet_cache(l.clone(), &config, &metrics, &replica))),
+            _ => None,
+        };
         let named = match &config.queries {
             Some(q) => crate::queries::NamedQueries::load(std::path::Path::new(&q.dir))?,
             None => Default::default(),
@@ -164,7 +208,14 @@ impl Engine {
             activity: Arc::new(activity::Activity::new(console_recent)),
             history: Default::default(),
             cancels: Default::default(),
+            shared,
+            tag,
+            relay,
         });
+        if let Some(r) = &engine.relay {
+            r.spawn(shutdown.clone());
+            engine.handle_relayed_requests();
+        }
         engine.clone().spawn_history(shutdown.clone());
         engine.clone().spawn_redis_check();
         if engine.legs.enabled() {

@@ -51,5 +51,10 @@ async fn retire(engine: &Weak<Engine>, retired: &mut HashMap<String, VecDeque<St
     let current = e.watermarks.current_literals();
     let dead: Vec<String> =
         retired.values().flatten().filter(|l| !current.contains(*l)).cloned().collect();
+    if let Some(shared) = &e.shared {
+        for literal in &dead {
+            shared.forget(literal).await;
+        }
+    }
     e.legs.retire_batch(dead).await;
 }

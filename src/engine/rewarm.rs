@@ -86,6 +86,17 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Whether this replica re-warms `sql` for `table`'s current W: always alone; in a fleet
+    /// sharing legs, only the replica that claims it first (the others read its legs from
+    /// the shared cache when asked).
+    async fn claims_rewarm(&self, table: &str, sql: &str, params: &[Param]) -> bool {
+        let Some(shared) = &self.shared else { return true };
+        let w = self.watermarks.cached(table).map(|w| w.text()).unwrap_or_default();
+        shared.claim_rewarm(&format!("rewarm\n{table}\n{w}\n{sql}\n{params:?}")).await
+    }
+}
+
 async fn rewarm(engine: &Weak<Engine>, table: &str) {
     let Some(e) = engine.upgrade() else { return };
     let set = e.rewarm_set(table);
@@ -94,6 +105,9 @@ async fn rewarm(engine: &Weak<Engine>, table: &str) {
         .for_each_concurrent(REWARM_PARALLEL, |(sql, params)| {
             let e = e.clone();
             async move {
+                if !e.claims_rewarm(table, &sql, &params).await {
+                    return;
+                }
                 let mut session = Session::new("rewarm");
                 let run = async {
                     let r = e.execute(&sql, &params, &mut session).await?;

@@ -214,9 +214,17 @@ impl Engine {
                 _ => leg.sql.clone(),
             };
             let key = LegKey { sql: sql.clone(), params: params.to_vec(), session: wp.clone() };
-            let load = || async {
+            let fetch = || async {
                 self.metrics.leg(leg.layer.name());
                 self.warehouse.fetch(&sql, &described.params, params, wp).await.map(|f| f.rows)
+            };
+            let load = || async {
+                match self.shared_for(leg.layer, bypass) {
+                    Some(sh) => {
+                        self.fleet_leg(sh, &Self::leg_identity(&sql, params, wp), fetch).await
+                    }
+                    None => fetch().await.map(|r| (r, false)),
+                }
             };
             let (rows, status) = self.legs.get_or_load(leg.layer, key, bypass, load).await?;
             Ok::<_, Error>((rows, status, vec![], started.elapsed()))

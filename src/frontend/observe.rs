@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 
 use super::request::{decode_json, user_of, Problem};
 use crate::engine::activity::RecentFilter;
-use crate::engine::Engine;
+use crate::engine::{CancelOutcome, Engine};
 use crate::error::Error;
 
 /// Most recent statements one request lists.
@@ -121,7 +121,8 @@ struct CancelRequest {
 }
 
 /// `POST /v1/cancel {"request_id": ...}`: stops the caller's request running with that
-/// `tidemark-request-id` (it answers 499 / 57014); 404 when none is running.
+/// `tidemark-request-id` (it answers 499 / 57014): 200 when it ran here; 202 when it does
+/// not and the cancel went to the other replicas (over Redis); 404 when none can be asked.
 pub async fn cancel(
     State(engine): State<Arc<Engine>>,
     headers: HeaderMap,
@@ -129,11 +130,15 @@ pub async fn cancel(
 ) -> Result<Response, Problem> {
     let user = user_of(&engine, &headers)?;
     let req: CancelRequest = decode_json(body)?;
-    match engine.cancel_request(&user, &req.request_id)? {
-        true => Ok(axum::Json(json!({ "canceled": true })).into_response()),
-        false => {
-            Err(Error::NotFound(format!("no request {:?} of yours is running", req.request_id))
-                .into())
+    match engine.cancel_anywhere(&user, &req.request_id).await? {
+        CancelOutcome::Cancelled => Ok(axum::Json(json!({ "canceled": true })).into_response()),
+        CancelOutcome::Relayed => {
+            let body = json!({ "canceled": false, "relayed": true });
+            Ok((axum::http::StatusCode::ACCEPTED, axum::Json(body)).into_response())
+        }
+        CancelOutcome::NotFound => {
+            let why = format!("no request {:?} of yours is running", req.request_id);
+            Err(Error::NotFound(why).into())
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `tidemark:w:{<table>:<bucket start, epoch seconds>}`; the speed-table loader's high-water
 //! mark H lives at `tidemark:hwm:{<table>}` as epoch microseconds.
 
+pub mod link;
 pub mod reader;
 pub mod target;
 

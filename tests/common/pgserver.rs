@@ -157,6 +157,28 @@ impl PgServer {
         self.restart();
     }
 
+    /// Logs every statement (`log_statement = 'all'`) to its log and restarts: the warehouse's
+    /// own record of what it was asked to run.
+    pub fn log_statements(&mut self) {
+        use std::io::Write;
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut f = File::options().append(true).open(conf).expect("open postgresql.conf");
+        f.write_all(b"\nlog_statement = 'all'\nlog_line_prefix = '%m [%p] '\n")
+            .expect("write postgresql.conf");
+        self.restart();
+    }
+
+    /// The server log from byte `from` on (see [`PgServer::log_len`]).
+    pub fn log_since(&self, from: u64) -> String {
+        let bytes = std::fs::read(self.dir.join("server.log")).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default()).into_owned()
+    }
+
+    /// The server log's length now.
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(self.dir.join("server.log")).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// A client connected to a database of this server (its connection task spawned), over
     /// TCP, or over the Unix socket once [`PgServer::require_tls`] made TCP need TLS; panics
     /// when the server cannot be reached.

@@ -70,7 +70,7 @@ impl Reply {
 }
 
 /// A connection speaking the protocol by hand.
-pub struct RawPg(TcpStream);
+pub struct RawPg(TcpStream, Option<(i32, Vec<u8>)>);
 
 impl RawPg {
     /// Connects to 127.0.0.1:`port` as `user` to `db` (trust auth) and reads to ReadyForQuery.
@@ -88,10 +88,18 @@ impl RawPg {
         let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
         msg.extend_from_slice(&body);
         s.write_all(&msg).expect("startup");
-        let mut c = RawPg(s);
+        let mut c = RawPg(s, None);
         let r = c.read_reply();
         assert!(r.error().is_none(), "startup failed: {:?}", r.msgs);
+        c.1 = r.msgs.iter().find(|m| m.tag == b'K').map(|m| {
+            (i32::from_be_bytes([m.body[0], m.body[1], m.body[2], m.body[3]]), m.body[4..].to_vec())
+        });
         c
+    }
+
+    /// The BackendKeyData the server sent: process id and secret key.
+    pub fn backend_key(&self) -> Option<(i32, Vec<u8>)> {
+        self.1.clone()
     }
 
     /// Sends one simple Query and reads its whole reply.
@@ -102,6 +110,17 @@ impl RawPg {
         msg.push(0);
         self.0.write_all(&msg).expect("send Query");
         self.read_reply()
+    }
+
+    /// Sends a CancelRequest for `(pid, secret)` to 127.0.0.1:`port` (any server: a cancel
+    /// may reach another replica than the one running the statement).
+    pub fn cancel(port: u16, (pid, secret): (i32, &[u8])) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for a cancel");
+        let mut msg = ((12 + secret.len()) as i32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&80_877_102i32.to_be_bytes());
+        msg.extend_from_slice(&pid.to_be_bytes());
+        msg.extend_from_slice(secret);
+        s.write_all(&msg).expect("send CancelRequest");
     }
 
     fn read_reply(&mut self) -> Reply {

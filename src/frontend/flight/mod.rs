@@ -22,8 +22,8 @@ use arrow_flight::sql::{
     SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
 use arrow_schema::Schema;
 use base64::Engine as _;
@@ -34,7 +34,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::arrow_out::{convert_stream, ArrowOut};
 use crate::config::{Config, NumericMode};
-use crate::engine::{Engine, Session};
+use crate::engine::{CancelOutcome, Engine, Session};
 use crate::error::{Error, Result};
 use crate::model::arrow::{field_for, field_of, schema_for};
 use crate::model::column::{Column, Param};
@@ -58,6 +58,16 @@ const BASIC_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose
 );
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+/// A random id for a FlightInfo's DoGet, so that it can be cancelled from any replica.
+fn request_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        return String::new(); // not cancellable by id; closing the stream still cancels
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Maps the one error type to a gRPC status; the SQLSTATE leads the message.
 pub fn status(e: Error) -> Status {
@@ -180,6 +190,7 @@ impl FlightFrontend {
             sql: sql.to_string(),
             params: params.iter().map(param_proto).collect(),
             watermarks,
+            request_id: request_id(),
         };
         let handle = TicketStatementQuery { statement_handle: ticket.encode_to_vec().into() };
         let endpoint =
@@ -215,6 +226,11 @@ impl FlightFrontend {
             .iter()
             .map(|p| if p.is_null { Param::Null } else { Param::Text(p.text.clone()) })
             .collect();
+        // a ticket fetched twice at once is cancelled through its first fetch only
+        let cancellable = (!ticket.request_id.is_empty())
+            .then(|| self.engine.cancellable(user, &ticket.request_id).ok())
+            .flatten();
+        session.cancel = cancellable.as_ref().map(|c| c.signal());
         let result =
             self.engine.execute(&ticket.sql, &params, &mut session).await.map_err(status)?;
         let meta = freshness_proto(&result.freshness).encode_to_vec();
@@ -233,8 +249,34 @@ impl FlightFrontend {
             .with_max_flight_data_size(self.max_bytes)
             .with_metadata(meta.into())
             .build(batches)
-            .map_err(Status::from);
+            .map_err(Status::from)
+            .inspect_ok(move |_| {
+                let _registered = &cancellable; // cancellable while the stream lives
+            });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// Cancels the DoGet of a FlightInfo (CancelFlightInfo, CancelQuery) here or, relayed,
+    /// on the replica running it.
+    async fn cancel_info(&self, user: &str, info: &FlightInfo) -> CancelStatus {
+        let mut outcome = CancelStatus::NotCancellable;
+        for t in info.endpoint.iter().filter_map(|e| e.ticket.as_ref()) {
+            let handle = TicketStatementQuery::decode(
+                arrow_flight::sql::Any::decode(t.ticket.as_ref())
+                    .map(|a| a.value)
+                    .unwrap_or_default(),
+            );
+            let Ok(ticket) = handle.map(|h| proto::QueryTicket::decode(h.statement_handle)) else {
+                continue;
+            };
+            let Ok(ticket) = ticket else { continue };
+            match self.engine.cancel_anywhere(user, &ticket.request_id).await {
+                Ok(CancelOutcome::Cancelled) => return CancelStatus::Cancelled,
+                Ok(CancelOutcome::Relayed) => outcome = CancelStatus::Cancelling,
+                _ => {}
+            }
+        }
+        outcome
     }
 
     fn ticket_of_handle(&self, handle: &[u8]) -> std::result::Result<proto::QueryTicket, Status> {
@@ -423,6 +465,43 @@ impl FlightSqlService for FlightFrontend {
             .unwrap_or_else(|e| e.into_inner())
             .remove(query.prepared_statement_handle.as_ref());
         Ok(())
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: arrow_flight::sql::ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> std::result::Result<arrow_flight::sql::ActionCancelQueryResult, Status> {
+        let user = self.check(&request)?;
+        let info = FlightInfo::decode(query.info)
+            .map_err(|_| Status::invalid_argument("22023: bad FlightInfo"))?;
+        // CancelQuery's CancelResult numbers its outcomes as CancelFlightInfo's CancelStatus
+        let result = self.cancel_info(&user, &info).await as i32;
+        Ok(arrow_flight::sql::ActionCancelQueryResult { result })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != "CancelFlightInfo" {
+            let what = request.get_ref().r#type.clone();
+            return Err(Status::invalid_argument(format!("0A000: no action {what:?}")));
+        }
+        let user = self.check(&request)?;
+        let req = CancelFlightInfoRequest::decode(request.get_ref().body.clone())
+            .map_err(|_| Status::invalid_argument("22023: bad CancelFlightInfoRequest"))?;
+        let info = req.info.unwrap_or_default();
+        let result = CancelFlightInfoResult { status: self.cancel_info(&user, &info).await as i32 };
+        let body = arrow_flight::Result { body: result.encode_to_vec().into() };
+        Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(body)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<std::result::Result<ActionType, Status>>> {
+        Some(vec![Ok(ActionType {
+            r#type: "CancelFlightInfo".into(),
+            description: "Cancel a FlightInfo's DoGet on whichever replica runs it".into(),
+        })])
     }
 
     async fn get_flight_info_catalogs(

@@ -15,7 +15,7 @@ use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthOutcome,
     ServerParameterProvider, StartupHandler,
 };
-use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::api::{ClientInfo, ConnectionManager, PidSecretKeyGenerator};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
@@ -30,10 +30,17 @@ pub struct PasswordLogin<P> {
 }
 
 impl<P: ServerParameterProvider> PasswordLogin<P> {
-    /// Login for the configured users.
-    pub fn new(users: Arc<Users>, params: Arc<P>, manager: Arc<ConnectionManager>) -> Self {
+    /// Login for the configured users; connections register with `manager` under keys
+    /// from `pids`.
+    pub fn new(
+        users: Arc<Users>,
+        params: Arc<P>,
+        (manager, pids): (Arc<ConnectionManager>, Arc<dyn PidSecretKeyGenerator>),
+    ) -> Self {
         PasswordLogin {
-            driver: AuthDriver::new(params).with_connection_manager(manager),
+            driver: AuthDriver::new(params)
+                .with_connection_manager(manager)
+                .with_pid_secret_key_generator(pids),
             scram: SaslMechanisms::new(vec![Arc::new(ScramAuth::new(users.clone()))]),
             md5: Md5PasswordAuth::new(users.clone()),
             users,

@@ -5,6 +5,7 @@ pub mod binary;
 pub mod copy;
 pub mod encode;
 pub mod idle;
+mod keys;
 mod login;
 pub mod query;
 pub mod rows;
@@ -22,7 +23,7 @@ use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver,
     DefaultServerParameterProvider, StartupHandler,
 };
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult, SEVERITY_FATAL};
@@ -100,7 +101,7 @@ impl StartupHandler for Trust {
 struct Handlers<S> {
     startup: Arc<S>,
     gateway: Arc<Gateway>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<keys::FleetCancel>,
     errors: Arc<Errors>,
 }
 
@@ -187,11 +188,14 @@ pub async fn serve(
     let idle = config.pg.idle_timeout.get();
     let registry = Arc::new(idle::Registry::new(!idle.is_zero()));
     let gateway = Arc::new(Gateway::new(engine.clone(), registry.clone(), announced));
+    let cancel = keys::FleetCancel::new(manager.clone(), engine.clone());
+    let pids = keys::FleetKeys::new(engine.clone());
     let conns = Conns { tls, registry, idle, engine };
-    let cancel = Arc::new(DefaultCancelHandler::new(manager.clone()));
     let slots = Arc::new(Semaphore::new(config.pg.max_connections));
     let task = if config.users.is_empty() {
-        let driver = AuthDriver::new(params).with_connection_manager(manager);
+        let driver = AuthDriver::new(params)
+            .with_connection_manager(manager)
+            .with_pid_secret_key_generator(pids);
         let startup = Arc::new(Limited { inner: Trust { driver }, slots });
         tokio::spawn(accept_loop(
             listener,
@@ -201,7 +205,7 @@ pub async fn serve(
         ))
     } else {
         let users = Arc::new(crate::frontend::auth::Users::new(&config.users));
-        let login = login::PasswordLogin::new(users, Arc::new(params), manager);
+        let login = login::PasswordLogin::new(users, Arc::new(params), (manager, pids));
         let startup = Arc::new(Limited { inner: login, slots });
         tokio::spawn(accept_loop(
             listener,
