@@ -229,7 +229,7 @@ fn assert_once(runs: &BTreeMap<String, usize>, what: &str) {
 async fn a_fleet_computes_each_batch_leg_once_and_works_without_redis() {
     let mut redis = RedisServer::start();
     let fleet = Fleet::start(3, &single_redis(&redis.url())).await;
-    let l = fleet.layout.clone();
+    let l = fleet.layout;
     assert!(fleet.clients(None).await.is_empty(), "warming at W0");
 
     // W moves while 30 clients query the three replicas: each new leg runs once
@@ -280,7 +280,7 @@ async fn a_fleet_on_a_redis_cluster_shares_legs() {
         nodes.join(", ")
     );
     let fleet = Fleet::start(3, &toml).await;
-    let l = fleet.layout.clone();
+    let l = fleet.layout;
     assert!(fleet.clients(None).await.is_empty());
     let w = l.wm_step(900);
     let from = fleet.pg.log_len();
