@@ -242,8 +242,18 @@ async fn a_fleet_computes_each_batch_leg_once_and_works_without_redis() {
     assert_once(&fleet.batch_runs(from, w1), "after W moved");
     assert!(fleet.metric("tidemark_shared_cache_total{result=\"hit\"}").await > 0.0);
 
+    // Redis stopped while 30 clients query across a W move: every answer stays exact
+    let w2 = l.wm_step(1100);
+    let stopping = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(40));
+        redis.stop();
+        redis
+    });
+    let failures = fleet.clients(Some(w2)).await;
+    let mut redis = stopping.await.expect("Redis stopped");
+    assert!(failures.is_empty(), "answers while Redis stopped:\n{}", failures.join("\n"));
+
     // Redis away: still exact, every replica on its own
-    redis.stop();
     let w2 = l.wm_step(1400);
     let from = fleet.pg.log_len();
     fleet.move_w(w2).await;
@@ -251,10 +261,7 @@ async fn a_fleet_computes_each_batch_leg_once_and_works_without_redis() {
     assert!(failures.is_empty(), "answers without Redis:\n{}", failures.join("\n"));
     let alone = fleet.batch_runs(from, w2);
     println!("without Redis: {} legs, {} runs", alone.len(), alone.values().sum::<usize>());
-    assert!(
-        alone.values().sum::<usize>() > alone.len(),
-        "without Redis legs ran per replica: {alone:#?}"
-    );
+    assert!(alone.values().sum::<usize>() > alone.len(), "without Redis legs ran per replica: {alone:#?}");
     assert_eq!(fleet.metric("tidemark_redis_up{use=\"shared_cache\"}").await, 0.0);
 
     // Redis back (empty): sharing resumes

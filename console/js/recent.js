@@ -47,7 +47,7 @@ function controls(refresh) {
     { class: "row panel" },
     input("q", "text contains"),
     input("user", "any"),
-    select("frontend", [["", "any"], ["rest", "rest"], ["pgwire", "pgwire"], ["flight", "flight"]]),
+    select("frontend", [["", "any"], ["rest", "rest"], ["pgwire", "pgwire"], ["flight", "flight"], ["rewarm", "rewarm (background)"]]),
     select("plan", [["", "any"], ["split", "split"], ["passthrough", "passthrough"], ["local", "local"]]),
     select("failed", [["", "any"], ["true", "failed"], ["false", "succeeded"]]),
   );

@@ -109,7 +109,8 @@ pub struct Engine {
 /// The one link to `[redis]` that request paths share.
 fn redis_link(cfg: &crate::config::Redis) -> Result<Arc<crate::windows::link::RedisLink>> {
     let target = crate::windows::target::RedisTarget::new(cfg)?;
-    let meanwhile = "answers read the speed table instead of the windows until it answers";
+    let meanwhile = "answers read the speed table instead of the windows, and this replica \
+        computes its batch legs alone, until Redis answers";
     Ok(Arc::new(crate::windows::link::RedisLink::new(target, cfg.timeout()?, meanwhile)))
 }
 
