@@ -261,7 +261,10 @@ async fn a_fleet_computes_each_batch_leg_once_and_works_without_redis() {
     assert!(failures.is_empty(), "answers without Redis:\n{}", failures.join("\n"));
     let alone = fleet.batch_runs(from, w2);
     println!("without Redis: {} legs, {} runs", alone.len(), alone.values().sum::<usize>());
-    assert!(alone.values().sum::<usize>() > alone.len(), "without Redis legs ran per replica: {alone:#?}");
+    assert!(
+        alone.values().sum::<usize>() > alone.len(),
+        "without Redis legs ran per replica: {alone:#?}"
+    );
     assert_eq!(fleet.metric("tidemark_redis_up{use=\"shared_cache\"}").await, 0.0);
 
     // Redis back (empty): sharing resumes
