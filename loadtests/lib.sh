@@ -6,6 +6,7 @@
 #   bench_bin                    # BIN: $BIN if set (another build, no cargo), else a release build
 #   fresh_db NAME                # drops and creates database NAME (dropped again on exit)
 #   start_tidemark CONFIG PORT   # tidemark setup + serve; waits (bounded) until PORT answers
+#   stop_tidemarks               # stops every tidemark started so far
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh
 ensure_services
@@ -13,13 +14,21 @@ ensure_services
 BENCH_WORK=$(mktemp -d)
 BENCH_DBS=()
 TM_PID=
+TM_PIDS=()
 
 bench_log() { printf '==> %s\n' "$*" >&2; }
 bench_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+stop_tidemarks() {
+  local pid
+  for pid in "${TM_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  TM_PIDS=()
+  TM_PID=
+}
+
 bench_cleanup() {
   local db
-  if [[ -n $TM_PID ]]; then kill "$TM_PID" 2>/dev/null || true; wait "$TM_PID" 2>/dev/null || true; fi
+  stop_tidemarks
   for db in "${BENCH_DBS[@]}"; do
     psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   done
@@ -51,10 +60,11 @@ start_tidemark() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || bench_die "port $port is already in use"
   "$BIN" setup --config "$config" >"$BENCH_WORK/setup.log" 2>&1 ||
     { cat "$BENCH_WORK/setup.log" >&2; bench_die "tidemark setup failed"; }
-  RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$config" >"$BENCH_WORK/tidemark.log" 2>&1 &
+  RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --config "$config" >"$BENCH_WORK/tidemark-$port.log" 2>&1 &
   TM_PID=$!
+  TM_PIDS+=("$TM_PID")
   for _ in $(seq 300); do
-    kill -0 "$TM_PID" 2>/dev/null || { tail -n 30 "$BENCH_WORK/tidemark.log" >&2; bench_die "tidemark exited during start-up"; }
+    kill -0 "$TM_PID" 2>/dev/null || { tail -n 30 "$BENCH_WORK/tidemark-$port.log" >&2; bench_die "tidemark exited during start-up"; }
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     sleep 0.1
   done

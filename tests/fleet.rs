@@ -1,4 +1,5 @@
-//! A fleet of replicas over one warehouse and one Redis (also a Redis Cluster): after W moves,
+//! A fleet of replicas over one warehouse and one Redis (also a TLS Redis Cluster with an ACL
+//! user, as ElastiCache in cluster mode): after W moves,
 //! each batch leg and chunk of a dashboard's queries runs once on the warehouse for the whole
 //! fleet — counted from the warehouse's own statement log — while 30 clients spread over the
 //! replicas query and every answer equals the oracle; with Redis stopped answers stay exact
@@ -14,9 +15,10 @@ use std::time::Duration;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus};
 use chrono::NaiveDateTime;
+use common::certs::TestCa;
 use common::pgserver::PgServer;
 use common::raw::RawPg;
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisServer, RedisTls};
 use common::*;
 use futures::TryStreamExt;
 use prost::Message;
@@ -279,15 +281,28 @@ async fn a_fleet_computes_each_batch_leg_once_and_works_without_redis() {
     fleet.stop().await;
 }
 
+/// Like ElastiCache in cluster mode with in-transit encryption and an RBAC user: a
+/// three-master Redis Cluster speaking TLS only, with one ACL user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_on_a_redis_cluster_shares_legs() {
-    let cluster = RedisCluster::start();
+async fn a_fleet_on_a_tls_redis_cluster_shares_legs() {
+    let ca = TestCa::new("fleet redis CA");
+    let tls = RedisTls {
+        cert: ca.server("redis", "DNS:localhost,IP:127.0.0.1"),
+        ca: ca.cert(),
+        user: "tidemark".into(),
+        password: format!("fleet-pw-{:x}", std::process::id()),
+    };
+    let cluster = RedisCluster::start_tls(&tls);
     let seeds = cluster.seeds();
     let nodes: Vec<String> = seeds[1..].iter().map(|s| format!("\"{s}\"")).collect();
     let toml = format!(
-        "\n[redis]\nurl = \"{}\"\ncluster = true\nnodes = [{}]\ntimeout = \"2s\"\n",
+        "\n[redis]\nurl = \"{}\"\ncluster = true\nnodes = [{}]\ntimeout = \"2s\"\n\
+         username = \"{}\"\npassword = \"{}\"\n[redis.tls]\nroot_cert = \"{}\"\n",
         seeds[0],
-        nodes.join(", ")
+        nodes.join(", "),
+        tls.user,
+        tls.password,
+        ca.cert().display()
     );
     let fleet = Fleet::start(3, &toml).await;
     let l = fleet.layout;
@@ -297,7 +312,8 @@ async fn a_fleet_on_a_redis_cluster_shares_legs() {
     fleet.move_w(w).await;
     let failures = fleet.clients(None).await;
     assert!(failures.is_empty(), "answers differ from the oracle:\n{}", failures.join("\n"));
-    assert_once(&fleet.batch_runs(from, w), "on a Redis Cluster");
+    assert_once(&fleet.batch_runs(from, w), "on a TLS Redis Cluster");
+    assert_eq!(fleet.metric("tidemark_redis_up{use=\"shared_cache\"}").await, 3.0);
     fleet.stop().await;
 }
 

@@ -60,6 +60,9 @@ pub(super) struct Cut {
     pub naive: bool,
     /// The pieces, oldest first, each with its SQL (its batch cache key).
     pub pieces: Vec<(Piece, String)>,
+    /// Whether the fringe (the first piece) is worth sharing with the fleet: not when the
+    /// lower bound is `now()`-relative, which makes it new with every request.
+    pub share_fringe: bool,
 }
 
 impl Engine {
@@ -124,7 +127,7 @@ impl Engine {
             .into_iter()
             .map(|p| piece_sql(&p).map(|sql| (p, sql)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Cut { lower, naive, pieces })
+        Some(Cut { lower, naive, pieces, share_fringe: !plan.pinned_now })
     }
 
     /// Runs the pieces of a cut batch leg through the batch cache and concatenates their
@@ -148,13 +151,22 @@ impl Engine {
         let missing: Vec<usize> =
             (0..pieces.len()).filter(|i| !self.legs.has_batch(&key(pieces[*i]))).collect();
         let shared = self.shared_for(Layer::Batch, false);
-        let ids: Vec<(usize, String)> =
-            missing.iter().map(|i| (*i, Self::leg_identity(pieces[*i], params, wp))).collect();
-        let fleet = match shared {
+        let shareable = |i: &&usize| cut.share_fringe || cut.pieces[**i].0.lo.is_some();
+        let ids: Vec<(usize, String)> = missing
+            .iter()
+            .filter(shareable)
+            .map(|i| (*i, Self::leg_identity(pieces[*i], params, wp)))
+            .collect();
+        let mut fleet = match shared {
             Some(sh) if !ids.is_empty() => self.fleet_plan(sh, &ids).await,
-            _ => FleetPlan { won: missing.clone(), ..Default::default() },
+            _ => FleetPlan { won: ids.iter().map(|(i, _)| *i).collect(), ..Default::default() },
         };
-        let ctx = PieceCtx { pieces: &pieces, ids: &ids, fleet: &fleet, described, params, wp };
+        // a now()-relative fringe is computed here, with this replica's other pieces
+        fleet.won.extend(missing.iter().filter(|i| !shareable(i)));
+        fleet.won.sort_unstable();
+        let fringe = cut.pieces.first().is_some_and(|(p, _)| p.is_fringe());
+        let ctx =
+            PieceCtx { pieces: &pieces, ids: &ids, fleet: &fleet, fringe, described, params, wp };
         let together = tokio::sync::OnceCell::new();
         let loads = (0..pieces.len()).map(|i| {
             let (ctx, together) = (&ctx, &together);
@@ -203,9 +215,9 @@ impl Engine {
         Ok((all[at].clone(), false))
     }
 
-    /// One piece alone.
+    /// One piece alone (a fringe alone counts as a `fringe` statement, not a batch one).
     async fn fetch_piece(&self, ctx: &PieceCtx<'_>, i: usize) -> Result<Vec<Vec<Value>>> {
-        self.metrics.leg("batch");
+        self.metrics.leg(if i == 0 && ctx.fringe { "fringe" } else { "batch" });
         let fetched =
             self.warehouse.fetch(ctx.pieces[i], &ctx.described.params, ctx.params, ctx.wp);
         fetched.await.map(|f| f.rows)
@@ -248,6 +260,8 @@ impl Engine {
 /// What loading the pieces of one cut needs.
 struct PieceCtx<'a> {
     pieces: &'a [&'a str],
+    /// Whether the first piece is a fringe (open below).
+    fringe: bool,
     ids: &'a [(usize, String)],
     fleet: &'a FleetPlan,
     described: &'a Described,

@@ -76,9 +76,10 @@ impl Engine {
                 c.ty.name()
             )));
         }
-        if !split::substitute_now(&mut query, now_micros, self.dialect()) {
+        let Some(pinned) = split::substitute_now_counting(&mut query, now_micros, self.dialect())
+        else {
             return Err(Error::unsplittable("now() with arguments"));
-        }
+        };
         split::bind_limits(&mut query, params);
         let watermark = match pins.get(&cfg.name.to_lowercase()) {
             Some(w) => w.clone(),
@@ -97,6 +98,7 @@ impl Engine {
         };
         let mut plan = Cost::time(Phase::Plan, || split::plan(&input))?;
         plan.source = source;
+        plan.pinned_now = pinned > 0;
         Ok((plan, described))
     }
 

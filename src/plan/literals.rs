@@ -177,15 +177,21 @@ pub(crate) fn dollar_end(sql: &str, i: usize) -> usize {
 /// the query's snapshot instant so that every leg sees the same instant (and the leg SQL is
 /// cacheable). Returns false when a form cannot be replaced (the query is passed through).
 pub fn substitute_now(q: &mut Query, now_micros: i64, dialect: Dialect) -> bool {
+    substitute_now_counting(q, now_micros, dialect).is_some()
+}
+
+/// [`substitute_now`], saying how many calls it replaced (None: one it could not).
+pub fn substitute_now_counting(q: &mut Query, now_micros: i64, dialect: Dialect) -> Option<usize> {
     let instant = format!("CAST('{}+00' AS TIMESTAMPTZ)", timestamp_text(now_micros));
     let mut ok = true;
+    let mut replaced = 0;
     let _ = visit_expressions_mut(q, |e| {
         // Redshift's SYSDATE: the transaction's start as a timestamp in the session zone
         if matches!(e, Expr::Identifier(i) if i.quote_style.is_none()
             && i.value.eq_ignore_ascii_case("sysdate") && dialect == Dialect::Redshift)
         {
             match super::parse_expr(dialect, &format!("CAST({instant} AS TIMESTAMP)")) {
-                Ok(new) => *e = new,
+                Ok(new) => (*e, replaced) = (new, replaced + 1),
                 Err(_) => ok = false,
             }
             return ControlFlow::Continue(());
@@ -216,11 +222,11 @@ pub fn substitute_now(q: &mut Query, now_micros: i64, dialect: Dialect) -> bool 
                 return ControlFlow::Continue(());
             }
             match super::parse_expr(dialect, &text) {
-                Ok(new) => *e = new,
+                Ok(new) => (*e, replaced) = (new, replaced + 1),
                 Err(_) => ok = false,
             }
         }
         ControlFlow::Continue(())
     });
-    ok
+    ok.then_some(replaced)
 }

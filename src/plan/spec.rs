@@ -230,6 +230,9 @@ pub struct SplitPlan {
     /// The query as the parser prints it, before `now()` is replaced (what the engine
     /// remembers a plan's size by).
     pub source: String,
+    /// Whether `now()` or a friend was replaced by the query's instant: then the fringe of a
+    /// sliding range differs with every request and is not worth sharing.
+    pub pinned_now: bool,
 }
 
 /// Everything the split planner needs.

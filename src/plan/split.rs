@@ -126,6 +126,7 @@ pub fn plan(inp: &SplitInput) -> Result<SplitPlan> {
         batch_pieces,
         union: union.map(|u| backslashes_for(inp, u)),
         source: String::new(),
+        pinned_now: false,
     })
 }
 
