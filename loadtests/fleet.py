@@ -7,7 +7,8 @@ replicas' /metrics: batch statements (legs and chunks, cacheable for their W), f
 statements (a sliding range's newest edge, computed per request) and all warehouse
 statements. Prints one JSON line per configuration.
 
-    python3 loadtests/fleet.py run LABEL URL[,URL...] --db DBURL --moves N --clients C --mix FILE
+    python3 loadtests/fleet.py run LABEL URL[,URL...] --db DBURL --moves N --clients C --mix FILE --w-start T
+    python3 loadtests/fleet.py steady LABEL URL[,URL...] --mix FILE --rate R --seconds S
     python3 loadtests/fleet.py model --mix FILE --replicas N [--shared]
 """
 
@@ -39,6 +40,21 @@ def metric(url, name, labels=""):
         if line.startswith(name + labels) and (labels or line[len(name)] in " {"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def redis_info(port):
+    """Keys, memory and bytes through the network of the configuration's Redis."""
+    if not port:
+        return {}
+    out = subprocess.run(["redis-cli", "-p", str(port), "info"], capture_output=True, text=True).stdout
+    info = dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
+    keys = subprocess.run(["redis-cli", "-p", str(port), "dbsize"], capture_output=True, text=True).stdout
+    return {
+        "keys": int(keys.strip() or 0),
+        "used_memory": int(info.get("used_memory", 0)),
+        "net_bytes": int(info.get("total_net_input_bytes", 0)) + int(info.get("total_net_output_bytes", 0)),
+        "commands": int(info.get("total_commands_processed", 0)),
+    }
 
 
 def counters(urls):
@@ -81,6 +97,7 @@ def run(args):
         for u in urls:
             post(u, q["sql"])
     batch, fringe, statements, first = [], [], [], []
+    redis_before = redis_info(args.redis_port)
     start = datetime.datetime.fromisoformat(args.w_start)
     for m in range(args.moves):
         before = counters(urls)
@@ -104,6 +121,8 @@ def run(args):
         statements.append(after["all"] - before["all"])
     first.sort()
     p99 = first[min(len(first) - 1, int(len(first) * 0.99))]
+    redis_after = redis_info(args.redis_port)
+    per_move = lambda k: (redis_after.get(k, 0) - redis_before.get(k, 0)) / args.moves
     print(json.dumps({
         "label": args.label,
         "replicas": len(urls),
@@ -114,6 +133,45 @@ def run(args):
         "first_refresh_p50_ms": statistics.median(first) * 1000,
         "first_refresh_p99_ms": p99 * 1000,
         "shared_hits": counters(urls)["shared_hits"],
+        "redis_keys": redis_after.get("keys", 0),
+        "redis_used_memory": redis_after.get("used_memory", 0),
+        "redis_bytes_per_move": per_move("net_bytes"),
+        "redis_commands_per_move": per_move("commands"),
+    }))
+
+
+def steady(args):
+    """RATE requests a second of the mix, each to a random replica, for SECONDS: how many speed
+    legs the fleet sends the warehouse a second, against the model: per query asked at r
+    requests a second, a replica computes its realtime part once per realtime epoch T in
+    which it is asked at all, so the fleet sends sum over queries of N (1 - exp(-r T / N)) / T."""
+    import math
+    import random
+
+    urls = args.urls.split(",")
+    mix = json.load(open(args.mix))["queries"]
+    before = sum(metric(u, "tidemark_warehouse_legs_total", '{layer="speed"}') for u in urls)
+    stop = time.time() + args.seconds
+    gap = len(mix) * 1.0 / args.rate  # each worker thread asks one query per gap, on average
+
+    def worker(q):
+        rng = random.Random(hash(q["name"]))
+        while time.time() < stop:
+            time.sleep(rng.expovariate(1.0 / gap))
+            post(rng.choice(urls), q["sql"])
+
+    threads = [threading.Thread(target=worker, args=(q,)) for q in mix]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = sum(metric(u, "tidemark_warehouse_legs_total", '{layer="speed"}') for u in urls)
+    n, r, T = len(urls), args.rate / len(mix), args.ttl
+    predicted = len(mix) * n * (1 - math.exp(-r * T / n)) / T
+    print(json.dumps({
+        "label": args.label, "replicas": n, "rate": args.rate,
+        "speed_statements_per_s": (after - before) / args.seconds,
+        "model_speed_statements_per_s": predicted,
     }))
 
 
@@ -137,13 +195,21 @@ def main():
     r.add_argument("--clients", type=int, default=30)
     r.add_argument("--step-min", type=int, default=10)
     r.add_argument("--w-start", required=True, help="W before the first move (timestamp text)")
+    r.add_argument("--redis-port", type=int, default=0, help="the configuration's Redis, for its stats")
     r.add_argument("--settle", type=float, default=3.0)
+    st = sub.add_parser("steady")
+    st.add_argument("label")
+    st.add_argument("urls")
+    st.add_argument("--mix", required=True)
+    st.add_argument("--rate", type=float, default=60)
+    st.add_argument("--seconds", type=float, default=20)
+    st.add_argument("--ttl", type=float, default=1.0)
     m = sub.add_parser("model")
     m.add_argument("--mix", required=True)
     m.add_argument("--replicas", type=int, default=1)
     m.add_argument("--shared", action="store_true")
     args = p.parse_args()
-    run(args) if args.cmd == "run" else model(args)
+    {"run": run, "steady": steady, "model": model}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ SPEED_ROWS=${SPEED_ROWS:-60000}
 MOVES=${MOVES:-5}
 STEP=${STEP:-10}
 CLIENTS=${CLIENTS:-30}
+RATE=${RATE:-60}
+STEADY=${STEADY:-20}
 PORT=${PORT:-55600}
 DB=tidemark_fleet_bench
 PGURL="postgres://postgres@127.0.0.1:5432/$DB"
@@ -43,6 +45,9 @@ INSERT INTO events_speed SELECT -g, (SELECT t0 FROM bench_now) - (g * interval '
   (g % 10000) / 100.0
   FROM generate_series(1, $SPEED_ROWS) g;
 INSERT INTO events_batch SELECT * FROM events_speed WHERE event_time < (SELECT t0 FROM bench_now) - interval '30 minutes';
+-- what a Redshift sort key on the time column gives: cheap time-range scans (chunks)
+CREATE INDEX ON events_batch (event_time);
+CREATE INDEX ON events_speed (event_time);
 ANALYZE;
 SQL
 W_START=$(psql -X -Atq -h 127.0.0.1 -U postgres -d "$DB" -c "SELECT t0 - interval '3 hours' FROM bench_now")
@@ -88,12 +93,20 @@ run() {
   done
   bench_log "$label: $n replica(s), shared cache $shared, $moves W moves, $CLIENTS clients"
   "$PY" loadtests/fleet.py run "$label" "$(IFS=,; echo "${urls[*]}")" --db "$PGURL" --mix "$MIX" \
-    --moves "$moves" --clients "$CLIENTS" --step-min "$STEP" --w-start "$W_START" | tee -a "$BENCH_WORK/results.jsonl"
+    --moves "$moves" --clients "$CLIENTS" --step-min "$STEP" --w-start "$W_START" --redis-port "$rport" \
+    | tee -a "$BENCH_WORK/results.jsonl"
+  if [[ $label == model-* ]]; then
+    bench_log "$label: steady load, $RATE requests/s for $STEADY s"
+    "$PY" loadtests/fleet.py steady "steady-$n" "$(IFS=,; echo "${urls[*]}")" --mix "$MIX" \
+      --rate "$RATE" --seconds "$STEADY" | tee -a "$BENCH_WORK/results.jsonl"
+  fi
   stop_tidemarks
   redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
 }
 
 PY=.venv/bin/python
+config "$BENCH_WORK/setup.toml" "$PORT" "redis://127.0.0.1:1" false
+"$BIN" setup --config "$BENCH_WORK/setup.toml" >/dev/null
 run one 1 true
 run three-alone 3 false
 run three-shared 3 true
@@ -109,11 +122,13 @@ print("|---|---|---|---|---|---|---|")
 for label, name in [("one", "1 replica"), ("three-alone", "3 replicas, no shared cache"), ("three-shared", "3 replicas, shared cache")]:
     r = by[label]
     print(f"| {name} | {r['batch_statements_per_move']:.1f} | {r['batch_statements_per_move'] / one:.2f} | {r['fringe_statements_per_move']:.1f} | {r['warehouse_statements_per_move']:.1f} | {r['first_refresh_p50_ms']:.0f} | {r['first_refresh_p99_ms']:.0f} |")
+r = by["three-shared"]
+print(f"\nshared cache, 3 replicas: {r['redis_keys']} keys, {r['redis_used_memory'] / 2**20:.1f} MiB in Redis; per W move {r['redis_commands_per_move']:.0f} Redis commands, {r['redis_bytes_per_move'] / 2**10:.0f} KiB through its network")
 legs = sum(q["batch_statements"] for q in mix)
 print(f"\nmodel: with the shared cache a W move costs {legs} batch statements whatever the fleet's size; without it, {legs} per replica")
-print("| replicas | model | measured |")
-print("|---|---|---|")
+print("| replicas | batch statements per W move: model | measured | speed statements/s at RATE req/s: model | measured |")
+print("|---|---|---|---|---|")
 for n in (1, 2, 3, 4):
-    r = by[f"model-{n}"]
-    print(f"| {n} | {legs} | {r['batch_statements_per_move']:.1f} |")
+    r, st = by[f"model-{n}"], by[f"steady-{n}"]
+    print(f"| {n} | {legs} | {r['batch_statements_per_move']:.1f} | {st['model_speed_statements_per_s']:.1f} | {st['speed_statements_per_s']:.1f} |")
 PY

@@ -19,6 +19,10 @@ pub struct Moved {
     pub table: String,
     /// The watermark before the move.
     pub old: Watermark,
+    /// Seen by a re-read another replica's announcement asked for: not announced again,
+    /// so a fleet of N replicas sends about one message per move, not N (each of which
+    /// would make N replicas re-read the watermark table).
+    pub pushed: bool,
 }
 
 /// Polls the watermark table and keeps the latest W per logical table.
@@ -69,6 +73,15 @@ impl WatermarkTracker {
 
     /// Reads the watermark table once.
     pub async fn refresh(&self) -> Result<()> {
+        self.refresh_as(false).await
+    }
+
+    /// Re-reads the watermark table because another replica announced a move.
+    pub async fn refresh_pushed(&self) -> Result<()> {
+        self.refresh_as(true).await
+    }
+
+    async fn refresh_as(&self, pushed: bool) -> Result<()> {
         let fetched = self.warehouse.fetch(&self.sql, &[], &[], &Vec::new()).await?;
         let mut fresh = HashMap::new();
         for row in fetched.rows {
@@ -82,7 +95,7 @@ impl WatermarkTracker {
                 .iter()
                 .filter_map(|(t, w)| {
                     let old = marks.get(t).filter(|old| old.text() != w.text())?;
-                    Some(Moved { table: t.clone(), old: old.clone() })
+                    Some(Moved { table: t.clone(), old: old.clone(), pushed })
                 })
                 .collect();
             *marks = fresh;

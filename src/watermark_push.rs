@@ -98,7 +98,7 @@ async fn subscribe_once(
     status.ok();
     let mut messages = pubsub.on_message();
     while messages.next().await.is_some() {
-        if let Err(e) = tracker.refresh().await {
+        if let Err(e) = tracker.refresh_pushed().await {
             tracing::warn!(error = %e, "watermark refresh after a push failed");
         }
     }
@@ -116,7 +116,7 @@ async fn announce(
             m = moved.recv() => m,
             _ = shutdown.changed() => return,
         };
-        let Ok(crate::watermark::Moved { table, .. }) = m else { continue };
+        let Ok(crate::watermark::Moved { table, pushed: false, .. }) = m else { continue };
         let publish = async {
             let mut con = client.get_multiplexed_async_connection().await?;
             con.publish::<_, _, i64>(CHANNEL, &table).await

@@ -23,8 +23,12 @@ use crate::metrics::Metrics;
 use crate::model::value::Value;
 use crate::windows::link::RedisLink;
 
-/// How often a waiting replica looks for the value another computes.
-const POLL: Duration = Duration::from_millis(25);
+/// How soon a waiting replica first looks for the value another computes; it then waits
+/// twice as long each time, up to [`POLL_MAX`] (a long leg costs Redis a few reads, not one
+/// every few milliseconds per waiting replica).
+const POLL: Duration = Duration::from_millis(20);
+/// The longest pause between two looks.
+const POLL_MAX: Duration = Duration::from_millis(250);
 /// Keys written remembered for dropping at W moves (older ones are left to their TTL).
 const WRITTEN_MAX: usize = 100_000;
 /// Releases a lease only if this replica still holds it.
@@ -209,8 +213,10 @@ impl SharedLegs {
     pub async fn wait_for(&self, identity: &str) -> Option<Vec<Vec<Value>>> {
         let until = Instant::now() + self.cfg.wait;
         let (key, lkey) = (leg_key(identity), lease_key(identity));
+        let mut pause = POLL;
         while Instant::now() < until {
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
             let (k, l) = (key.clone(), lkey.clone());
             let read = self.link.run(|mut c| async move {
                 redis::pipe()
