@@ -9,6 +9,7 @@
 #   DURATION=30 loadtests/pgbench.sh
 #   HOP=tcp loadtests/pgbench.sh    # tidemark reaches PostgreSQL over TCP loopback
 #   BIN=/tmp/old/tidemark loadtests/pgbench.sh   # another build (no cargo build)
+#   TIDEMARK_EXTRA=$'[console]\nrecent = 0' loadtests/pgbench.sh   # more configuration
 #
 # pgbench always reaches the servers over TCP. tidemark's (and PgBouncer's) hop to PostgreSQL uses the
 # Unix socket when there is one (HOP=unix, the default then), as a gateway on the database
@@ -87,6 +88,7 @@ name = "events"
 time_column = "event_time"
 batch_table = "events_batch"
 speed_table = "events_speed"
+${TIDEMARK_EXTRA:-}
 TOML
 $BIN setup --config "$WORK/tidemark.toml" >/dev/null
 RUST_LOG=warn $BIN serve --config "$WORK/tidemark.toml" &

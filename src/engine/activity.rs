@@ -25,8 +25,10 @@ const BYTES_MAX: usize = 32 * 1024 * 1024;
 pub struct StatementRecord {
     /// Its id, increasing in the order statements started.
     pub id: u64,
-    /// When it started (UTC, RFC 3339).
-    pub started_at: String,
+    /// When it started (UTC, RFC 3339 with milliseconds; kept as microseconds since 1970,
+    /// written as text only when read).
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: i64,
     /// Who ran it ("" when users are not configured).
     pub user: String,
     /// `rest`, `pgwire`, `flight` or `other`.
@@ -52,9 +54,64 @@ pub struct StatementRecord {
     /// The error's message, when it failed; null where hidden.
     pub error: Option<String>,
     /// The answer's freshness: legs with rows, milliseconds and cache status.
-    pub freshness: Option<Freshness>,
+    #[serde(serialize_with = "whole")]
+    pub freshness: Option<Kept>,
     /// The plan it ran with: each leg's SQL and time range; null where hidden.
     pub explain: Option<Arc<Explain>>,
+}
+
+/// A statement's freshness as kept: whole, or for a statement the pass-through fast path
+/// forwarded only what it is made of (written out whole when read: the fast path keeps
+/// its per-statement cost to an allocation for the text).
+// Most recorded statements are `Whole`: boxing it would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Kept {
+    /// The answer's freshness.
+    Whole(Freshness),
+    /// A forwarded statement: why it passed through, and how long until it was sent.
+    Forwarded {
+        /// Why it passes through.
+        reason: Arc<str>,
+        /// Milliseconds until the warehouse had it.
+        elapsed_ms: f64,
+    },
+}
+
+impl Kept {
+    /// The freshness as every frontend reports it.
+    pub fn freshness(&self) -> Freshness {
+        match self {
+            Kept::Whole(f) => f.clone(),
+            Kept::Forwarded { reason, elapsed_ms } => Freshness::forwarded(reason, *elapsed_ms),
+        }
+    }
+
+    /// How it was answered.
+    pub fn plan(&self) -> PlanKind {
+        match self {
+            Kept::Whole(f) => f.plan,
+            Kept::Forwarded { .. } => PlanKind::Passthrough,
+        }
+    }
+
+    /// The answer cache's status.
+    pub fn cache(&self) -> Option<CacheStatus> {
+        match self {
+            Kept::Whole(f) => f.cache,
+            Kept::Forwarded { .. } => None,
+        }
+    }
+}
+
+fn whole<S: serde::Serializer>(k: &Option<Kept>, s: S) -> Result<S::Ok, S::Error> {
+    k.as_ref().map(Kept::freshness).serialize(s)
+}
+
+/// Microseconds since 1970 as RFC 3339 text (`2026-12-05T17:52:12.123Z`).
+fn rfc3339<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
+    let t = chrono::DateTime::from_timestamp_micros(*micros).unwrap_or_default();
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 impl StatementRecord {
@@ -134,13 +191,19 @@ impl RecentFilter {
 pub struct Activity {
     next: AtomicU64,
     keep: usize,
-    ring: Mutex<(VecDeque<Arc<StatementRecord>>, usize)>,
+    /// The records with their weights, and the weights' sum.
+    ring: Mutex<(VecDeque<(StatementRecord, usize)>, usize)>,
 }
 
 impl Activity {
     /// Keeps at most `keep` statements (0: none).
     pub fn new(keep: usize) -> Activity {
         Activity { next: AtomicU64::new(1), keep, ring: Mutex::new((VecDeque::new(), 0)) }
+    }
+
+    /// Whether statements are kept at all (`[console] recent` above 0).
+    pub fn keeps(&self) -> bool {
+        self.keep > 0
     }
 
     /// A new statement's id.
@@ -154,14 +217,18 @@ impl Activity {
             return;
         }
         let weight = record.weight();
+        let mut dropped = Vec::new(); // freed after the lock is let go
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.0.push_back(Arc::new(record));
+        ring.0.push_back((record, weight));
         ring.1 += weight;
         while ring.0.len() > self.keep || (ring.1 > BYTES_MAX && ring.0.len() > 1) {
-            if let Some(old) = ring.0.pop_front() {
-                ring.1 -= old.weight();
+            if let Some((old, w)) = ring.0.pop_front() {
+                ring.1 -= w;
+                dropped.push(old);
             }
         }
+        drop(ring);
+        drop(dropped);
     }
 
     /// The statements `filter` keeps, newest first, as `viewer` may see them. A text filter
@@ -171,7 +238,7 @@ impl Activity {
         ring.0
             .iter()
             .rev()
-            .map(|r| r.seen_by(viewer))
+            .map(|(r, _)| r.seen_by(viewer))
             .filter(|r| filter.keeps(r))
             .take(filter.limit)
             .collect()
@@ -180,7 +247,7 @@ impl Activity {
     /// One statement by id, as `viewer` may see it.
     pub fn get(&self, id: u64, viewer: &Viewer) -> Option<StatementRecord> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.0.iter().rev().find(|r| r.id == id).map(|r| r.seen_by(viewer))
+        ring.0.iter().rev().find(|(r, _)| r.id == id).map(|(r, _)| r.seen_by(viewer))
     }
 }
 
@@ -234,7 +301,7 @@ mod tests {
     fn record(id: u64, user: &str, sql: &str) -> StatementRecord {
         StatementRecord {
             id,
-            started_at: String::new(),
+            started_at: 0,
             user: user.into(),
             frontend: "rest",
             sql: Some(sql.into()),

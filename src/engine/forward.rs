@@ -13,7 +13,7 @@ use super::{Engine, ResultLimits, Session};
 use crate::error::{Error, Result};
 use crate::exec::raw::Lease;
 use crate::exec::warehouse::mentions_set_config;
-use crate::model::freshness::{CacheStatus, Freshness, LegReport, PlanKind};
+use crate::model::freshness::Freshness;
 use crate::model::reply::Reply;
 use crate::plan::{self, Class};
 
@@ -113,8 +113,9 @@ impl Engine {
             log.failed(&e);
             return Some(Err(e));
         }
-        let freshness = forwarded_freshness(&reason, started.elapsed().as_secs_f64() * 1000.0);
-        log.answered(&freshness, None);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let freshness = Freshness::forwarded(&reason, elapsed_ms);
+        log.forwarded(&freshness, reason, elapsed_ms);
         if !session.forget_freshness {
             session.last_freshness = Some(freshness);
         }
@@ -147,22 +148,5 @@ impl Engine {
         }
         known.insert(key, reason.clone());
         reason
-    }
-}
-
-/// The freshness a forwarded statement reports (as the normal pass-through path does).
-fn forwarded_freshness(reason: &str, elapsed_ms: f64) -> Freshness {
-    Freshness {
-        plan: PlanKind::Passthrough,
-        table: None,
-        batch_watermark: None,
-        realtime_as_of: None,
-        legs: vec![LegReport::new("warehouse", None, elapsed_ms, CacheStatus::None)],
-        cache: None,
-        pruned: vec![],
-        degraded: false,
-        windows: None,
-        reason: Some(reason.to_string()),
-        realtime_reaches: None,
     }
 }

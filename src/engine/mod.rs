@@ -292,7 +292,10 @@ impl Engine {
             limits: self.limits,
             in_flight,
             killed: Box::pin(self.life.killed()),
-            cancelled: Box::pin(cancel::cancelled(session.cancel.clone())),
+            cancelled: session
+                .cancel
+                .clone()
+                .map(|c| Box::pin(cancel::cancelled(Some(c))) as std::pin::Pin<Box<_>>),
             metrics: self.metrics.clone(),
         };
         result.stream = tracked::track(result.stream, tracking);

@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 
-use super::activity::{kept_text, param_texts, Activity, StatementRecord};
+use super::activity::{kept_text, param_texts, Activity, Kept, StatementRecord};
 use crate::error::{Error, Result};
 use crate::model::column::Param;
 use crate::model::cost::{Cost, Phase};
@@ -116,17 +116,17 @@ pub struct QueryLog {
     /// When the statement started.
     pub started: Instant,
     /// What goes into the recent statements when the statement is done.
-    record: Option<Box<Pending>>,
+    record: Option<Pending>,
 }
 
 /// A statement's record in the making.
 struct Pending {
     activity: Arc<Activity>,
     id: u64,
-    started_at: chrono::DateTime<chrono::Utc>,
+    started_at: i64,
     sql: (Arc<str>, bool),
     params: Vec<Option<String>>,
-    freshness: Option<Freshness>,
+    freshness: Option<Kept>,
     explain: Option<Arc<Explain>>,
     error: Option<String>,
 }
@@ -150,24 +150,35 @@ impl QueryLog {
 
     /// Keeps the statement in `activity`'s recent statements under `id` when it is done.
     pub fn record_in(&mut self, activity: &Arc<Activity>, id: u64, sql: &str, params: &[Param]) {
-        self.record = Some(Box::new(Pending {
+        if !activity.keeps() {
+            return;
+        }
+        self.record = Some(Pending {
             activity: activity.clone(),
             id,
-            started_at: chrono::Utc::now(),
+            started_at: chrono::Utc::now().timestamp_micros(),
             sql: kept_text(sql),
             params: param_texts(params),
             freshness: None,
             explain: None,
             error: None,
-        }));
+        });
     }
 
     /// Takes the answer's freshness and plan for the record.
     pub fn answered(&mut self, f: &Freshness, explain: Option<Arc<Explain>>) {
         self.describe(f);
         if let Some(p) = &mut self.record {
-            p.freshness = Some(f.clone());
+            p.freshness = Some(Kept::Whole(f.clone()));
             p.explain = explain;
+        }
+    }
+
+    /// Notes a statement the fast path forwarded (its freshness is made of `reason`).
+    pub fn forwarded(&mut self, f: &Freshness, reason: Arc<str>, elapsed_ms: f64) {
+        self.describe(f);
+        if let Some(p) = &mut self.record {
+            p.freshness = Some(Kept::Forwarded { reason, elapsed_ms });
         }
     }
 
@@ -183,17 +194,17 @@ impl QueryLog {
         let f = p.freshness;
         StatementRecord {
             id: p.id,
-            started_at: p.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: p.started_at,
             user: std::mem::take(&mut self.user),
             frontend: self.frontend,
             sql: Some(p.sql.0),
             sql_truncated: p.sql.1,
             params: p.params,
-            plan: f.as_ref().map(|f| f.plan),
+            plan: f.as_ref().map(Kept::plan),
             ms: self.started.elapsed().as_secs_f64() * 1000.0,
             rows: self.rows,
             bytes: self.bytes,
-            cache: f.as_ref().and_then(|f| f.cache),
+            cache: f.as_ref().and_then(Kept::cache),
             sqlstate: self.sqlstate.clone(),
             error: p.error,
             explain: p.explain,
@@ -239,7 +250,7 @@ impl Drop for QueryLog {
                 p.error = Some("the client cancelled the statement or went away".into());
             }
             let activity = p.activity.clone();
-            activity.push(self.record_of(*p));
+            activity.push(self.record_of(p));
         }
     }
 }
@@ -285,8 +296,9 @@ pub struct Tracking {
     pub in_flight: InFlight,
     /// Resolves when shutdown stops statements.
     pub killed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    /// Resolves when the client cancels the statement.
-    pub cancelled: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Resolves when the client cancels the statement (None: it cannot be cancelled this
+    /// way, and no future is allocated for it).
+    pub cancelled: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     /// Where an error while streaming is counted.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -308,7 +320,12 @@ pub fn track(
             _ = &mut t.killed => Some(Err(Error::ShuttingDown(
                 "canceled at the shutdown deadline".into(),
             ))),
-            _ = &mut t.cancelled => Some(Err(Error::Canceled)),
+            _ = async {
+                match &mut t.cancelled {
+                    Some(c) => c.await,
+                    None => std::future::pending().await,
+                }
+            } => Some(Err(Error::Canceled)),
         };
         let item = match next? {
             Ok(b) => {

@@ -147,6 +147,23 @@ pub struct Freshness {
 }
 
 impl Freshness {
+    /// The freshness of a statement the pass-through fast path forwarded as it came.
+    pub fn forwarded(reason: &str, elapsed_ms: f64) -> Freshness {
+        Freshness {
+            plan: PlanKind::Passthrough,
+            table: None,
+            batch_watermark: None,
+            realtime_as_of: None,
+            legs: vec![LegReport::new("warehouse", None, elapsed_ms, CacheStatus::None)],
+            cache: None,
+            pruned: vec![],
+            degraded: false,
+            windows: None,
+            reason: Some(reason.to_string()),
+            realtime_reaches: None,
+        }
+    }
+
     /// The freshness of an answer tidemark made itself, reading no layer.
     pub fn local() -> Freshness {
         Freshness {

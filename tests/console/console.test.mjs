@@ -97,9 +97,15 @@ await step("sign in with an API key", async () => {
 
 let H0;
 await step("a split query's grid equals the REST answer", async () => {
-  const { tables } = await (await fetch(`${BASE}/v1/freshness`, { headers: { authorization: `Bearer ${ANALYST}` } })).json();
-  const t = tables.find((x) => x.table === "events");
-  assert.ok(t.w && t.h, "W and H are published");
+  // the demo's loader publishes H within seconds of its start
+  let t;
+  for (let i = 0; ; i++) {
+    const { tables } = await (await fetch(`${BASE}/v1/freshness`, { headers: { authorization: `Bearer ${ANALYST}` } })).json();
+    t = tables.find((x) => x.table === "events");
+    if (t.w && t.h && t.windows?.up) break;
+    assert.ok(i < 60, `W and H are published and the windows are up: ${JSON.stringify(t)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
   H0 = t.h;
   const iso = (ms) => new Date(ms).toISOString().replace("T", " ").replace("Z", "");
   // a closed range across W that ends below H: its answer no longer changes, whatever W does
