@@ -16,7 +16,7 @@
 //! - [`model`], [`error`], [`config`]: values, columns, freshness and durations; one error
 //!   type; the configuration, parsed once.
 //!
-//! README's Architecture section maps every file.
+//! docs/architecture.md maps every file.
 
 #![warn(missing_docs)]
 // The HTTP handlers' futures nest the whole engine (split → legs → windows → Redis); proving
