@@ -48,9 +48,9 @@ def redis_info(port):
         return {}
     out = subprocess.run(["redis-cli", "-p", str(port), "info"], capture_output=True, text=True).stdout
     info = dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
-    keys = subprocess.run(["redis-cli", "-p", str(port), "dbsize"], capture_output=True, text=True).stdout
+    db0 = dict(kv.split("=", 1) for kv in info.get("db0", "keys=0").split(","))  # keys=N,expires=...
     return {
-        "keys": int(keys.strip() or 0),
+        "keys": int(db0.get("keys", 0)),
         "used_memory": int(info.get("used_memory", 0)),
         "net_bytes": int(info.get("total_net_input_bytes", 0)) + int(info.get("total_net_output_bytes", 0)),
         "commands": int(info.get("total_commands_processed", 0)),
@@ -61,6 +61,7 @@ def counters(urls):
     return {
         "batch": sum(metric(u, "tidemark_warehouse_legs_total", '{layer="batch"}') for u in urls),
         "fringe": sum(metric(u, "tidemark_warehouse_legs_total", '{layer="fringe"}') for u in urls),
+        "speed": sum(metric(u, "tidemark_warehouse_legs_total", '{layer="speed"}') for u in urls),
         "all": sum(metric(u, "tidemark_warehouse_statements_total") for u in urls),
         "shared_hits": sum(metric(u, "tidemark_shared_cache_total", '{result="hit"}') for u in urls),
     }
@@ -150,7 +151,7 @@ def steady(args):
 
     urls = args.urls.split(",")
     mix = json.load(open(args.mix))["queries"]
-    before = sum(metric(u, "tidemark_warehouse_legs_total", '{layer="speed"}') for u in urls)
+    before = counters(urls)["speed"]
     stop = time.time() + args.seconds
     gap = len(mix) * 1.0 / args.rate  # each worker thread asks one query per gap, on average
 
@@ -165,7 +166,7 @@ def steady(args):
         t.start()
     for t in threads:
         t.join()
-    after = sum(metric(u, "tidemark_warehouse_legs_total", '{layer="speed"}') for u in urls)
+    after = counters(urls)["speed"]
     n, r, T = len(urls), args.rate / len(mix), args.ttl
     predicted = len(mix) * n * (1 - math.exp(-r * T / n)) / T
     print(json.dumps({
